@@ -1,0 +1,44 @@
+"""Package metadata. Torch is installed by scripts/install.sh first (CPU build on machines
+without a GPU); the range below accepts that build so pip never swaps it for a CUDA one."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="synergy_dagster",
+    version="0.1.0",
+    description="Data synergy study (global vs regional LSTMs for soil moisture and streamflow) on Dagster",
+    packages=find_packages(exclude=["synergy_dagster_tests", "bench"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-graphql==1.13.27",
+        "torch>=2.3,<2.15",
+        "numpy>=1.26",
+        "pandas>=2.2",
+        "xarray>=2024.1",
+        "netCDF4>=1.6",
+        "h5netcdf>=1.3",
+        "zarr>=2.17",
+        "geopandas>=1.0",
+        "pyogrio>=0.9",
+        "shapely>=2.0",
+        "pyproj>=3.6",
+        "scipy>=1.11",
+        "duckdb>=1.1",
+        "pyarrow>=15",
+        "matplotlib>=3.8",
+        "tqdm>=4.66",
+        "requests>=2.31",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "pytest-timeout>=2.3",
+            "ruff>=0.6",
+            "hydroeval==0.1.0",
+            "HydroErr>=2.0",
+        ],
+    },
+)

@@ -1,0 +1,28 @@
+"""Errors a user can act on: each names the input, the place inside it and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SynergyError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class InputError(SynergyError, ValueError):
+    """A user-provided file or value is wrong.
+
+    ``source`` is a path or config field, ``where`` a line, column, variable or feature
+    inside it (optional), ``problem`` what is wrong in words a hydrologist understands.
+    """
+
+    def __init__(self, source: str | Path, problem: str, where: str | None = None) -> None:
+        self.source = str(source)
+        self.where = where
+        self.problem = problem
+        loc = f"{self.source}" + (f" [{where}]" if where else "")
+        super().__init__(f"{loc}: {problem}")
+
+
+class ConfigError(InputError):
+    """A configuration value is out of range or inconsistent (source = the field name)."""

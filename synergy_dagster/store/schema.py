@@ -1,0 +1,43 @@
+"""Table definitions of the metadata store. Arrays live in Parquet/NetCDF; DuckDB keeps metadata
+and result tables only, so connections stay short."""
+
+from __future__ import annotations
+
+TABLES: dict[str, str] = {
+    "sources": """
+        source_name VARCHAR PRIMARY KEY, domain VARCHAR, path VARCHAR, format VARCHAR,
+        content_hash VARCHAR, n_sites INTEGER, period_start DATE, period_end DATE,
+        n_rows BIGINT, n_valid_target BIGINT, loaded_at TIMESTAMP
+    """,
+    "sites": """
+        site_id VARCHAR, domain VARCHAR, lat DOUBLE, lon DOUBLE, l1 VARCHAR, l2 VARCHAR,
+        l3 VARCHAR, subregion VARCHAR, tagging_method VARCHAR, area_share DOUBLE,
+        coverage_train DOUBLE, coverage_test DOUBLE, kept BOOLEAN,
+        PRIMARY KEY (domain, site_id)
+    """,
+    "training_sets": """
+        domain VARCHAR, set_key VARCHAR, scenario VARCHAR, region VARCHAR, experiment VARCHAR,
+        n_sites INTEGER, sites_hash VARCHAR, trained_as VARCHAR, added_rule VARCHAR,
+        train_start DATE, train_end DATE, test_start DATE, test_end DATE,
+        PRIMARY KEY (domain, set_key)
+    """,
+    "models": """
+        domain VARCHAR, scenario VARCHAR, region VARCHAR, set_key VARCHAR, seed INTEGER,
+        profile VARCHAR, n_sites INTEGER, n_train_samples BIGINT, data_hash VARCHAR,
+        config_json VARCHAR, path VARCHAR, file_sha256 VARCHAR, train_seconds DOUBLE,
+        final_loss DOUBLE, first_loss DOUBLE, n_iterations INTEGER, resumed_from_epoch INTEGER,
+        device VARCHAR, code_version VARCHAR, created_at TIMESTAMP,
+        PRIMARY KEY (domain, set_key, seed)
+    """,
+    "site_metrics": """
+        domain VARCHAR, experiment VARCHAR, scenario VARCHAR, region VARCHAR, seed VARCHAR,
+        site_id VARCHAR, model_key VARCHAR, rmse DOUBLE, ubrmse DOUBLE, bias DOUBLE,
+        corr DOUBLE, nse DOUBLE, kge DOUBLE, n_days INTEGER
+    """,
+    "significance": """
+        domain VARCHAR, experiment VARCHAR, comparison VARCHAR, region VARCHAR, metric VARCHAR,
+        seed VARCHAR, n INTEGER, statistic DOUBLE, p_value DOUBLE, p_holm DOUBLE, effect DOUBLE,
+        median_diff DOUBLE, ci_low DOUBLE, ci_high DOUBLE, median_a DOUBLE, median_b DOUBLE,
+        share_a_better DOUBLE
+    """,
+}
