@@ -1,0 +1,280 @@
+"""The study's figures as PNG bytes: per-region boxplots, error matrices, the region map and loss curves.
+
+Figures are drawn on a bare ``matplotlib.figure.Figure`` attached to the Agg canvas, so no pyplot
+global state or backend switch is involved and rendering is headless and thread-safe. Each
+function returns the PNG bytes and, when ``path`` is given, also writes them atomically there.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from synergy_dagster.errors import InputError
+from synergy_dagster.io_utils import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+__all__ = ["boxplot_by_region", "error_matrix", "loss_curve", "region_map"]
+
+DPI = 100
+_DOMAIN_MARKERS = {"soil_moisture": "s", "streamflow": "o"}
+
+
+def _new_figure(width: float, height: float) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _render(fig: Figure, path: str | Path | None) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    data = buf.getvalue()
+    if path is not None:
+        atomic_write_bytes(path, data)
+    return data
+
+
+def _require(df: pd.DataFrame, cols: Sequence[str], source: str) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise InputError(source, f"missing column(s) {missing}; have {list(df.columns)}")
+
+
+def _palette(n: int, name: str = "tab10") -> list[tuple[float, float, float, float]]:
+    cmap = matplotlib.colormaps[name]
+    k = cmap.N if hasattr(cmap, "N") else 10
+    return [cmap(i % k) for i in range(n)]
+
+
+def boxplot_by_region(
+    site_metrics: pd.DataFrame,
+    metric: str,
+    scenarios: Sequence[str],
+    region_order: Sequence[str] | None = None,
+    title: str | None = None,
+    *,
+    region_col: str = "region",
+    scenario_col: str = "scenario",
+    ylabel: str | None = None,
+    path: str | Path | None = None,
+) -> bytes:
+    """Grouped boxplots: for each region, one box per scenario of the per-site ``metric``.
+
+    ``site_metrics`` holds one row per site per scenario (columns ``region_col``, ``scenario_col``,
+    ``metric``). Regions default to the sorted regions present; the tick label carries the number
+    of sites (the largest count over the scenarios). NaN values are left out of the boxes.
+    """
+    _require(site_metrics, [region_col, scenario_col, metric], "site_metrics")
+    if not scenarios:
+        raise InputError("scenarios", "at least one scenario is required")
+    df = site_metrics[site_metrics[scenario_col].isin(list(scenarios))]
+    regions = list(region_order) if region_order is not None else sorted(df[region_col].unique(), key=str)
+    k = len(scenarios)
+    width = 0.8 / k
+    colors = _palette(k)
+    fig, ax = _new_figure(max(4.0, 0.55 * len(regions) * max(1, k / 2) + 1.5), 3.4)
+    grouped = {key: g[metric].to_numpy(float) for key, g in df.groupby([region_col, scenario_col])}
+    counts = []
+    for j, scen in enumerate(scenarios):
+        data, pos = [], []
+        for i, reg in enumerate(regions):
+            v = grouped.get((reg, scen), np.empty(0))
+            v = v[np.isfinite(v)]
+            if v.size:
+                data.append(v)
+                pos.append(i + (j - (k - 1) / 2) * width)
+        if data:
+            bp = ax.boxplot(
+                data,
+                positions=pos,
+                widths=width * 0.9,
+                patch_artist=True,
+                showfliers=True,
+                flierprops={"markersize": 2},
+                medianprops={"color": "black"},
+            )
+            for box in bp["boxes"]:
+                box.set_facecolor(colors[j])
+                box.set_alpha(0.85)
+    for reg in regions:
+        counts.append(max(int(np.isfinite(grouped.get((reg, s), np.empty(0))).sum()) for s in scenarios))
+    ax.set_xticks(range(len(regions)))
+    ax.set_xticklabels([f"{r}\n({n})" for r, n in zip(regions, counts, strict=True)], fontsize=7)
+    ax.set_xlim(-0.6, len(regions) - 0.4)
+    ax.set_ylabel(ylabel or metric)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(
+        handles=[Patch(facecolor=c, label=s) for c, s in zip(colors, scenarios, strict=True)],
+        fontsize=7,
+        ncol=min(k, 4),
+        loc="best",
+    )
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _render(fig, path)
+
+
+def error_matrix(
+    table: pd.DataFrame,
+    *,
+    value: str = "value",
+    row_col: str = "region",
+    col_col: str = "scenario",
+    reference: str | None = None,
+    higher_is_better: bool | None = None,
+    row_order: Sequence[str] | None = None,
+    col_order: Sequence[str] | None = None,
+    title: str | None = None,
+    fmt: str = ".3g",
+    path: str | Path | None = None,
+) -> bytes:
+    """Annotated heatmap of the median of column ``value`` per (row x column), e.g. ROI x training set.
+
+    ``table`` may be long-format medians or per-site rows: cells are the median of all rows that
+    fall in them. With ``reference`` (e.g. ``"local"``) each cell shows the difference to the
+    reference column of its row (the reference column itself is dropped) on a diverging scale
+    centred on 0; ``higher_is_better`` makes improvements blue and degradations red.
+    """
+    _require(table, [row_col, col_col, value], "table")
+    mat = table.pivot_table(index=row_col, columns=col_col, values=value, aggfunc="median", dropna=False)
+    if row_order is not None:
+        mat = mat.reindex(index=list(row_order))
+    if col_order is not None:
+        mat = mat.reindex(columns=list(col_order))
+    cmap_name = "viridis"
+    center = False
+    if reference is not None:
+        if reference not in mat.columns:
+            raise InputError("reference", f"column {reference!r} not in {list(mat.columns)}")
+        mat = mat.sub(mat[reference], axis=0).drop(columns=[reference])
+        center = True
+        cmap_name = "RdBu" if higher_is_better in (True, None) else "RdBu_r"
+    values = mat.to_numpy(dtype=float)
+    nr, nc = values.shape
+    fig, ax = _new_figure(max(3.5, 1.1 * nc + 2.0), max(2.5, 0.35 * nr + 1.2))
+    finite = values[np.isfinite(values)]
+    kwargs: dict[str, float] = {}
+    if center and finite.size:
+        lim = float(np.max(np.abs(finite))) or 1.0
+        kwargs = {"vmin": -lim, "vmax": lim}
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap_name, aspect="auto", **kwargs)
+    fig.colorbar(im, ax=ax, shrink=0.8, label=(f"{value} - {reference}" if reference else value))
+    ax.set_xticks(range(nc))
+    ax.set_xticklabels([str(c) for c in mat.columns], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(nr))
+    ax.set_yticklabels([str(r) for r in mat.index], fontsize=8)
+    if finite.size:
+        mid = 0.0 if center else float(np.nanmean(finite))
+        spread = float(np.nanmax(np.abs(finite - mid))) or 1.0
+        for (i, j), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                # Light text on the saturated ends of the scale, dark text elsewhere.
+                color = "white" if abs(v - mid) > 0.6 * spread else "black"
+                ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7, color=color)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _render(fig, path)
+
+
+def region_map(
+    regions_gdf: gpd.GeoDataFrame,
+    sites: pd.DataFrame,
+    color_by: str = "subregion",
+    *,
+    code_col: str = "code",
+    lat_col: str = "lat",
+    lon_col: str = "lon",
+    title: str | None = None,
+    label_regions: bool = True,
+    path: str | Path | None = None,
+) -> bytes:
+    """Map of the regions (polygons coloured by ``code_col``) with the sites as points.
+
+    Sites are coloured by their ``color_by`` column, with the same colour as the region of that
+    code where the values match (e.g. sub-region letters); without that column they are black.
+    A ``domain`` column, when present, picks the marker (square = SMAP pixel, circle = basin).
+    """
+    _require(regions_gdf, [code_col, "geometry"], "regions")
+    _require(sites, [lat_col, lon_col], "sites")
+    gdf = regions_gdf
+    if gdf.crs is not None and not gdf.crs.is_geographic:
+        gdf = gdf.to_crs(4326)
+    codes = [str(c) for c in gdf[code_col]]
+    site_codes = [str(c) for c in sites[color_by]] if color_by in sites.columns else []
+    cats = sorted(set(codes) | set(site_codes))
+    palette = dict(zip(cats, _palette(len(cats), "tab20"), strict=True))
+    fig, ax = _new_figure(7.0, 4.2)
+    if len(gdf):
+        gdf.plot(ax=ax, color=[palette[c] for c in codes], edgecolor="white", linewidth=0.3, alpha=0.55)
+        if label_regions:
+            pts = gdf.geometry.representative_point()
+            for code, pt in zip(codes, pts, strict=True):
+                ax.annotate(code, (pt.x, pt.y), ha="center", va="center", fontsize=7, weight="bold")
+    lat = sites[lat_col].to_numpy(float)
+    lon = sites[lon_col].to_numpy(float)
+    colors = [palette[c] for c in site_codes] if site_codes else ["black"] * len(sites)
+    if "domain" in sites.columns:
+        doms = sites["domain"].astype(str).to_numpy()
+        handles = []
+        for dom in sorted(set(doms)):
+            sel = doms == dom
+            marker = _DOMAIN_MARKERS.get(dom, "^")
+            ax.scatter(
+                lon[sel],
+                lat[sel],
+                c=[colors[i] for i in np.flatnonzero(sel)],
+                s=10,
+                marker=marker,
+                edgecolors="black",
+                linewidths=0.25,
+                zorder=3,
+            )
+            handles.append(Line2D([], [], marker=marker, linestyle="", color="gray", label=dom))
+        ax.legend(handles=handles, fontsize=7, loc="lower left")
+    elif len(sites):
+        ax.scatter(lon, lat, c=colors, s=10, edgecolors="black", linewidths=0.25, zorder=3)
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _render(fig, path)
+
+
+def loss_curve(
+    losses: Sequence[float] | Mapping[str, Sequence[float]],
+    title: str = "training loss",
+    *,
+    xlabel: str = "epoch",
+    ylabel: str = "loss",
+    logy: bool = False,
+    path: str | Path | None = None,
+) -> bytes:
+    """Line plot of a loss history, or of several (``{label: losses}``) on one axis."""
+    series = dict(losses) if isinstance(losses, Mapping) else {"": losses}
+    fig, ax = _new_figure(4.5, 3.0)
+    for label, vals in series.items():
+        v = np.asarray(vals, dtype=float)
+        ax.plot(np.arange(1, v.size + 1), v, marker="." if v.size < 50 else None, label=label or None)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if any(series):
+        ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return _render(fig, path)

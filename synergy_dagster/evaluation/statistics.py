@@ -1,0 +1,321 @@
+"""Paired, per-site comparisons of two models: Wilcoxon signed-rank tests, Holm adjustment,
+bootstrap confidence intervals, effect sizes and the significance tables of the paper.
+
+All functions take two equally long per-site vectors ``a`` and ``b`` (site i of ``a`` is site i
+of ``b``) and drop the pairs with NaN in either first, as the authors' scripts did.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from synergy_dagster.errors import InputError
+from synergy_dagster.evaluation.metrics import METRICS
+
+__all__ = [
+    "SIGNIFICANCE_COLUMNS",
+    "WilcoxonResult",
+    "compare",
+    "holm",
+    "median_diff_ci",
+    "paired_valid",
+    "paired_wilcoxon",
+    "rank_biserial",
+    "share_better",
+    "significance_table",
+]
+
+# Cap on the number of elements of one bootstrap chunk (n_boot_chunk x n): ~64 MB of float64.
+_BOOT_CHUNK_ELEMENTS = 8_000_000
+
+
+class WilcoxonResult(NamedTuple):
+    n: int  # NaN-free pairs (zero differences included)
+    statistic: float
+    p_value: float
+
+
+def paired_valid(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` as float64 with every pair holding a NaN (or inf) in either removed."""
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise InputError("b", f"length {y.size} does not match length {x.size} of a (pairs by site)")
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def paired_wilcoxon(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> WilcoxonResult:
+    """Two-sided Wilcoxon signed-rank test of ``a - b`` (``scipy.stats.wilcoxon`` defaults).
+
+    Returns NaN statistic and p-value, with ``n`` still reported, when there is no pair or every
+    difference is zero (the test is undefined there).
+    """
+    x, y = paired_valid(a, b)
+    n = int(x.size)
+    if n < 1 or not np.any(x != y):
+        return WilcoxonResult(n, float("nan"), float("nan"))
+    with warnings.catch_warnings():
+        # scipy warns on ties/zeros and small samples; the result is still the one we want.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            res = scipy.stats.wilcoxon(x, y)
+        except ValueError:
+            return WilcoxonResult(n, float("nan"), float("nan"))
+    return WilcoxonResult(n, float(res.statistic), float(res.pvalue))
+
+
+def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni step-down adjusted p-values.
+
+    With the m non-NaN p-values sorted ascending, ``p_adj(i) = max_{j<=i} min(1, (m - j + 1) p(j))``
+    (1-based ``j``); NaN entries stay NaN and do not count towards m. Output in input order.
+    """
+    p = np.asarray(pvalues, dtype=np.float64).ravel()
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    m = idx.size
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return out
+
+
+def median_diff_ci(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Median of the paired differences ``a - b`` and its bootstrap percentile CI.
+
+    Resamples the sites with replacement ``n_boot`` times (all index sets drawn as one array,
+    in chunks when large) and takes the ``alpha/2`` and ``1 - alpha/2`` quantiles of the
+    resampled medians. Deterministic for a given ``seed``. NaN triple when no pair is left.
+    """
+    if n_boot < 1:
+        raise InputError("n_boot", f"must be >= 1, got {n_boot}")
+    if not 0.0 < alpha < 1.0:
+        raise InputError("alpha", f"must be in (0, 1), got {alpha}")
+    x, y = paired_valid(a, b)
+    d = x - y
+    n = d.size
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    # The chunk size depends only on n, so the draws (and the CI) depend only on the seed.
+    chunk = max(1, min(n_boot, _BOOT_CHUNK_ELEMENTS // n))
+    meds = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        meds[start:stop] = np.median(d[idx], axis=1)
+    lo, hi = np.quantile(meds, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(np.median(d)), float(lo), float(hi)
+
+
+def rank_biserial(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Matched-pairs rank-biserial correlation of ``d = a - b``: ``(W+ - W-) / (W+ + W-)``.
+
+    ``W+`` (``W-``) is the sum of the ranks of ``|d|`` over positive (negative) ``d``; zero
+    differences are dropped before ranking, ties get average ranks. In [-1, 1]; +1 means ``a``
+    is larger at every site. NaN when no non-zero difference is left.
+    """
+    x, y = paired_valid(a, b)
+    d = x - y
+    d = d[d != 0]
+    if d.size == 0:
+        return float("nan")
+    ranks = scipy.stats.rankdata(np.abs(d))
+    w_plus = float(ranks[d > 0].sum())
+    w_minus = float(ranks[d < 0].sum())
+    return (w_plus - w_minus) / (w_plus + w_minus)
+
+
+def share_better(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, higher_is_better: bool
+) -> float:
+    """Share of valid pairs where ``a`` is strictly better than ``b`` (ties count as not better)."""
+    x, y = paired_valid(a, b)
+    if x.size == 0:
+        return float("nan")
+    wins = x > y if higher_is_better else x < y
+    return float(wins.mean())
+
+
+def compare(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    metric_name: str,
+    higher_is_better: bool,
+    *,
+    absolute: bool | None = None,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, float | int | str]:
+    """Every statistic of one paired comparison of model ``a`` against model ``b``.
+
+    ``absolute`` (default: the metric's registry entry, e.g. True for ``bias``) compares ``|a|``
+    with ``|b|``; every returned statistic then refers to the absolute values.
+    Keys: metric, n, statistic, p_value, effect (rank-biserial of a - b), median_diff, ci_low,
+    ci_high, median_a, median_b, share_a_better.
+    """
+    if absolute is None:
+        absolute = METRICS[metric_name].absolute if metric_name in METRICS else False
+    x, y = paired_valid(a, b)
+    if absolute:
+        x, y = np.abs(x), np.abs(y)
+    w = paired_wilcoxon(x, y)
+    med, lo, hi = median_diff_ci(x, y, n_boot=n_boot, alpha=alpha, seed=seed)
+    empty = x.size == 0
+    return {
+        "metric": metric_name,
+        "n": w.n,
+        "statistic": w.statistic,
+        "p_value": w.p_value,
+        "effect": rank_biserial(x, y),
+        "median_diff": med,
+        "ci_low": lo,
+        "ci_high": hi,
+        "median_a": float("nan") if empty else float(np.median(x)),
+        "median_b": float("nan") if empty else float(np.median(y)),
+        "share_a_better": share_better(x, y, higher_is_better),
+    }
+
+
+SIGNIFICANCE_COLUMNS = [
+    "comparison",
+    "scenario_a",
+    "scenario_b",
+    "region",
+    "metric",
+    "n",
+    "statistic",
+    "p_value",
+    "p_holm",
+    "effect",
+    "median_diff",
+    "ci_low",
+    "ci_high",
+    "median_a",
+    "median_b",
+    "share_a_better",
+]
+
+
+def _check_site_metrics(df: pd.DataFrame, metrics: Sequence[str], region_col: str) -> None:
+    need = [region_col, "scenario", "site_id", *metrics]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise InputError("site_metrics", f"missing column(s) {missing}; have {list(df.columns)}")
+    dup = df.duplicated([region_col, "scenario", "site_id"])
+    if dup.any():
+        row = df.loc[dup, [region_col, "scenario", "site_id"]].iloc[0].tolist()
+        raise InputError("site_metrics", f"duplicate row for (region, scenario, site_id) = {row}")
+
+
+def significance_table(
+    site_metrics: pd.DataFrame,
+    comparisons: Sequence[tuple[str, str, str]],
+    metrics: Sequence[str],
+    region_col: str = "region",
+    include_all: bool = True,
+    *,
+    all_label: str = "All",
+    directions: Mapping[str, bool] | None = None,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per (comparison, region, metric), plus an ``all_label`` row per (comparison, metric).
+
+    ``site_metrics`` has one row per site per scenario with columns ``region_col``, ``scenario``,
+    ``site_id`` and the metric columns; ``region_col`` is the region the comparison is about.
+    Each comparison ``(label, scenario_a, scenario_b)`` pairs the rows of the two scenarios BY
+    SITE ID within each region (row order does not matter). Regions are the sorted regions that
+    hold rows of both scenarios. The "All" row tests the concatenation of the per-region paired
+    vectors, so its ``n`` is the sum of the regions' ``n``.
+
+    ``p_holm``: Holm adjustment within each (comparison, metric) family across its regions; the
+    pooled "All" row is a separate, single test, so its ``p_holm`` equals its ``p_value``.
+    Metrics of the registry with ``absolute`` (bias) are compared as ``|value|``. ``directions``
+    maps a metric name outside the registry to its ``higher_is_better``.
+    """
+    metrics = list(metrics)
+    higher_of = {k: v.higher_is_better for k, v in METRICS.items()} | dict(directions or {})
+    unknown = [m for m in metrics if m not in higher_of]
+    if unknown:
+        raise InputError(
+            "metrics", f"no direction known for {unknown}; pass directions={{name: higher_is_better}}"
+        )
+    _check_site_metrics(site_metrics, metrics, region_col)
+    df = site_metrics.copy()
+    df["site_id"] = df["site_id"].astype(str)
+    scenarios = set(df["scenario"].astype(str))
+    rows: list[dict[str, object]] = []
+    for label, sa, sb in comparisons:
+        for s in (sa, sb):
+            if s not in scenarios:
+                raise InputError("comparisons", f"scenario {s!r} has no rows in site_metrics", label)
+        left = df[df["scenario"] == sa]
+        right = df[df["scenario"] == sb]
+        # Inner join on (region, site): only sites scored under both scenarios are paired.
+        paired = left.merge(right, on=[region_col, "site_id"], suffixes=("__a", "__b"))
+        paired = paired.sort_values([region_col, "site_id"], key=lambda c: c.astype(str), kind="stable")
+        regions = sorted(paired[region_col].unique(), key=str)
+        for metric in metrics:
+            higher = higher_of[metric]
+            family: list[dict[str, object]] = []
+            for region in regions:
+                sub = paired[paired[region_col] == region]
+                res = compare(
+                    sub[f"{metric}__a"].to_numpy(float),
+                    sub[f"{metric}__b"].to_numpy(float),
+                    metric,
+                    higher,
+                    n_boot=n_boot,
+                    alpha=alpha,
+                    seed=seed,
+                )
+                family.append(
+                    {"comparison": label, "scenario_a": sa, "scenario_b": sb, "region": region, **res}
+                )
+            p_adj = holm([float(r["p_value"]) for r in family])  # type: ignore[arg-type]
+            for r, p in zip(family, p_adj, strict=True):
+                r["p_holm"] = float(p)
+            rows.extend(family)
+            if include_all:
+                res = compare(
+                    paired[f"{metric}__a"].to_numpy(float),
+                    paired[f"{metric}__b"].to_numpy(float),
+                    metric,
+                    higher,
+                    n_boot=n_boot,
+                    alpha=alpha,
+                    seed=seed,
+                )
+                rows.append(
+                    {
+                        "comparison": label,
+                        "scenario_a": sa,
+                        "scenario_b": sb,
+                        "region": all_label,
+                        **res,
+                        "p_holm": res["p_value"],
+                    }
+                )
+    out = pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
+    return out.astype({"n": "int64"}) if len(out) else out

@@ -1,0 +1,130 @@
+"""Run the evaluation of one domain: test-period predictions of every planned model on the sites
+it is judged on, and per-site metrics on a common mask, per seed and for the seed mean.
+
+Free of Dagster; the ``evaluation`` asset calls :func:`evaluate_domain`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from synergy_dagster.evaluation.metrics import all_metrics, common_mask
+from synergy_dagster.models.normalization import Normalizer, prepare_arrays
+from synergy_dagster.models.predict import predict
+from synergy_dagster.sources.sitedata import target_name
+
+METRIC_NAMES = ("rmse", "ubrmse", "bias", "corr", "nse", "kge")
+
+# The paper's comparisons; the "_sized" experiment uses the size-controlled scenarios.
+COMPARISONS: dict[str, list[tuple[str, str, str]]] = {
+    "global_vs_local": [("global vs local", "global", "local")],
+    "similarity": [
+        ("local vs local+close", "local", "local+close"),
+        ("local+close vs local+far", "local+close", "local+far"),
+        ("local+far vs local+dissimilar", "local+far", "local+dissimilar"),
+        ("local+close vs local+dissimilar", "local+close", "local+dissimilar"),
+    ],
+    "similarity_sized": [
+        ("local vs local+close_sized", "local", "local+close_sized"),
+        ("local+close_sized vs local+far_sized", "local+close_sized", "local+far_sized"),
+        ("local+far_sized vs local+dissimilar_sized", "local+far_sized", "local+dissimilar_sized"),
+        ("local+close_sized vs local+dissimilar_sized", "local+close_sized", "local+dissimilar_sized"),
+    ],
+}
+
+
+def test_window(ds: xr.Dataset, test: slice, warmup: int) -> tuple[slice, pd.DatetimeIndex]:
+    """Input window starting ``warmup`` days before the test period (clipped at the record start)."""
+    t = pd.DatetimeIndex(ds["time"].values)
+    start = max(pd.Timestamp(test.start) - pd.Timedelta(days=warmup), t[0])
+    test_days = t[(t >= pd.Timestamp(test.start)) & (t <= pd.Timestamp(test.stop))]
+    return slice(start, pd.Timestamp(test.stop)), test_days
+
+
+def predict_test(
+    ds: xr.Dataset,
+    states: Mapping[int, Mapping[str, torch.Tensor]],
+    normalizer: Normalizer,
+    sites: Sequence[str],
+    hidden: int,
+    test: slice,
+    warmup: int,
+    device: torch.device | None = None,
+) -> dict[int, np.ndarray]:
+    """Physical-unit predictions [site, test day] per seed from one full-sequence pass that starts
+    ``warmup`` days before the test period; the warm-up days are cut off before scoring."""
+    window, test_days = test_window(ds, test, warmup)
+    arrays = prepare_arrays(ds, normalizer, window, list(sites))
+    keep = arrays.time.isin(test_days)
+    out = {}
+    for seed, state in states.items():
+        pred = predict(state, arrays, hidden=hidden, device=device)
+        out[int(seed)] = normalizer.inverse_target(pred)[:, keep]
+    return out
+
+
+def evaluate_domain(
+    ds: xr.Dataset,
+    evaluations: pd.DataFrame,
+    load_model: Callable[[str], tuple[Mapping[int, Mapping[str, torch.Tensor]], Normalizer]],
+    hidden: int,
+    test: slice,
+    warmup: int,
+    device: torch.device | None = None,
+) -> pd.DataFrame:
+    """Per-site metrics of every (experiment, region, scenario) row of the plan's evaluations.
+
+    All scenarios compared within one (experiment, region) are scored on the same sites and days
+    (a day counts only where the observation and every scenario's prediction are finite). Rows with
+    ``seed`` = ``"<k>"`` per seed, ``"mean"`` for the seed-mean prediction and, with several seeds,
+    ``"std"`` for the spread of each metric across seeds.
+    """
+    domain = ds.attrs["domain"]
+    _, test_days = test_window(ds, test, warmup)
+    obs_all = ds[target_name(ds)].sel(time=test_days)
+    # Predict each model once, on the union of the sites it is judged on.
+    need: dict[str, set[str]] = {}
+    for row in evaluations.itertuples():
+        need.setdefault(row.model_key, set()).update(row.eval_site_ids)
+    preds: dict[str, tuple[list[str], dict[int, np.ndarray]]] = {}
+    for key, sites in need.items():
+        states, norm = load_model(key)
+        order = sorted(sites)
+        preds[key] = (order, predict_test(ds, states, norm, order, hidden, test, warmup, device))
+    frames = []
+    for (experiment, region), group in evaluations.groupby(["experiment", "region"], sort=False):
+        sites = sorted(set().union(*map(set, group["eval_site_ids"])))
+        obs = obs_all.sel(site=sites).values.astype(np.float64)
+        sims: dict[str, dict[int, np.ndarray]] = {}
+        for row in group.itertuples():
+            order, by_seed = preds[row.model_key]
+            idx = pd.Index(order).get_indexer(sites)
+            sims[row.scenario] = {s: p[idx] for s, p in by_seed.items()}
+        seeds = sorted(next(iter(sims.values())))
+        mask = common_mask(obs, [p for d in sims.values() for p in d.values()])
+        o = np.where(mask, obs, np.nan)
+        for scenario, by_seed in sims.items():
+            model_key = group.loc[group["scenario"] == scenario, "model_key"].iloc[0]
+            per_seed = {str(s): all_metrics(o, np.where(mask, p, np.nan)) for s, p in by_seed.items()}
+            mean_pred = np.mean(np.stack([by_seed[s] for s in seeds]), axis=0)
+            per_seed["mean"] = all_metrics(o, np.where(mask, mean_pred, np.nan))
+            if len(seeds) > 1:
+                stack = {m: np.stack([per_seed[str(s)][m] for s in seeds]) for m in METRIC_NAMES}
+                per_seed["std"] = {m: np.nanstd(v, axis=0) for m, v in stack.items()}
+            for seed_label, metrics in per_seed.items():
+                frame = pd.DataFrame({m: metrics[m] for m in METRIC_NAMES})
+                frame.insert(0, "site_id", sites)
+                frame.insert(0, "seed", seed_label)
+                frame.insert(0, "region", region)
+                frame.insert(0, "scenario", scenario)
+                frame.insert(0, "experiment", experiment)
+                frame.insert(0, "domain", domain)
+                frame["model_key"] = model_key
+                frame["n_days"] = mask.sum(axis=1)
+                frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

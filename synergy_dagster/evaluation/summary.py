@@ -1,0 +1,138 @@
+"""Markdown reports of the study: pipe tables and the headline numbers per domain and experiment."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from synergy_dagster.errors import InputError
+from synergy_dagster.evaluation.metrics import METRICS
+
+__all__ = ["GROUP_COLUMNS", "markdown_table", "median_table", "study_summary"]
+
+# Columns that, when present, split site_metrics / significance into separate report sections.
+GROUP_COLUMNS = ("domain", "experiment")
+
+
+def _cell(v: object, floatfmt: str) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float | np.floating):
+        return "" if math.isnan(float(v)) else format(float(v), floatfmt)
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g", index: bool = False) -> str:
+    """A GitHub pipe table of ``df``; floats formatted with ``floatfmt``, NaN as an empty cell,
+    numeric columns right-aligned. ``index=True`` adds the index as the first column."""
+    if index:
+        df = df.reset_index()
+    cols = [str(c) for c in df.columns]
+    numeric = [
+        pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns
+    ]
+    lines = [
+        "| " + " | ".join(_cell(c, floatfmt) for c in cols) + " |",
+        "|" + "|".join("---:" if num else "---" for num in numeric) + "|",
+    ]
+    for row in df.itertuples(index=False, name=None):
+        lines.append("| " + " | ".join(_cell(v, floatfmt) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def median_table(
+    site_metrics: pd.DataFrame, metric: str, row_col: str = "region", col_col: str = "scenario"
+) -> pd.DataFrame:
+    """Long table ``[row_col, col_col, median, n]`` of the per-site ``metric`` (NaN left out)."""
+    for c in (row_col, col_col, metric):
+        if c not in site_metrics.columns:
+            raise InputError("site_metrics", f"missing column {c!r}")
+    g = site_metrics.groupby([row_col, col_col], sort=True, observed=True)[metric]
+    out = pd.DataFrame({"median": g.median(), "n": g.count()}).reset_index()
+    return out.astype({"n": "int64"})
+
+
+def _metric_columns(df: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
+    if metrics is not None:
+        missing = [m for m in metrics if m not in df.columns]
+        if missing:
+            raise InputError("site_metrics", f"missing metric column(s) {missing}")
+        return list(metrics)
+    return [m for m in METRICS if m in df.columns]
+
+
+def _headline(r: pd.Series) -> str:
+    p = r["p_value"]
+    p_txt = "n/a" if pd.isna(p) else f"{p:.2g}"
+    share = r["share_a_better"]
+    share_txt = "n/a" if pd.isna(share) else f"{share:.0%}"
+    return (
+        f"- {r['comparison']} ({r['scenario_a']} vs {r['scenario_b']}), {r['metric']}: median "
+        f"{_cell(r['median_a'], '.3g')} vs {_cell(r['median_b'], '.3g')}; {r['scenario_a']} better "
+        f"at {share_txt} of {int(r['n'])} sites; Wilcoxon p = {p_txt}"
+    )
+
+
+def study_summary(
+    site_metrics: pd.DataFrame,
+    significance: pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    *,
+    title: str = "Data synergy study: summary",
+    all_label: str = "All",
+    alpha: float = 0.05,
+) -> str:
+    """Markdown report: per domain and experiment (columns of ``GROUP_COLUMNS`` that are present),
+    the median of each metric per scenario, the pooled ("All") tests with their headline numbers,
+    and how many regions stay significant after the Holm adjustment.
+
+    ``site_metrics``: one row per site per scenario (``scenario``, ``site_id`` and metric columns);
+    ``significance``: rows of :func:`~synergy_dagster.evaluation.statistics.significance_table`,
+    with the same group columns where there are several domains or experiments.
+    """
+    if "scenario" not in site_metrics.columns:
+        raise InputError("site_metrics", "missing column 'scenario'")
+    mcols = _metric_columns(site_metrics, metrics)
+    keys = [c for c in GROUP_COLUMNS if c in site_metrics.columns]
+    parts = [f"# {title}\n"]
+    groups = site_metrics.groupby(keys, sort=True) if keys else [((), site_metrics)]
+    for key, sm in groups:
+        key_t = key if isinstance(key, tuple) else (key,)
+        if keys:
+            parts.append("## " + " / ".join(str(k) for k in key_t) + "\n")
+        g = sm.groupby("scenario", sort=True)
+        med = g[mcols].median()
+        med.insert(0, "sites", g["site_id"].nunique() if "site_id" in sm.columns else g.size())
+        parts.append("Median per site, by scenario:\n")
+        parts.append(markdown_table(med.reset_index()))
+        sig = significance
+        for k, v in zip(keys, key_t, strict=True):
+            if k in sig.columns:
+                sig = sig[sig[k] == v]
+        if sig.empty:
+            parts.append("No significance tests.\n")
+            continue
+        pooled = sig[sig["region"].astype(str) == all_label]
+        regional = sig[sig["region"].astype(str) != all_label]
+        if not pooled.empty:
+            parts.append("Headline (all sites pooled):\n")
+            parts.append("\n".join(_headline(r) for _, r in pooled.iterrows()) + "\n")
+        if not regional.empty:
+            counts = (
+                regional.assign(sig=regional["p_holm"] < alpha)
+                .groupby(["comparison", "metric"], sort=False)
+                .agg(regions=("region", "size"), significant=("sig", "sum"))
+                .reset_index()
+            )
+            cols = ["comparison", "metric", "n", "median_a", "median_b", "p_value", "share_a_better"]
+            if pooled.empty:
+                table = counts
+            else:  # keep the order of the significance table
+                table = pooled[cols].merge(counts, on=["comparison", "metric"], how="left")
+            table = table.rename(columns={"significant": f"regions p_holm<{alpha:g}"})
+            parts.append("\nTests (Wilcoxon signed-rank, paired by site):\n")
+            parts.append(markdown_table(table))
+    return "\n".join(parts)

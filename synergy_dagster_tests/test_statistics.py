@@ -1,0 +1,193 @@
+"""Paired statistics: Wilcoxon against scipy, Holm by hand, rank-biserial by hand, bootstrap CI,
+and the significance table (shape, pairing by site id, the pooled "All" row)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from synergy_dagster.errors import InputError
+from synergy_dagster.evaluation import statistics as S
+
+
+def test_paired_wilcoxon_equals_scipy_after_nan_removal() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(0.3, 1.0, 80)
+    b = rng.normal(0.0, 1.0, 80)
+    a[[2, 10]] = np.nan
+    b[[5, 10, 40]] = np.nan
+    keep = ~(np.isnan(a) | np.isnan(b))
+    ref = scipy.stats.wilcoxon(a[keep], b[keep])
+    got = S.paired_wilcoxon(a, b)
+    assert got.n == 76
+    assert got.statistic == pytest.approx(float(ref.statistic))
+    assert got.p_value == pytest.approx(float(ref.pvalue))
+    # Small sample with zero differences: scipy's default drops zeros ("wilcox").
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    y = np.array([1.0, 1.5, 3.5, 2.0, 5.0, 4.0, 3.0])
+    ref = scipy.stats.wilcoxon(x, y)
+    got = S.paired_wilcoxon(x, y)
+    assert (got.n, got.statistic, got.p_value) == (7, pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+
+
+def test_paired_wilcoxon_degenerate_cases() -> None:
+    got = S.paired_wilcoxon([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert got.n == 3 and np.isnan(got.p_value) and np.isnan(got.statistic)
+    got = S.paired_wilcoxon([np.nan, 1.0], [2.0, np.nan])
+    assert got.n == 0 and np.isnan(got.p_value)
+    with pytest.raises(InputError, match="length"):
+        S.paired_wilcoxon([1.0, 2.0], [1.0])
+
+
+def test_holm_hand_example() -> None:
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> running max 0.06
+    p = [0.01, np.nan, 0.04, 0.03, 0.005]
+    got = S.holm(p)
+    np.testing.assert_allclose(got, [0.03, np.nan, 0.06, 0.06, 0.02])
+    # capped at 1: 0.5*2 = 1.0, then max(1.0, 0.6*1) = 1.0
+    np.testing.assert_allclose(S.holm([0.6, 0.5]), [1.0, 1.0])
+    assert S.holm([]).size == 0
+    assert np.isnan(S.holm([np.nan])).all()
+
+
+def test_rank_biserial_hand_example() -> None:
+    a = np.array([2.0, 0.0, 6.0, 5.0, 9.0, np.nan])
+    b = np.array([1.0, 2.0, 3.0, 5.0, 5.0, 1.0])
+    # d = [1, -2, 3, 0, 4] (NaN pair dropped, zero dropped); ranks of |d| = 1, 2, 3, 4
+    # W+ = 1 + 3 + 4 = 8, W- = 2 -> r = (8 - 2) / 10
+    assert S.rank_biserial(a, b) == pytest.approx(0.6)
+    assert S.rank_biserial(b, a) == pytest.approx(-0.6)
+    # ties: d = [1, -1, 2] -> ranks 1.5, 1.5, 3 -> (4.5 - 1.5) / 6
+    assert S.rank_biserial([1.0, 0.0, 2.0], [0.0, 1.0, 0.0]) == pytest.approx(0.5)
+    assert np.isnan(S.rank_biserial([1.0], [1.0]))
+
+
+def test_share_better_directions() -> None:
+    a = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
+    b = np.array([2.0, 2.0, 1.0, 1.0, 0.0])
+    assert S.share_better(a, b, higher_is_better=True) == pytest.approx(2 / 4)  # ties are not wins
+    assert S.share_better(a, b, higher_is_better=False) == pytest.approx(1 / 4)
+
+
+def test_bootstrap_ci_contains_true_shift_and_is_deterministic() -> None:
+    rng = np.random.default_rng(11)
+    b = rng.normal(0.0, 1.0, 400)
+    a = b + 0.5 + rng.normal(0.0, 0.3, 400)  # true median of a - b is 0.5
+    med, lo, hi = S.median_diff_ci(a, b, n_boot=1000, seed=7)
+    assert lo < 0.5 < hi
+    assert lo <= med <= hi
+    assert hi - lo < 0.2  # 400 pairs with sd 0.3: the CI is narrow
+    assert med == pytest.approx(float(np.median(a - b)))
+    assert S.median_diff_ci(a, b, n_boot=1000, seed=7) == (med, lo, hi)
+    assert S.median_diff_ci(a, b, n_boot=1000, seed=8) != (med, lo, hi)
+    assert all(np.isnan(S.median_diff_ci([np.nan], [1.0])))
+
+
+def test_bootstrap_chunking_gives_a_valid_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Force many small chunks: the CI must still be a sane percentile interval of the medians.
+    monkeypatch.setattr(S, "_BOOT_CHUNK_ELEMENTS", 50)
+    d = np.arange(20, dtype=float)
+    med, lo, hi = S.median_diff_ci(d, np.zeros(20), n_boot=300, seed=0)
+    assert med == 9.5 and 3 < lo < 9.5 < hi < 16
+
+
+def test_compare_uses_absolute_bias() -> None:
+    a = np.array([-0.1, 0.1, -0.2, 0.05])
+    b = np.array([-0.5, 0.4, 0.3, -0.6])
+    res = S.compare(a, b, "bias", higher_is_better=False)
+    assert res["share_a_better"] == 1.0  # |a| < |b| at every site although a > b at some
+    assert res["median_a"] == pytest.approx(np.median(np.abs(a)))
+    assert res["effect"] == pytest.approx(-1.0)
+    assert set(res) >= {
+        "n",
+        "statistic",
+        "p_value",
+        "effect",
+        "median_diff",
+        "ci_low",
+        "ci_high",
+        "median_a",
+        "median_b",
+        "share_a_better",
+    }
+
+
+def _site_metrics(seed: int = 0) -> pd.DataFrame:
+    """3 regions (8, 10, 12 sites); 'global' beats 'local' on rmse and corr; one NaN site."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for region, n in (("A", 8), ("B", 10), ("C", 12)):
+        for i in range(n):
+            sid = f"{region}{i:02d}"
+            base_rmse, base_corr = rng.uniform(0.02, 0.06), rng.uniform(0.5, 0.9)
+            rows.append((region, "global", sid, base_rmse, base_corr))
+            rows.append(
+                (region, "local", sid, base_rmse + rng.uniform(0.0, 0.01), base_corr - rng.uniform(0, 0.1))
+            )
+    df = pd.DataFrame(rows, columns=["region", "scenario", "site_id", "rmse", "corr"])
+    df.loc[(df.site_id == "C03") & (df.scenario == "local"), "corr"] = np.nan
+    return df
+
+
+def test_significance_table_shape_and_all_row() -> None:
+    df = _site_metrics()
+    tab = S.significance_table(df, [("global vs local", "global", "local")], ["rmse", "corr"], n_boot=200)
+    assert list(tab.columns) == S.SIGNIFICANCE_COLUMNS
+    assert len(tab) == 1 * (3 + 1) * 2
+    for metric, sizes in (("rmse", (8, 10, 12)), ("corr", (8, 10, 11))):
+        t = tab[tab.metric == metric].set_index("region")
+        assert tuple(t.loc[["A", "B", "C"], "n"]) == sizes
+        assert t.loc["All", "n"] == sum(sizes)
+        assert (t["share_a_better"] == 1.0).all()  # global is better at every site
+        assert t.loc["All", "p_holm"] == t.loc["All", "p_value"]
+        regional = t.loc[["A", "B", "C"]]
+        np.testing.assert_allclose(regional["p_holm"], S.holm(regional["p_value"].to_numpy()))
+        assert (regional["p_holm"] >= regional["p_value"]).all()
+    # The pooled row is the Wilcoxon test of the concatenated paired vectors.
+    g = df[df.scenario == "global"].set_index("site_id")["rmse"]
+    loc = df[df.scenario == "local"].set_index("site_id")["rmse"].reindex(g.index)
+    ref = scipy.stats.wilcoxon(g.to_numpy(), loc.to_numpy())
+    all_rmse = tab[(tab.metric == "rmse") & (tab.region == "All")].iloc[0]
+    assert all_rmse["p_value"] == pytest.approx(ref.pvalue)
+    assert all_rmse["median_a"] < all_rmse["median_b"]
+    assert all_rmse["effect"] == pytest.approx(-1.0)
+
+
+def test_significance_table_pairs_by_site_id() -> None:
+    df = _site_metrics(seed=5)
+    comps = [("global vs local", "global", "local")]
+    ref = S.significance_table(df, comps, ["rmse", "corr"], n_boot=200)
+    shuffled = df.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    got = S.significance_table(shuffled, comps, ["rmse", "corr"], n_boot=200)
+    pd.testing.assert_frame_equal(ref, got)
+    # The median difference of region B equals the one from an explicit join on site_id.
+    b = df[df.region == "B"].pivot(index="site_id", columns="scenario", values="rmse")
+    row = ref[(ref.region == "B") & (ref.metric == "rmse")].iloc[0]
+    assert row["median_diff"] == pytest.approx(float(np.median(b["global"] - b["local"])))
+    # Pairing by position instead of id would change it: the shuffle really permutes the pairs.
+    sg = shuffled[(shuffled.region == "B") & (shuffled.scenario == "global")]["rmse"].to_numpy()
+    sl = shuffled[(shuffled.region == "B") & (shuffled.scenario == "local")]["rmse"].to_numpy()
+    assert float(np.median(sg - sl)) != pytest.approx(row["median_diff"])
+
+
+def test_significance_table_input_errors() -> None:
+    df = _site_metrics()
+    with pytest.raises(InputError, match="missing column"):
+        S.significance_table(df.drop(columns="site_id"), [("x", "global", "local")], ["rmse"])
+    with pytest.raises(InputError, match="'regional'"):
+        S.significance_table(df, [("x", "global", "regional")], ["rmse"])
+    with pytest.raises(InputError, match="duplicate"):
+        S.significance_table(pd.concat([df, df.iloc[:1]]), [("x", "global", "local")], ["rmse"])
+    with pytest.raises(InputError, match="direction"):
+        S.significance_table(df.assign(mae=1.0), [("x", "global", "local")], ["mae"])
+    tab = S.significance_table(
+        df.assign(mae=df["rmse"]),
+        [("x", "global", "local")],
+        ["mae"],
+        directions={"mae": False},
+        include_all=False,
+        n_boot=50,
+    )
+    assert len(tab) == 3 and (tab.share_a_better == 1.0).all()
