@@ -1,0 +1,91 @@
+"""The paper's network: Linear + ReLU -> one LSTM layer with DropConnect -> Linear, and its loss.
+
+DropConnect (Wan et al. 2013, as in the authors' code): in training mode, one Bernoulli keep-mask per
+forward pass on the LSTM input-hidden and hidden-hidden weight matrices, shared by every time step,
+scaled by 1/(1-p). The masked weights are handed to torch's fused LSTM kernel through
+:func:`torch.func.functional_call`, so there is no Python loop over time steps. Evaluation mode uses
+the unmasked weights (the expectation of the masked ones).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from synergy_dagster.errors import ConfigError
+
+_MASKED = ("weight_ih_l0", "weight_hh_l0")
+
+
+class SynergyLSTM(nn.Module):
+    """Batch-first ``[batch, time, n_in] -> [batch, time, n_out]``."""
+
+    def __init__(self, n_in: int, hidden: int, n_out: int = 1, dropconnect: float = 0.0) -> None:
+        super().__init__()
+        if n_in <= 0 or hidden <= 0 or n_out <= 0:
+            raise ConfigError("model", f"n_in, hidden, n_out must be positive; got {n_in}, {hidden}, {n_out}")
+        if not 0.0 <= dropconnect < 1.0:
+            raise ConfigError("dropconnect", f"must be in [0, 1), got {dropconnect}")
+        self.n_in, self.hidden, self.n_out, self.dropconnect = n_in, hidden, n_out, float(dropconnect)
+        self.linear_in = nn.Linear(n_in, hidden)
+        self.lstm = nn.LSTM(hidden, hidden, num_layers=1, batch_first=True)
+        self.linear_out = nn.Linear(hidden, n_out)
+        # Draws the DropConnect masks; the trainer swaps in its own seeded generator so the masks are
+        # reproducible and their state can be checkpointed. None = torch's global generator.
+        self.mask_generator: torch.Generator | None = None
+        self.reset_lstm()
+
+    def reset_lstm(self) -> None:
+        """LSTM weights and biases uniform in +-1/sqrt(H), as in the paper's code."""
+        bound = 1.0 / math.sqrt(self.hidden)
+        for p in self.lstm.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _masked_weights(self) -> dict[str, torch.Tensor]:
+        keep = 1.0 - self.dropconnect
+        out = {}
+        for name in _MASKED:
+            w = getattr(self.lstm, name)
+            mask = torch.empty_like(w).bernoulli_(keep, generator=self.mask_generator)
+            out[name] = w * mask / keep
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.linear_in(x))
+        if self.training and self.dropconnect > 0.0:
+            with warnings.catch_warnings():
+                # cuDNN warns that the masked weights are not one contiguous chunk; compacting them
+                # each call is inherent to DropConnect (new weights every forward).
+                warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
+                out, _ = functional_call(self.lstm, self._masked_weights(), (h,))
+        else:
+            out, _ = self.lstm(h)
+        return self.linear_out(out)
+
+
+def build_model(n_in: int, hidden: int, dropconnect: float = 0.0, n_out: int = 1) -> SynergyLSTM:
+    """Construct the paper's network (weights from torch's current RNG state)."""
+    return SynergyLSTM(n_in, hidden, n_out=n_out, dropconnect=dropconnect)
+
+
+def masked_rmse(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """RMSE over all non-NaN cells of the batch, per target (last dim), summed over targets.
+
+    A target without any valid cell contributes 0, and the result still carries a gradient graph
+    (zero gradients, never NaN), so a batch of missing windows is harmless.
+    """
+    if pred.shape != obs.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} != obs shape {tuple(obs.shape)}")
+    valid = ~torch.isnan(obs)
+    diff = torch.where(valid, pred - torch.nan_to_num(obs), torch.zeros_like(pred))
+    dims = tuple(range(pred.dim() - 1))
+    sse = (diff * diff).sum(dim=dims)
+    n = valid.sum(dim=dims)
+    has = n > 0
+    # Double where: the sqrt branch never sees 0/0, so its gradient is finite where it is unused.
+    mse = torch.where(has, sse / n.clamp(min=1), torch.ones_like(sse))
+    return torch.where(has, torch.sqrt(mse), torch.zeros_like(sse)).sum()
