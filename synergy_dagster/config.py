@@ -48,11 +48,15 @@ class DomainPeriods:
 # Periods that fit the data each source holds (see README): the paper's where the data allow.
 PERIODS: dict[str, dict[str, DomainPeriods]] = {
     "virtual": {
-        "soil_moisture": DomainPeriods(Period("2015-04-01", "2016-03-31"), Period("2016-04-01", "2017-03-31")),
+        "soil_moisture": DomainPeriods(
+            Period("2015-04-01", "2016-03-31"), Period("2016-04-01", "2017-03-31")
+        ),
         "streamflow": DomainPeriods(Period("2001-10-01", "2007-09-30"), Period("2007-10-01", "2009-09-30")),
     },
     "real": {
-        "soil_moisture": DomainPeriods(Period("2015-04-01", "2016-03-31"), Period("2016-04-01", "2017-03-31")),
+        "soil_moisture": DomainPeriods(
+            Period("2015-04-01", "2016-03-31"), Period("2016-04-01", "2017-03-31")
+        ),
         "streamflow": DomainPeriods(Period("1981-10-01", "2009-12-31"), Period("2010-01-01", "2014-12-31")),
     },
 }
@@ -105,12 +109,20 @@ PAPER_DOMAINS = {
 PROFILES: dict[str, Profile] = {
     "paper": Profile("paper", hidden=256, epochs=500, dropconnect=0.5, seeds=(0,), domains=PAPER_DOMAINS),
     "cpu": Profile(
-        "cpu", hidden=64, epochs=30, dropconnect=0.0, seeds=(0,),
+        "cpu",
+        hidden=64,
+        epochs=30,
+        dropconnect=0.0,
+        seeds=(0,),
         domains={"soil_moisture": DomainTraining(30, 100, 0), "streamflow": DomainTraining(270, 64, 270)},
         max_iters_per_epoch=50,
     ),
     "demo": Profile(
-        "demo", hidden=24, epochs=6, dropconnect=0.0, seeds=(0,),
+        "demo",
+        hidden=24,
+        epochs=6,
+        dropconnect=0.0,
+        seeds=(0,),
         domains={"soil_moisture": DomainTraining(30, 64, 0), "streamflow": DomainTraining(120, 32, 120)},
         max_iters_per_epoch=12,
     ),

@@ -47,7 +47,9 @@ def test_unknown_columns_and_tables_are_named(tmp_path: Path) -> None:
 def _writer(path: str, domain: str, n: int) -> None:
     store = MetadataStore(path)
     for i in range(n):
-        store.replace_rows("sites", _sites([f"{domain}{j}" for j in range(i + 1)], domain), {"domain": domain})
+        store.replace_rows(
+            "sites", _sites([f"{domain}{j}" for j in range(i + 1)], domain), {"domain": domain}
+        )
 
 
 def test_parallel_writer_processes_wait_for_the_lock_and_lose_nothing(tmp_path: Path) -> None:
@@ -60,5 +62,7 @@ def test_parallel_writer_processes_wait_for_the_lock_and_lose_nothing(tmp_path: 
     for p in procs:
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    counts = MetadataStore(path).query("SELECT domain, count(*) AS n FROM sites GROUP BY domain ORDER BY domain")
+    counts = MetadataStore(path).query(
+        "SELECT domain, count(*) AS n FROM sites GROUP BY domain ORDER BY domain"
+    )
     assert counts["n"].tolist() == [8, 8, 8, 8]

@@ -45,14 +45,15 @@ def make_site_dataset(
         raise InputError("domain", f"unknown domain {domain!r}; expected one of {DOMAINS}")
     data_vars: dict[str, xr.Variable] = {}
     name, arr, units = target
-    data_vars[name] = xr.Variable(("site", "time"), np.asarray(arr, dtype=np.float32),
-                                  {"role": "target", "units": units})
+    data_vars[name] = xr.Variable(
+        ("site", "time"), np.asarray(arr, dtype=np.float32), {"role": "target", "units": units}
+    )
     for k, (a, u) in dynamic.items():
-        data_vars[k] = xr.Variable(("site", "time"), np.asarray(a, dtype=np.float32),
-                                   {"role": "dynamic", "units": u})
+        data_vars[k] = xr.Variable(
+            ("site", "time"), np.asarray(a, dtype=np.float32), {"role": "dynamic", "units": u}
+        )
     for k, (a, u) in (static or {}).items():
-        data_vars[k] = xr.Variable(("site",), np.asarray(a, dtype=np.float32),
-                                   {"role": "static", "units": u})
+        data_vars[k] = xr.Variable(("site",), np.asarray(a, dtype=np.float32), {"role": "static", "units": u})
     ds = xr.Dataset(
         data_vars,
         coords={
@@ -101,8 +102,9 @@ def validate_site_dataset(ds: xr.Dataset, where: str) -> None:
     if len(t) == 0:
         raise InputError(where, "empty time axis", "time")
     if t.has_duplicates:
-        raise InputError(where, f"duplicate dates: {t[t.duplicated()][:3].strftime('%Y-%m-%d').tolist()}",
-                         "time")
+        raise InputError(
+            where, f"duplicate dates: {t[t.duplicated()][:3].strftime('%Y-%m-%d').tolist()}", "time"
+        )
     if not t.is_monotonic_increasing:
         raise InputError(where, "dates are not in increasing order", "time")
     if len(t) > 1:
@@ -116,7 +118,9 @@ def validate_site_dataset(ds: xr.Dataset, where: str) -> None:
         v = ds[c].values
         bad = ~np.isfinite(v) | (v < lo) | (v > hi)
         if bad.any():
-            raise InputError(where, f"{c} out of range [{lo}, {hi}] for site {sites[int(np.argmax(bad))]!r}", c)
+            raise InputError(
+                where, f"{c} out of range [{lo}, {hi}] for site {sites[int(np.argmax(bad))]!r}", c
+            )
     roles = {k: v.attrs.get("role") for k, v in ds.data_vars.items()}
     bad_roles = [k for k, r in roles.items() if r not in ROLES]
     if bad_roles:

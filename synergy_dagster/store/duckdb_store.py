@@ -93,4 +93,6 @@ class MetadataStore:
     def count(self, table: str, where: Mapping[str, Any] | None = None) -> int:
         where = where or {}
         cond = " AND ".join(f"{k} = ?" for k in where) or "TRUE"
-        return int(self.query(f"SELECT count(*) AS n FROM {table} WHERE {cond}", list(where.values()))["n"][0])
+        return int(
+            self.query(f"SELECT count(*) AS n FROM {table} WHERE {cond}", list(where.values()))["n"][0]
+        )

@@ -35,8 +35,8 @@ TABLES: dict[str, str] = {
         corr DOUBLE, nse DOUBLE, kge DOUBLE, n_days INTEGER
     """,
     "significance": """
-        domain VARCHAR, experiment VARCHAR, comparison VARCHAR, region VARCHAR, metric VARCHAR,
-        seed VARCHAR, n INTEGER, statistic DOUBLE, p_value DOUBLE, p_holm DOUBLE, effect DOUBLE,
+        domain VARCHAR, experiment VARCHAR, comparison VARCHAR, scenario_a VARCHAR, scenario_b VARCHAR,
+        region VARCHAR, metric VARCHAR, seed VARCHAR, n INTEGER, statistic DOUBLE, p_value DOUBLE, p_holm DOUBLE, effect DOUBLE,
         median_diff DOUBLE, ci_low DOUBLE, ci_high DOUBLE, median_a DOUBLE, median_b DOUBLE,
         share_a_better DOUBLE
     """,

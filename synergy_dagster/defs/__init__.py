@@ -1,0 +1,1 @@
+"""The thin Dagster layer: assets per stage, resources, IO managers, sensors, definitions."""

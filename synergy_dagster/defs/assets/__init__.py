@@ -1,0 +1,1 @@
+"""Assets per pipeline stage: sources -> regions -> training sets -> models -> evaluation."""

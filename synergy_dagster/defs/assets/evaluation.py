@@ -1,0 +1,250 @@
+"""Stage 5, evaluation: per-site metrics on the test period, significance tables, the paper's
+figures and a summary report, for both domains."""
+
+import base64
+import json
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from synergy_dagster.defs.assets.training import load_plan
+from synergy_dagster.defs.io_managers import load_state_dict
+from synergy_dagster.defs.layout import DOMAINS, Layout
+from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.evaluation.figures import boxplot_by_region, error_matrix
+from synergy_dagster.evaluation.statistics import significance_table
+from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, evaluate_domain
+from synergy_dagster.evaluation.summary import markdown_table, study_summary
+from synergy_dagster.io_utils import atomic_path, atomic_write_bytes, atomic_write_text
+from synergy_dagster.models.device import pick_device
+from synergy_dagster.models.normalization import Normalizer
+
+GROUP = "evaluation"
+MODEL_KEYS = [dg.AssetKey(f"{d}_model") for d in DOMAINS]
+STUDY_COMMAND = "make study   (or: python -m synergy_dagster.cli study)"
+# The paper's test metrics per domain; the tables carry every metric, these lead the summary.
+PAPER_METRICS = {"soil_moisture": ["rmse", "corr"], "streamflow": ["corr", "nse"]}
+
+
+def _models_for(store: DuckDBStore, domain: str) -> pd.DataFrame:
+    return store.store().query("SELECT * FROM models WHERE domain = ?", [domain])
+
+
+def _missing_message(domain: str, missing: list[str]) -> str:
+    return (
+        f"{len(missing)} {domain} model partition(s) were never trained: {missing[:8]}"
+        f"{' ...' if len(missing) > 8 else ''}. Train them with:\n  {STUDY_COMMAND}\n"
+        f"or one partition with:\n  dagster asset materialize -m synergy_dagster.defs.definitions "
+        f"--select {domain}_training_set,{domain}_model --partition '{missing[0]}'"
+    )
+
+
+def _write_parquet(df: pd.DataFrame, path: Any) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=MODEL_KEYS,
+    pool="duckdb",
+    kinds={"pytorch", "duckdb"},
+    description=(
+        "Test-period predictions of every planned model (one full-sequence pass with warm-up) and per-site "
+        "RMSE, ubRMSE, bias, correlation, NSE and KGE on a common mask; per seed and for the seed mean. "
+        "Table site_metrics in DuckDB and evaluation/site_metrics.parquet."
+    ),
+)
+def evaluation(
+    context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+) -> dg.MaterializeResult:
+    layout = Layout(sources.work_dir)
+    profile = study.resolved_profile()
+    device = pick_device(study.device)
+    frames = []
+    for domain in study.resolved_domains():
+        plan = load_plan(layout, domain)
+        models = _models_for(store, domain)
+        needed = sorted(set(plan.evaluations["model_key"]))
+        have = set(models["set_key"])
+        missing = [k for k in needed if k not in have]
+        if missing:
+            raise dg.Failure(_missing_message(domain, missing))
+        ts_dir = layout.assets_dir() / f"{domain}_training_set"
+
+        def load_model(
+            key: str, models: pd.DataFrame = models, ts_dir: Any = ts_dir
+        ) -> tuple[dict[int, Any], Normalizer]:
+            rows = models[models["set_key"] == key]
+            try:
+                states = {int(r.seed): load_state_dict(r.path, r.file_sha256) for r in rows.itertuples()}
+            except (FileNotFoundError, ValueError) as exc:
+                raise dg.Failure(f"{exc}. Re-train it with:\n  {STUDY_COMMAND}") from exc
+            ts = json.loads((ts_dir / f"{key.replace(':', '__')}.json").read_text())
+            return states, Normalizer.from_dict(ts["normalizer"])
+
+        ds = xr.load_dataset(layout.sites_nc(domain))
+        periods = sources.periods(domain)
+        hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
+        with torch.inference_mode():
+            frame = evaluate_domain(
+                ds,
+                plan.evaluations,
+                load_model,
+                hidden,
+                periods.test.slice,
+                profile.for_domain(domain).warmup,
+                device,
+            )
+        frames.append(frame)
+        store.store().replace_rows("site_metrics", frame, {"domain": domain})
+        context.log.info(f"{domain}: {frame['site_id'].nunique()} sites scored, {len(frame)} metric rows")
+    metrics = pd.concat(frames, ignore_index=True)
+    _write_parquet(metrics, layout.evaluation_dir() / "site_metrics.parquet")
+    med = (
+        metrics[metrics["seed"] == "mean"]
+        .groupby(["domain", "experiment", "scenario"])[list(METRIC_NAMES)]
+        .median()
+        .reset_index()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "n_rows": len(metrics),
+            "path": dg.MetadataValue.path(str(layout.evaluation_dir() / "site_metrics.parquet")),
+            "medians": dg.MetadataValue.md(markdown_table(med)),
+        }
+    )
+
+
+def significance_for(metrics: pd.DataFrame) -> pd.DataFrame:
+    """All comparison tables (Wilcoxon, Holm, effect sizes) for both domains, on seed means and,
+    with several seeds, per seed."""
+    out = []
+    for (domain, experiment, seed), group in metrics[metrics["seed"] != "std"].groupby(
+        ["domain", "experiment", "seed"]
+    ):
+        present = set(group["scenario"])  # e.g. a domain with no sized sets has no sized rows
+        comps = [c for c in COMPARISONS[experiment] if c[1] in present and c[2] in present]
+        if not comps:
+            continue
+        table = significance_table(group, comps, list(METRIC_NAMES))
+        table.insert(0, "experiment", experiment)
+        table.insert(0, "domain", domain)
+        table["seed"] = seed
+        out.append(table)
+    return pd.concat(out, ignore_index=True)
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[evaluation],
+    pool="duckdb",
+    kinds={"scipy", "duckdb"},
+    description=(
+        "Wilcoxon signed-rank tests per region and All (the paper's Tables 2-5), with Holm-corrected p-values, "
+        "median paired differences with bootstrap CIs, rank-biserial effect sizes and shares of sites improved."
+    ),
+)
+def significance(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
+    layout = Layout(sources.work_dir)
+    metrics = pd.read_parquet(layout.evaluation_dir() / "site_metrics.parquet")
+    table = significance_for(metrics)
+    for domain in table["domain"].unique():
+        store.store().replace_rows("significance", table[table["domain"] == domain], {"domain": domain})
+    _write_parquet(table, layout.evaluation_dir() / "significance.parquet")
+    md = {}
+    for (domain, experiment), g in table[table["seed"] == "mean"].groupby(["domain", "experiment"]):
+        g = g[g["metric"].isin(PAPER_METRICS[domain])]
+        md[f"{domain}/{experiment}"] = dg.MetadataValue.md(
+            markdown_table(
+                g[
+                    [
+                        "comparison",
+                        "region",
+                        "metric",
+                        "n",
+                        "p_value",
+                        "p_holm",
+                        "median_a",
+                        "median_b",
+                        "share_a_better",
+                        "effect",
+                    ]
+                ]
+            )
+        )
+    return dg.MaterializeResult(metadata={"n_rows": len(table), **md})
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[evaluation, significance],
+    kinds={"matplotlib"},
+    description=(
+        "The paper's figures: boxplots per region (global vs local; the four similarity scenarios, with and "
+        "without size control) and error matrices of the size-controlled case; PNGs under evaluation/figures."
+    ),
+)
+def figures(sources: SourceConfig) -> dg.MaterializeResult:
+    layout = Layout(sources.work_dir)
+    metrics = pd.read_parquet(layout.evaluation_dir() / "site_metrics.parquet")
+    metrics = metrics[metrics["seed"] == "mean"]
+    meta: dict[str, Any] = {}
+    for domain in metrics["domain"].unique():
+        dm = metrics[metrics["domain"] == domain]
+        for experiment, comps in COMPARISONS.items():
+            em = dm[dm["experiment"] == experiment]
+            if em.empty:
+                continue
+            scenarios = list(dict.fromkeys(s for _, a, b in comps for s in (a, b)))
+            for metric in PAPER_METRICS[domain]:
+                png = boxplot_by_region(em, metric, scenarios, title=f"{domain} {experiment}: {metric}")
+                name = f"{domain}_{experiment}_{metric}_boxplot.png"
+                atomic_write_bytes(layout.figures_dir() / name, png)
+                meta[name] = dg.MetadataValue.md(_img(png))
+        sized = dm[dm["experiment"].isin(["similarity", "similarity_sized"])]
+        if not sized.empty:
+            for metric in PAPER_METRICS[domain]:
+                table = sized.groupby(["region", "scenario"])[metric].median().reset_index()
+                png = error_matrix(
+                    table, value=metric, title=f"{domain}: median {metric} per ROI and scenario"
+                )
+                name = f"{domain}_error_matrix_{metric}.png"
+                atomic_write_bytes(layout.figures_dir() / name, png)
+                meta[name] = dg.MetadataValue.md(_img(png))
+    meta["folder"] = dg.MetadataValue.path(str(layout.figures_dir()))
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _img(png: bytes) -> str:
+    return f"![figure](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[significance, figures],
+    kinds={"python"},
+    description=(
+        "Headline numbers in Markdown: medians per scenario, p-values and the share of sites improved, "
+        "both domains; evaluation/summary.md."
+    ),
+)
+def summary(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.MaterializeResult:
+    layout = Layout(sources.work_dir)
+    metrics = pd.read_parquet(layout.evaluation_dir() / "site_metrics.parquet")
+    table = pd.read_parquet(layout.evaluation_dir() / "significance.parquet")
+    text = study_summary(metrics[metrics["seed"] == "mean"], table[table["seed"] == "mean"])
+    path = layout.evaluation_dir() / "summary.md"
+    atomic_write_text(path, text)
+    context.log.info(f"summary written to {path}")
+    return dg.MaterializeResult(
+        metadata={
+            "summary": dg.MetadataValue.md(text),
+            "path": dg.MetadataValue.path(str(path)),
+            "n_sites": int(np.sum(metrics["seed"] == "mean")),
+        }
+    )

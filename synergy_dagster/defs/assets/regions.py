@@ -1,0 +1,156 @@
+"""Stage 2, regions: the ecoregion hierarchy and the tagged, coverage-filtered sites per domain."""
+
+import dagster as dg
+import geopandas as gpd
+import pandas as pd
+import xarray as xr
+
+from synergy_dagster.defs.assets.sources import raw_basins, raw_ecoregions, raw_pixels, write_netcdf
+from synergy_dagster.defs.layout import Layout
+from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.evaluation.figures import region_map
+from synergy_dagster.evaluation.summary import markdown_table
+from synergy_dagster.io_utils import atomic_path
+from synergy_dagster.regions.coverage import coverage_filter
+from synergy_dagster.regions.subregions import SUBREGIONS
+from synergy_dagster.regions.tagging import tag_sites
+from synergy_dagster.sources.basin_polygons import read_basin_polygons
+
+GROUP = "regions"
+REVISIT_DAYS = {"soil_moisture": 3, "streamflow": 1}
+
+
+def load_l3(sources: SourceConfig) -> gpd.GeoDataFrame:
+    return gpd.read_file(Layout(sources.work_dir).ecoregions(), layer="l3")
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[raw_ecoregions],
+    kinds={"geopandas"},
+    description=(
+        "The region hierarchy: Level III ecoregions, Level II and I by dissolving, and the paper's 18 "
+        "sub-regions A-R (Table 1)."
+    ),
+)
+def regions(sources: SourceConfig) -> dg.MaterializeResult:
+    l3 = load_l3(sources)
+    table = pd.DataFrame(
+        [
+            {
+                "subregion": s.letter,
+                "codes": ", ".join(s.codes),
+                "name": s.name,
+                "l3_regions": int(l3["l2"].isin(s.codes).sum() + l3["l1"].isin(s.codes).sum()),
+            }
+            for s in SUBREGIONS
+        ]
+    )
+    png = region_map(l3.rename(columns={"l3": "code"}), pd.DataFrame(columns=["lat", "lon", "subregion"]))
+    return dg.MaterializeResult(
+        metadata={
+            "n_l3": int(l3["l3"].nunique()),
+            "n_l2": int(l3["l2"].nunique()),
+            "n_l1": int(l3["l1"].nunique()),
+            "subregions": dg.MetadataValue.md(markdown_table(table)),
+            "map": dg.MetadataValue.md(_png_md(png)),
+        }
+    )
+
+
+def _png_md(png: bytes) -> str:
+    import base64
+
+    return f"![map](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"{domain}_sites",
+        group_name=GROUP,
+        deps=[raw, regions],
+        pool="duckdb",
+        kinds={"geopandas", "duckdb"},
+        description=(
+            f"{domain.replace('_', ' ').capitalize()} sites tagged with Level I/II/III ecoregion and "
+            "sub-region (pixels by centroid, basins by majority area where polygons exist, else by "
+            "gauge point), filtered to sites with enough valid targets in both periods."
+        ),
+    )
+    def _sites(
+        context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+    ) -> dg.MaterializeResult:
+        layout = Layout(sources.work_dir)
+        l3 = load_l3(sources)
+        ds = xr.load_dataset(layout.source_nc(domain))
+        polygons = None
+        if domain == "streamflow" and sources.basin_polygons() is not None:
+            polygons = read_basin_polygons(sources.basin_polygons())
+        tagging = tag_sites(ds, l3, domain, polygons=polygons)
+        tagged = tagging.tagged.set_index("site_id")
+        periods = sources.periods(domain)
+        kept, cov = coverage_filter(
+            ds.sel(site=tagged.index.to_numpy()),
+            periods.train.slice,
+            periods.test.slice,
+            min_share=study.coverage,
+            revisit_days=REVISIT_DAYS[domain],
+        )
+        table = tagged.join(cov.set_index("site_id")[["cov_train", "cov_test", "kept"]]).reset_index()
+        table["domain"] = domain
+        rows = table.rename(
+            columns={"method": "tagging_method", "cov_train": "coverage_train", "cov_test": "coverage_test"}
+        )
+        if "area_share" not in rows:
+            rows["area_share"] = float("nan")
+        store.store().replace_rows(
+            "sites",
+            rows[
+                [
+                    "site_id",
+                    "domain",
+                    "lat",
+                    "lon",
+                    "l1",
+                    "l2",
+                    "l3",
+                    "subregion",
+                    "tagging_method",
+                    "area_share",
+                    "coverage_train",
+                    "coverage_test",
+                    "kept",
+                ]
+            ],
+            {"domain": domain},
+        )
+        with atomic_path(layout.sites_table(domain)) as tmp:
+            rows.to_parquet(tmp, index=False)
+        write_netcdf(ds.sel(site=list(kept)), layout.sites_nc(domain))
+        counts = (
+            rows.groupby("subregion", dropna=False)
+            .agg(tagged=("site_id", "size"), kept=("kept", "sum"))
+            .reset_index()
+        )
+        png = region_map(l3.rename(columns={"l3": "code"}), rows[rows["kept"]], color_by="subregion")
+        context.log.info(
+            f"{domain}: {len(rows)} tagged, {len(tagging.dropped)} outside every region, "
+            f"{int(rows['kept'].sum())} kept by coverage"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "n_input": int(ds.sizes["site"]),
+                "n_tagged": len(rows),
+                "n_outside_regions": len(tagging.dropped),
+                "n_kept": int(rows["kept"].sum()),
+                "tagging_methods": dg.MetadataValue.json(rows["tagging_method"].value_counts().to_dict()),
+                "counts_per_subregion": dg.MetadataValue.md(markdown_table(counts)),
+                "map": dg.MetadataValue.md(_png_md(png)),
+            }
+        )
+
+    return _sites
+
+
+soil_moisture_sites = build_sites_asset("soil_moisture", raw_pixels)
+streamflow_sites = build_sites_asset("streamflow", raw_basins)

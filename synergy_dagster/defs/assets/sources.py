@@ -1,0 +1,200 @@
+"""Stage 1, sources: the configured input files (or the generated virtual CONUS), read and
+validated by the science readers, cached as NetCDF/GeoPackage under ``data/sources``."""
+
+import dataclasses
+import json
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from synergy_dagster.defs.layout import Layout
+from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
+from synergy_dagster.errors import InputError
+from synergy_dagster.evaluation.summary import markdown_table
+from synergy_dagster.io_utils import atomic_path, file_sha256, tree_sha256
+from synergy_dagster.sources.caravan import read_caravan
+from synergy_dagster.sources.ecoregions import read_ecoregions
+from synergy_dagster.sources.pixels import read_pixel_cube
+from synergy_dagster.sources.sitedata import target_name
+
+GROUP = "sources"
+
+
+def write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    """Atomic NetCDF write (a crash never leaves a truncated cache behind)."""
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
+
+
+def _source_row(
+    name: str, domain: str, path: Path, fmt: str, content_hash: str, ds: xr.Dataset | None
+) -> pd.DataFrame:
+    row: dict[str, object] = {
+        "source_name": name,
+        "domain": domain,
+        "path": str(path),
+        "format": fmt,
+        "content_hash": content_hash,
+        "loaded_at": datetime.now(),
+    }
+    if ds is not None:
+        t = pd.DatetimeIndex(ds["time"].values)
+        y = ds[target_name(ds)].values
+        row.update(
+            n_sites=int(ds.sizes["site"]),
+            period_start=t[0].date(),
+            period_end=t[-1].date(),
+            n_rows=int(y.size),
+            n_valid_target=int(np.isfinite(y).sum()),
+        )
+    return pd.DataFrame([row])
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python"},
+    description=(
+        "The raw input files. With the default source config this generates the embedded 'virtual "
+        "CONUS' (seeded, regenerated only when its config changes); with kind=real it checks the "
+        "configured real-data paths."
+    ),
+)
+def source_files(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.MaterializeResult:
+    sources.check()
+    if sources.kind == "virtual":
+        from synergy_dagster.sources.virtual_conus import VirtualConusConfig, generate_virtual_conus
+
+        cfg = VirtualConusConfig(
+            seed=sources.virtual_seed, n_pixels=sources.virtual_pixels, n_basins=sources.virtual_basins
+        )
+        manifest_path = sources.virtual_dir / "manifest.json"
+        wanted = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+        if manifest_path.exists() and json.loads(manifest_path.read_text()).get("config") == wanted:
+            context.log.info(f"virtual CONUS already generated with this config in {sources.virtual_dir}")
+        else:
+            context.log.info(f"generating the virtual CONUS into {sources.virtual_dir}")
+            generate_virtual_conus(sources.virtual_dir, cfg)
+    paths = {"ecoregions": sources.ecoregions(), "caravan": sources.caravan()[0], "pixels": sources.pixels()}
+    for name, p in paths.items():
+        if not p.exists():
+            raise InputError(f"sources.{name}", f"path does not exist: {p}")
+    return dg.MaterializeResult(
+        metadata={
+            "kind": sources.kind,
+            **{k: dg.MetadataValue.path(str(v)) for k, v in paths.items()},
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[source_files],
+    pool="duckdb",
+    kinds={"geopandas", "duckdb"},
+    description="EPA Level III ecoregions (official columns), validated and cached as GeoPackage.",
+)
+def raw_ecoregions(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
+    path = sources.ecoregions()
+    l3 = read_ecoregions(path)
+    out = Layout(sources.work_dir).ecoregions()
+    with atomic_path(out) as tmp:
+        l3.to_file(tmp, driver="GPKG", layer="l3")
+    store.store().replace_rows(
+        "sources",
+        _source_row("ecoregions", "", path, path.suffix.lstrip("."), file_sha256(path), None),
+        {"source_name": "ecoregions"},
+    )
+    counts = pd.DataFrame(
+        {"level": ["L1", "L2", "L3"], "regions": [l3["l1"].nunique(), l3["l2"].nunique(), l3["l3"].nunique()]}
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "regions": dg.MetadataValue.md(markdown_table(counts)),
+        }
+    )
+
+
+def _record_sites_source(
+    name: str,
+    domain: str,
+    ds: xr.Dataset,
+    path: Path,
+    fmt: str,
+    content_hash: str,
+    work_dir: Path,
+    store: DuckDBStore,
+) -> dg.MaterializeResult:
+    write_netcdf(ds, Layout(work_dir).source_nc(domain))
+    row = _source_row(name, domain, path, fmt, content_hash, ds)
+    store.store().replace_rows("sources", row, {"source_name": name})
+    r = row.iloc[0]
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "format": fmt,
+            "n_sites": int(r["n_sites"]),
+            "period": f"{r['period_start']} .. {r['period_end']}",
+            "n_valid_target": int(r["n_valid_target"]),
+            "content_hash": content_hash[:16],
+            "variables": dg.MetadataValue.md(
+                markdown_table(
+                    pd.DataFrame(
+                        [
+                            {"variable": k, "role": v.attrs.get("role"), "units": v.attrs.get("units", "")}
+                            for k, v in ds.data_vars.items()
+                        ]
+                    )
+                )
+            ),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[source_files],
+    pool="duckdb",
+    kinds={"xarray", "duckdb"},
+    description="Basins: daily forcings, streamflow (mm/d) and attributes from a Caravan-layout folder.",
+)
+def raw_basins(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
+    root, subset = sources.caravan()
+    ds = read_caravan(root, subset=subset)
+    files = sorted((root / "timeseries").rglob(f"*/{subset}/*")) + sorted(
+        (root / "attributes" / subset).glob("*.csv")
+    )
+    return _record_sites_source(
+        "streamflow", "streamflow", ds, root, "caravan", tree_sha256(files), sources.work_dir, store
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[source_files],
+    pool="duckdb",
+    kinds={"xarray", "duckdb"},
+    description="Pixels: SMAP-like soil moisture, daily forcings and static attributes from a NetCDF/Zarr cube.",
+)
+def raw_pixels(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
+    path = sources.pixels()
+    ds = read_pixel_cube(path)
+    digest = (
+        file_sha256(path)
+        if path.is_file()
+        else tree_sha256(sorted(p for p in path.rglob("*") if p.is_file()))
+    )
+    return _record_sites_source(
+        "soil_moisture",
+        "soil_moisture",
+        ds,
+        path,
+        "netcdf" if path.is_file() else "zarr",
+        digest,
+        sources.work_dir,
+        store,
+    )

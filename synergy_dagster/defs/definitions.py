@@ -1,0 +1,57 @@
+"""The one top-level Definitions of synergy_dagster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from synergy_dagster.defs.assets import evaluation as evaluation_assets
+from synergy_dagster.defs.assets import regions as region_assets
+from synergy_dagster.defs.assets import sources as source_assets
+from synergy_dagster.defs.assets.training import ASSETS as TRAINING_ASSETS
+from synergy_dagster.defs.executors import executor_from_env
+from synergy_dagster.defs.io_managers import JsonIOManager, ModelIOManager
+from synergy_dagster.defs.partitions import SET_PARTITIONS
+from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+
+_data = Path(os.environ.get("SYNERGY_DATA_DIR", "data")).resolve()
+
+# Everything from raw files to the plans: unpartitioned, one run.
+prepare_job = dg.define_asset_job(
+    "prepare_job",
+    selection=dg.AssetSelection.groups("sources", "regions")
+    | dg.AssetSelection.assets("soil_moisture_plan", "streamflow_plan"),
+    description="Sources -> tagged sites -> experiment plans (registers the training-set partitions).",
+)
+train_jobs = {
+    domain: dg.define_asset_job(
+        f"train_{domain}_job",
+        selection=dg.AssetSelection.assets(f"{domain}_training_set", f"{domain}_model"),
+        partitions_def=SET_PARTITIONS[domain],
+        description=f"One {domain} training set and its model(s), per partition (scenario:region).",
+    )
+    for domain in SET_PARTITIONS
+}
+evaluation_job = dg.define_asset_job(
+    "evaluation_job",
+    selection=dg.AssetSelection.groups("evaluation"),
+    description="Metrics, significance tables, figures and summary from the trained models.",
+)
+
+defs = dg.Definitions(
+    assets=[
+        *dg.load_assets_from_modules([source_assets, region_assets, evaluation_assets]),
+        *TRAINING_ASSETS,
+    ],
+    jobs=[prepare_job, *train_jobs.values(), evaluation_job],
+    resources={
+        "sources": SourceConfig(),
+        "study": StudyConfig(),
+        "store": DuckDBStore(),
+        "json_io_manager": JsonIOManager(base_dir=str(_data / "assets")),
+        "model_io_manager": ModelIOManager(base_dir=str(_data / "models")),
+    },
+    executor=executor_from_env(),
+)

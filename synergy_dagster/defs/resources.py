@@ -1,0 +1,141 @@
+"""Resources: where the data come from, how the study is run, and the DuckDB store.
+
+Each is a small ConfigurableResource; its defaults come from environment variables so the same
+definitions run the embedded virtual CONUS (default) or real data (``SYNERGY_SOURCE=real``), and
+any field can still be overridden in YAML run config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from synergy_dagster.config import PERIODS, DomainPeriods, PlanConfig, Profile, get_profile
+from synergy_dagster.errors import ConfigError
+from synergy_dagster.store import MetadataStore
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+class SourceConfig(dg.ConfigurableResource):
+    """Which files feed the study. ``kind="virtual"`` generates the embedded default under
+    ``data_dir/virtual_conus``; ``kind="real"`` reads the layout of ``$SYNERGY_REAL_DATA``.
+    Any explicit path overrides the layout's default for that source."""
+
+    kind: str = Field(default_factory=lambda: _env("SYNERGY_SOURCE", "virtual"))
+    data_dir: str = Field(default_factory=lambda: _env("SYNERGY_DATA_DIR", "data"))
+    real_data: str = Field(default_factory=lambda: _env("SYNERGY_REAL_DATA", "../shared/data"))
+    virtual_seed: int = 42
+    virtual_pixels: int = Field(default_factory=lambda: int(_env("SYNERGY_VIRTUAL_PIXELS", "1200")))
+    virtual_basins: int = Field(default_factory=lambda: int(_env("SYNERGY_VIRTUAL_BASINS", "300")))
+    ecoregions_path: str = ""
+    caravan_root: str = ""
+    caravan_subset: str = ""
+    pixels_path: str = ""
+    basin_polygons_path: str = ""
+    gages2_path: str = ""
+
+    def check(self) -> None:
+        if self.kind not in ("virtual", "real"):
+            raise ConfigError("sources.kind", f"must be 'virtual' or 'real', got {self.kind!r}")
+        if self.kind == "real" and not Path(self.real_data).is_dir():
+            raise ConfigError("sources.real_data", f"folder does not exist: {self.real_data}")
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def virtual_dir(self) -> Path:
+        return self.work_dir / "virtual_conus"
+
+    def _root(self) -> Path:
+        return self.virtual_dir if self.kind == "virtual" else Path(self.real_data).resolve()
+
+    def _pick(self, override: str, virtual: str, real: str | None) -> Path | None:
+        if override:
+            return Path(override).resolve()
+        rel = virtual if self.kind == "virtual" else real
+        return None if rel is None else self._root() / rel
+
+    def ecoregions(self) -> Path:
+        return self._pick(self.ecoregions_path, "ecoregions/virtual_eco_l3.gpkg", "ecoregions/us_eco_l3.gpkg")  # type: ignore[return-value]
+
+    def caravan(self) -> tuple[Path, str]:
+        root = self._pick(self.caravan_root, "caravan", "caravan")
+        subset = self.caravan_subset or ("virtual" if self.kind == "virtual" else "camels")
+        return root, subset  # type: ignore[return-value]
+
+    def pixels(self) -> Path:
+        return self._pick(self.pixels_path, "smap/virtual_pixels.nc", "smap/smap_conus_v4f1.nc")  # type: ignore[return-value]
+
+    def basin_polygons(self) -> Path | None:
+        path = self._pick(self.basin_polygons_path, "basins/basin_polygons.gpkg", None)
+        return path if path is not None and path.exists() else None
+
+    def gages2(self) -> Path | None:
+        path = self._pick(self.gages2_path, "gages2/gauges.csv", "gages2/gagesII_9322_sept30_2011.shp")
+        return path if path is not None and path.exists() else None
+
+    def periods(self, domain: str) -> DomainPeriods:
+        return PERIODS[self.kind][domain]
+
+
+class StudyConfig(dg.ConfigurableResource):
+    """How the study is run: the training profile, its overrides, and the plan thresholds."""
+
+    profile: str = Field(default_factory=lambda: _env("SYNERGY_PROFILE", "demo"))
+    epochs: int = Field(default_factory=lambda: int(_env("SYNERGY_EPOCHS", "0")))  # 0 = the profile's
+    hidden: int = Field(default_factory=lambda: int(_env("SYNERGY_HIDDEN", "0")))  # 0 = the profile's
+    seeds: list[int] = Field(  # empty = the profile's
+        default_factory=lambda: [int(s) for s in _env("SYNERGY_SEEDS", "").split(",") if s.strip()]
+    )
+    min_sites_subregion: int = Field(default_factory=lambda: int(_env("SYNERGY_MIN_SITES", "10")))
+    min_sites_roi: int = Field(default_factory=lambda: int(_env("SYNERGY_MIN_SITES_ROI", "10")))
+    coverage: float = 0.9
+    per_set_normalization: bool = False
+    log_transform: bool = True  # log(x+1) for precipitation and runoff (streamflow)
+    device: str = Field(default_factory=lambda: _env("SYNERGY_DEVICE", "auto"))
+    domains: list[str] = Field(  # which domains the study trains and evaluates
+        default_factory=lambda: [
+            d for d in _env("SYNERGY_DOMAINS", "soil_moisture,streamflow").split(",") if d
+        ]
+    )
+
+    def resolved_domains(self) -> list[str]:
+        bad = [d for d in self.domains if d not in ("soil_moisture", "streamflow")]
+        if bad or not self.domains:
+            raise ConfigError("study.domains", f"unknown or empty domains {bad or self.domains}")
+        return list(self.domains)
+
+    def resolved_profile(self) -> Profile:
+        p = get_profile(self.profile)
+        changes: dict[str, object] = {}
+        if self.epochs:
+            changes["epochs"] = self.epochs
+        if self.hidden:
+            changes["hidden"] = self.hidden
+        if self.seeds:
+            changes["seeds"] = tuple(self.seeds)
+        return p.replace(**changes) if changes else p
+
+    def plan_config(self) -> PlanConfig:
+        return PlanConfig(
+            min_sites_subregion=self.min_sites_subregion,
+            min_sites_roi=self.min_sites_roi,
+            coverage=self.coverage,
+        )
+
+
+class DuckDBStore(dg.ConfigurableResource):
+    """The metadata store (one DuckDB file); every use opens and closes its own connection."""
+
+    path: str = Field(default_factory=lambda: str(Path(_env("SYNERGY_DATA_DIR", "data")) / "synergy.duckdb"))
+
+    def store(self) -> MetadataStore:
+        return MetadataStore(self.path)
