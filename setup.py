@@ -39,6 +39,9 @@ setup(
             "ruff>=0.6",
             "hydroeval==0.1.0",
             "HydroErr>=2.0",
+            "selenium>=4.20",
         ],
+        # Scale-out engines (see deploy/): pick one with SYNERGY_EXECUTOR.
+        "scaleout": ["dagster-k8s==0.29.27", "dagster-celery==0.29.27", "dagster-docker==0.29.27"],
     },
 )

@@ -11,6 +11,7 @@ from synergy_dagster.defs.assets import evaluation as evaluation_assets
 from synergy_dagster.defs.assets import regions as region_assets
 from synergy_dagster.defs.assets import sources as source_assets
 from synergy_dagster.defs.assets.training import ASSETS as TRAINING_ASSETS
+from synergy_dagster.defs.automation import full_defs
 from synergy_dagster.defs.executors import executor_from_env
 from synergy_dagster.defs.io_managers import JsonIOManager, ModelIOManager
 from synergy_dagster.defs.partitions import SET_PARTITIONS
@@ -40,7 +41,7 @@ evaluation_job = dg.define_asset_job(
     description="Metrics, significance tables, figures and summary from the trained models.",
 )
 
-defs = dg.Definitions(
+_base = dg.Definitions(
     assets=[
         *dg.load_assets_from_modules([source_assets, region_assets, evaluation_assets]),
         *TRAINING_ASSETS,
@@ -55,3 +56,6 @@ defs = dg.Definitions(
     },
     executor=executor_from_env(),
 )
+
+# Sensors for newly landed USGS data, the NWIS fetch schedule, and (opt-in) declarative automation.
+defs = full_defs(_base)

@@ -64,7 +64,7 @@ class SourceConfig(dg.ConfigurableResource):
         return None if rel is None else self._root() / rel
 
     def ecoregions(self) -> Path:
-        return self._pick(self.ecoregions_path, "ecoregions/virtual_eco_l3.gpkg", "ecoregions/us_eco_l3.gpkg")  # type: ignore[return-value]
+        return self._pick(self.ecoregions_path, "ecoregions/us_eco_l3.gpkg", "ecoregions/us_eco_l3.gpkg")  # type: ignore[return-value]
 
     def caravan(self) -> tuple[Path, str]:
         root = self._pick(self.caravan_root, "caravan", "caravan")
@@ -79,7 +79,7 @@ class SourceConfig(dg.ConfigurableResource):
         return path if path is not None and path.exists() else None
 
     def gages2(self) -> Path | None:
-        path = self._pick(self.gages2_path, "gages2/gauges.csv", "gages2/gagesII_9322_sept30_2011.shp")
+        path = self._pick(self.gages2_path, "gages2/gauges.gpkg", "gages2/gagesII_9322_sept30_2011.shp")
         return path if path is not None and path.exists() else None
 
     def periods(self, domain: str) -> DomainPeriods:

@@ -85,7 +85,7 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
         ds = xr.load_dataset(layout.source_nc(domain))
         polygons = None
         if domain == "streamflow" and sources.basin_polygons() is not None:
-            polygons = read_basin_polygons(sources.basin_polygons())
+            polygons = read_basin_polygons(sources.basin_polygons()).reset_index()
         tagging = tag_sites(ds, l3, domain, polygons=polygons)
         tagged = tagging.tagged.set_index("site_id")
         periods = sources.periods(domain)
