@@ -2,13 +2,16 @@
 PY ?= python
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: install study test lint dev
+.PHONY: install home study test lint dev
 
 install:
 	./scripts/install.sh
 
-study:
+home:
 	mkdir -p $(DAGSTER_HOME)
+	[ -f $(DAGSTER_HOME)/dagster.yaml ] || cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+study: home
 	$(PY) -m synergy_dagster.cli study
 
 test:
@@ -19,6 +22,5 @@ lint:
 	$(PY) -m ruff check synergy_dagster synergy_dagster_tests bench
 	$(PY) -m ruff format --check synergy_dagster synergy_dagster_tests bench
 
-dev:
-	mkdir -p $(DAGSTER_HOME)
+dev: home
 	dagster dev -w workspace.yaml -h 127.0.0.1

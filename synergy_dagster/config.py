@@ -25,6 +25,9 @@ class Period:
             s, e = pd.Timestamp(self.start), pd.Timestamp(self.end)
         except (ValueError, TypeError) as exc:
             raise ConfigError("period", f"not a date: {exc}") from exc
+        # pd.Timestamp(None) and pd.Timestamp("") are NaT, which compares False with everything
+        if pd.isna(s) or pd.isna(e):
+            raise ConfigError("period", f"start and end are required, got {self.start!r} .. {self.end!r}")
         if e < s:
             raise ConfigError("period", f"end {self.end} is before start {self.start}")
 
@@ -68,6 +71,14 @@ class DomainTraining:
     batch: int  # sites per minibatch (capped at n_sites)
     warmup: int  # days of spin-up before the test window, masked from metrics
 
+    def __post_init__(self) -> None:
+        if self.rho <= 0 or self.batch <= 0:
+            raise ConfigError(
+                "profile.domains", f"rho and batch must be positive, got {self.rho}, {self.batch}"
+            )
+        if self.warmup < 0:
+            raise ConfigError("profile.domains", f"warmup must be >= 0, got {self.warmup}")
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -80,6 +91,8 @@ class Profile:
     seeds: tuple[int, ...]
     domains: dict[str, DomainTraining] = field(default_factory=dict)
     max_iters_per_epoch: int | None = None  # caps the paper's epoch formula for small budgets
+    epoch_scale: float = 1.0  # fraction of the paper's iterations per epoch (keeps its proportions)
+    min_iters_per_epoch: int = 1
     checkpoint_every: int = 1  # epochs
 
     def __post_init__(self) -> None:
@@ -91,6 +104,19 @@ class Profile:
             raise ConfigError("profile.dropconnect", f"must be in [0, 1), got {self.dropconnect}")
         if not self.seeds:
             raise ConfigError("profile.seeds", "at least one seed is required")
+        # numpy's generators reject negative seeds deep inside training; say so here
+        if any(not isinstance(s, int) or s < 0 for s in self.seeds) or len(set(self.seeds)) != len(
+            self.seeds
+        ):
+            raise ConfigError(
+                "profile.seeds", f"seeds must be distinct integers >= 0, got {list(self.seeds)}"
+            )
+        if self.max_iters_per_epoch is not None and self.max_iters_per_epoch <= 0:
+            raise ConfigError(
+                "profile.max_iters_per_epoch", f"must be positive, got {self.max_iters_per_epoch}"
+            )
+        if self.checkpoint_every <= 0:
+            raise ConfigError("profile.checkpoint_every", f"must be positive, got {self.checkpoint_every}")
 
     def for_domain(self, domain: str) -> DomainTraining:
         if domain not in self.domains:
@@ -115,16 +141,20 @@ PROFILES: dict[str, Profile] = {
         dropconnect=0.0,
         seeds=(0,),
         domains={"soil_moisture": DomainTraining(30, 100, 0), "streamflow": DomainTraining(270, 64, 270)},
-        max_iters_per_epoch=50,
+        epoch_scale=0.1,
+        min_iters_per_epoch=20,
+        max_iters_per_epoch=200,
     ),
     "demo": Profile(
         "demo",
         hidden=24,
-        epochs=6,
+        epochs=5,
         dropconnect=0.0,
         seeds=(0,),
         domains={"soil_moisture": DomainTraining(30, 64, 0), "streamflow": DomainTraining(120, 32, 120)},
-        max_iters_per_epoch=12,
+        epoch_scale=0.05,
+        min_iters_per_epoch=8,
+        max_iters_per_epoch=60,
     ),
 }
 

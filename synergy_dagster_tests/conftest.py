@@ -18,3 +18,12 @@ def real_data() -> Path:
     if not path.is_dir():
         pytest.fail(f"SYNERGY_REAL_DATA={value} is not a folder")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Two xdist workers share two cores: one torch thread each avoids OpenMP spin-wait contention.
+    os.environ.setdefault("SYNERGY_TORCH_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)

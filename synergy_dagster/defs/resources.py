@@ -101,6 +101,7 @@ class StudyConfig(dg.ConfigurableResource):
     per_set_normalization: bool = False
     log_transform: bool = True  # log(x+1) for precipitation and runoff (streamflow)
     device: str = Field(default_factory=lambda: _env("SYNERGY_DEVICE", "auto"))
+    torch_threads: int = Field(default_factory=lambda: int(_env("SYNERGY_TORCH_THREADS", "0")))  # 0 = auto
     domains: list[str] = Field(  # which domains the study trains and evaluates
         default_factory=lambda: [
             d for d in _env("SYNERGY_DOMAINS", "soil_moisture,streamflow").split(",") if d

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import sys
 import time
 import warnings
@@ -109,6 +110,8 @@ def train_model(
     dropconnect: float,
     seed: int,
     max_iters_per_epoch: int | None = None,
+    epoch_scale: float = 1.0,
+    min_iters_per_epoch: int = 1,
     checkpoint_path: str | Path | None = None,
     checkpoint_every: int = 1,
     device: torch.device | str | None = None,
@@ -118,7 +121,9 @@ def train_model(
 ) -> TrainResult:
     """Train with AdaDelta (lr 1.0, rho 0.9, eps 1e-6) for ``epochs`` paper epochs.
 
-    Each epoch runs :func:`iterations_per_epoch` updates (capped by ``max_iters_per_epoch``) of
+    Each epoch runs :func:`iterations_per_epoch` updates, times ``epoch_scale`` (a budget knob that
+    keeps the paper's "more data, more updates" proportion), clipped to
+    [``min_iters_per_epoch``, ``max_iters_per_epoch``], of
     ``batch`` random windows of ``rho`` days. With ``checkpoint_path`` the state is saved atomically
     every ``checkpoint_every`` epochs and after the last; an existing checkpoint of the same
     configuration is resumed (a corrupt or foreign one is ignored with a warning). ``log(epoch, loss)``
@@ -132,6 +137,10 @@ def train_model(
         raise ConfigError("batch", f"must be positive, got {batch}")
     if max_iters_per_epoch is not None and max_iters_per_epoch <= 0:
         raise ConfigError("max_iters_per_epoch", f"must be positive, got {max_iters_per_epoch}")
+    if not 0.0 < epoch_scale <= 1e6:
+        raise ConfigError("epoch_scale", f"must be positive, got {epoch_scale}")
+    if min_iters_per_epoch <= 0:
+        raise ConfigError("min_iters_per_epoch", f"must be positive, got {min_iters_per_epoch}")
     if checkpoint_every <= 0:
         raise ConfigError("checkpoint_every", f"must be positive, got {checkpoint_every}")
     n_sites, n_days = arrays.n_sites, arrays.n_days
@@ -143,7 +152,7 @@ def train_model(
     dev = as_device(device)
     if deterministic is None:
         deterministic = dev.type == "cpu"
-    iters = iterations_per_epoch(batch, rho, n_sites, n_days)
+    iters = max(int(min_iters_per_epoch), math.ceil(epoch_scale * iterations_per_epoch(batch, rho, n_sites, n_days)))
     if max_iters_per_epoch is not None:
         iters = min(iters, int(max_iters_per_epoch))
     b = effective_batch(batch, n_sites)

@@ -26,7 +26,7 @@ TABLES: dict[str, str] = {
         profile VARCHAR, n_sites INTEGER, n_train_samples BIGINT, data_hash VARCHAR,
         config_json VARCHAR, path VARCHAR, file_sha256 VARCHAR, train_seconds DOUBLE,
         final_loss DOUBLE, first_loss DOUBLE, n_iterations INTEGER, resumed_from_epoch INTEGER,
-        device VARCHAR, code_version VARCHAR, created_at TIMESTAMP,
+        device VARCHAR, torch_threads INTEGER, code_version VARCHAR, created_at TIMESTAMP,
         PRIMARY KEY (domain, set_key, seed)
     """,
     "site_metrics": """

@@ -20,7 +20,7 @@ from synergy_dagster.evaluation.statistics import significance_table
 from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table, study_summary
 from synergy_dagster.io_utils import atomic_path, atomic_write_bytes, atomic_write_text
-from synergy_dagster.models.device import pick_device
+from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.normalization import Normalizer
 
 GROUP = "evaluation"
@@ -64,6 +64,7 @@ def evaluation(
 ) -> dg.MaterializeResult:
     layout = Layout(sources.work_dir)
     profile = study.resolved_profile()
+    configure_threads(study.torch_threads, profile.hidden)
     device = pick_device(study.device)
     frames = []
     for domain in study.resolved_domains():

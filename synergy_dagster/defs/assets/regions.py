@@ -10,7 +10,7 @@ from synergy_dagster.defs.layout import Layout
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import region_map
 from synergy_dagster.evaluation.summary import markdown_table
-from synergy_dagster.io_utils import atomic_path
+from synergy_dagster.io_utils import atomic_path, atomic_write_bytes
 from synergy_dagster.regions.coverage import coverage_filter
 from synergy_dagster.regions.subregions import SUBREGIONS
 from synergy_dagster.regions.tagging import tag_sites
@@ -133,6 +133,8 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
             .reset_index()
         )
         png = region_map(l3.rename(columns={"l3": "code"}), rows[rows["kept"]], color_by="subregion")
+        map_path = layout.figures_dir() / f"{domain}_region_map.png"  # the paper's Figure 1
+        atomic_write_bytes(map_path, png)
         context.log.info(
             f"{domain}: {len(rows)} tagged, {len(tagging.dropped)} outside every region, "
             f"{int(rows['kept'].sum())} kept by coverage"
@@ -146,6 +148,7 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
                 "tagging_methods": dg.MetadataValue.json(rows["tagging_method"].value_counts().to_dict()),
                 "counts_per_subregion": dg.MetadataValue.md(markdown_table(counts)),
                 "map": dg.MetadataValue.md(_png_md(png)),
+                "map_path": dg.MetadataValue.path(str(map_path)),
             }
         )
 

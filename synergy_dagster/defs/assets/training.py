@@ -23,7 +23,7 @@ from synergy_dagster.evaluation.figures import loss_curve
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.experiments.plan import Plan, build_plan
 from synergy_dagster.io_utils import atomic_write_text, file_sha256
-from synergy_dagster.models.device import pick_device
+from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.normalization import Normalizer, prepare_arrays
 from synergy_dagster.models.predict import predict
 from synergy_dagster.models.training import train_model
@@ -276,6 +276,7 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
         layout = Layout(sources.work_dir)
         profile = study.resolved_profile()
         dom = profile.for_domain(domain)
+        threads = configure_threads(study.torch_threads, profile.hidden)
         device = pick_device(study.device)
         ds = xr.load_dataset(layout.sites_nc(domain))
         norm = Normalizer.from_dict(training_set["normalizer"])
@@ -290,6 +291,8 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
             "rho": dom.rho,
             "batch": dom.batch,
             "max_iters_per_epoch": profile.max_iters_per_epoch,
+            "epoch_scale": profile.epoch_scale,
+            "min_iters_per_epoch": profile.min_iters_per_epoch,
             "n_in": n_in,
             "inputs": list(arrays.dynamic_names) + list(arrays.static_names),
             "normalizer": training_set["normalizer"],
@@ -337,6 +340,8 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
                 dropconnect=profile.dropconnect,
                 seed=seed,
                 max_iters_per_epoch=profile.max_iters_per_epoch,
+                epoch_scale=profile.epoch_scale,
+                min_iters_per_epoch=profile.min_iters_per_epoch,
                 checkpoint_path=layout.checkpoint(domain, key, seed),
                 device=device,
                 log=log,
@@ -362,6 +367,7 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
                     "n_iterations": int(result.n_iterations),
                     "resumed_from_epoch": int(result.resumed_from_epoch or 0),
                     "device": str(device),
+                "torch_threads": threads,
                     "code_version": code_version(),
                     "created_at": datetime.now(),
                 }
@@ -392,6 +398,7 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
                 "seeds": list(profile.seeds),
                 "profile": profile.name,
                 "device": str(device),
+                "torch_threads": threads,
                 "final_loss": float(np.mean([r["final_loss"] for r in rows])),
                 "train_seconds": float(sum(r["train_seconds"] for r in rows)),
                 "data_hash": training_set["data_hash"][:16],
