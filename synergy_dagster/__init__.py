@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # `dagster ... -m synergy_dagster` finds the Definitions here, while importing the science
     # packages alone never imports Dagster.
-    if name == "defs":
+    if name == "definitions":
         from synergy_dagster.defs.definitions import defs
 
         return defs
@@ -14,4 +14,4 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return ["__version__", "defs"]
+    return ["__version__", "definitions"]

@@ -32,6 +32,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def _root_cause(event: object) -> str:
+    """The innermost error message of a failed step (what the user must fix), else the event's."""
+    if not getattr(event, "is_step_failure", False):
+        return str(getattr(event, "message", event))
+    err = event.step_failure_data.error  # type: ignore[attr-defined]
+    while err is not None and getattr(err, "cause", None) is not None:
+        err = err.cause
+    return err.message.strip() if err is not None else str(getattr(event, "message", event))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     # Resources read their defaults from the environment when the definitions are imported.
@@ -59,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             instance=instance, partition_key=partition_key, raise_on_error=False
         )
         if not result.success:
-            failures = [e.message for e in result.all_events if e.is_failure]
+            failures = [_root_cause(e) for e in result.all_events if e.is_failure]
             raise SystemExit(
                 f"{job_name}{f' [{partition_key}]' if partition_key else ''} failed:\n"
                 + "\n".join(failures[-3:])

@@ -29,7 +29,7 @@ def test_definitions_validate_with_the_cli() -> None:
 def test_module_form_exposes_the_definitions() -> None:
     import synergy_dagster
 
-    assert isinstance(synergy_dagster.defs, dg.Definitions)
+    assert isinstance(synergy_dagster.definitions, dg.Definitions)
 
 
 def test_graph_groups_and_partitions() -> None:

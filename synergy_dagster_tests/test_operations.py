@@ -496,9 +496,9 @@ def test_followup_sensors_chain_training_then_evaluation() -> None:
         landed_evaluation_sensor,
         landed_training_sensor,
     )
-    from synergy_dagster.defs.definitions import defs
+    from synergy_dagster.defs.definitions import _core
 
-    merged = full_defs(defs, automation=False)
+    merged = full_defs(_core(), automation=False)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("streamflow_sets", ["global:CONUS", "local:A"])
         _add_run(
@@ -584,7 +584,9 @@ def test_automation_is_off_by_default_and_reevaluates_when_a_model_changes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from synergy_dagster.defs import automation
-    from synergy_dagster.defs.definitions import defs
+    from synergy_dagster.defs.definitions import _core
+
+    defs = _core()
 
     monkeypatch.delenv("SYNERGY_AUTOMATION", raising=False)
     assert not automation.automation_enabled()

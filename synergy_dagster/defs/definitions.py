@@ -41,21 +41,25 @@ evaluation_job = dg.define_asset_job(
     description="Metrics, significance tables, figures and summary from the trained models.",
 )
 
-_base = dg.Definitions(
-    assets=[
-        *dg.load_assets_from_modules([source_assets, region_assets, evaluation_assets]),
-        *TRAINING_ASSETS,
-    ],
-    jobs=[prepare_job, *train_jobs.values(), evaluation_job],
-    resources={
-        "sources": SourceConfig(),
-        "study": StudyConfig(),
-        "store": DuckDBStore(),
-        "json_io_manager": JsonIOManager(base_dir=str(_data / "assets")),
-        "model_io_manager": ModelIOManager(base_dir=str(_data / "models")),
-    },
-    executor=executor_from_env(),
-)
+
+def _core() -> dg.Definitions:
+    """The pipeline itself; operations (sensors, schedules, ingest) are merged in below."""
+    return dg.Definitions(
+        assets=[
+            *dg.load_assets_from_modules([source_assets, region_assets, evaluation_assets]),
+            *TRAINING_ASSETS,
+        ],
+        jobs=[prepare_job, *train_jobs.values(), evaluation_job],
+        resources={
+            "sources": SourceConfig(),
+            "study": StudyConfig(),
+            "store": DuckDBStore(),
+            "json_io_manager": JsonIOManager(base_dir=str(_data / "assets")),
+            "model_io_manager": ModelIOManager(base_dir=str(_data / "models")),
+        },
+        executor=executor_from_env(),
+    )
+
 
 # Sensors for newly landed USGS data, the NWIS fetch schedule, and (opt-in) declarative automation.
-defs = full_defs(_base)
+defs = full_defs(_core())

@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 import torch
 
+from synergy_dagster.errors import InputError
 from synergy_dagster.io_utils import atomic_path, atomic_write_text, file_sha256
 from synergy_dagster.store import MetadataStore
 
@@ -104,5 +105,7 @@ def load_state_dict(path: str | Path, expected_sha256: str | None = None) -> dic
     if not path.exists():
         raise FileNotFoundError(f"model file missing: {path}")
     if expected_sha256 and file_sha256(path) != expected_sha256:
-        raise ValueError(f"model file {path} does not match its recorded SHA-256 (corrupted or replaced)")
+        raise InputError(
+            path, "does not match its recorded SHA-256 (corrupted or replaced); it is not loaded"
+        )
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -86,6 +86,24 @@ def set_key(scenario: str, region: str) -> str:
     return f"{scenario}:{region}"
 
 
+# Every scenario a plan can derive (the partition keys' first part).
+SCENARIOS = ("global", "local", *NEIGHBOUR_SCENARIOS, *SIZED.values())
+
+
+def parse_set_key(key: str) -> tuple[str, str]:
+    """``"local+far:8.3.5"`` -> ``("local+far", "8.3.5")``; :class:`InputError` naming the key for an
+    unknown scenario, a missing region or a global set outside CONUS (a typo in a partition key
+    must not silently create a training set no plan can derive)."""
+    scenario, sep, region = str(key).partition(":")
+    if not sep or not region.strip():
+        raise InputError("partition key", f"{key!r} is not '<scenario>:<region>'", key)
+    if scenario not in SCENARIOS:
+        raise InputError("partition key", f"unknown scenario {scenario!r}; expected one of {SCENARIOS}", key)
+    if scenario == "global" and region != "CONUS":
+        raise InputError("partition key", f"the global set's region is 'CONUS', not {region!r}", key)
+    return scenario, region
+
+
 def _code_order(code: str) -> tuple[int, ...]:
     # "10.1.5" after "9.4.2": compare numerically, not as text
     return tuple(int(p) if p.isdigit() else 0 for p in str(code).split("."))

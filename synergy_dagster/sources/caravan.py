@@ -356,6 +356,15 @@ def read_caravan(
     table = attrs.loc[ids]
     lat = pd.to_numeric(table["gauge_lat"], errors="coerce").to_numpy()
     lon = pd.to_numeric(table["gauge_lon"], errors="coerce").to_numpy()
+    # Name the attribute table and gauge here: the dataset check later only knows the root folder.
+    bad = ~np.isfinite(lat) | ~np.isfinite(lon) | (np.abs(lat) > 90) | (np.abs(lon) > 180)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(
+            other,
+            f"gauge {ids[i]!r} has no valid location (gauge_lat {lat[i]}, gauge_lon {lon[i]})",
+            f"gauge_id {ids[i]}",
+        )
     static = {
         c: (table[c].to_numpy(dtype=np.float64), _STATIC_UNITS.get(c, ""))
         for c in table.select_dtypes("number").columns

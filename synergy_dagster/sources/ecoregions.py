@@ -43,6 +43,23 @@ def check_crs(gdf: gpd.GeoDataFrame, path: str | Path) -> None:
             "no coordinate reference system (CRS); add a .prj / define the CRS, "
             "the reader does not guess one",
         )
+    # A wrong CRS misplaces every feature just as silently: degrees declared as metres (or the
+    # reverse) shows in the coordinate ranges. Any real extent in metres exceeds 180 m somewhere.
+    xmin, ymin, xmax, ymax = (float(v) for v in gdf.total_bounds)
+    in_degrees = xmin >= -180.0 and xmax <= 180.0 and ymin >= -90.0 and ymax <= 90.0
+    if gdf.crs.is_geographic and not in_degrees:
+        raise InputError(
+            path,
+            f"coordinates x {xmin:.6g}..{xmax:.6g}, y {ymin:.6g}..{ymax:.6g} are not degrees, but the "
+            f"declared CRS {gdf.crs.to_string()} is geographic: the data look projected; declare their "
+            "real CRS",
+        )
+    if gdf.crs.is_projected and in_degrees and max(xmax - xmin, ymax - ymin) > 0:
+        raise InputError(
+            path,
+            f"coordinates x {xmin:.6g}..{xmax:.6g}, y {ymin:.6g}..{ymax:.6g} look like degrees, but the "
+            f"declared CRS {gdf.crs.to_string()} is projected (metres): declare EPSG:4326",
+        )
 
 
 def check_geometries(gdf: gpd.GeoDataFrame, path: str | Path, labels: pd.Series | None = None) -> None:

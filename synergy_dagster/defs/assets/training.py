@@ -367,7 +367,7 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
                     "n_iterations": int(result.n_iterations),
                     "resumed_from_epoch": int(result.resumed_from_epoch or 0),
                     "device": str(device),
-                "torch_threads": threads,
+                    "torch_threads": threads,
                     "code_version": code_version(),
                     "created_at": datetime.now(),
                 }
