@@ -152,7 +152,9 @@ def train_model(
     dev = as_device(device)
     if deterministic is None:
         deterministic = dev.type == "cpu"
-    iters = max(int(min_iters_per_epoch), math.ceil(epoch_scale * iterations_per_epoch(batch, rho, n_sites, n_days)))
+    iters = max(
+        int(min_iters_per_epoch), math.ceil(epoch_scale * iterations_per_epoch(batch, rho, n_sites, n_days))
+    )
     if max_iters_per_epoch is not None:
         iters = min(iters, int(max_iters_per_epoch))
     b = effective_batch(batch, n_sites)
@@ -257,3 +259,16 @@ def train_model(
         batch=b,
         device=str(dev),
     )
+
+
+def initial_state(n_in: int, hidden: int, seed: int, dropconnect: float = 0.0) -> dict[str, torch.Tensor]:
+    """The weights :func:`train_model` starts from for ``seed`` (to measure what training gained)."""
+    model, *_ = _fresh_state(n_in, hidden, dropconnect, seed, torch.device("cpu"))
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def training_rmse(pred: np.ndarray, arrays: Arrays) -> float:
+    """RMSE of normalised predictions [site, time] against the training targets, valid cells only."""
+    y = arrays.y[..., 0]
+    ok = np.isfinite(y) & np.isfinite(pred)
+    return float(np.sqrt(np.mean((pred[ok] - y[ok]) ** 2))) if ok.any() else float("nan")
