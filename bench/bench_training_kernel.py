@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -81,12 +82,12 @@ def step_flops(case: Case, n_in: int) -> float:
 
 
 def bench_case(
-    case: Case, dev: torch.device, data: tuple[torch.Tensor, ...], budget_s: float
+    case: Case, dev: torch.device, data: tuple[torch.Tensor, ...], budget_s: float, dropconnect: float = 0.5
 ) -> dict[str, float]:
     x_all, c_all, y_all = data
     n_in = N_DYN + N_STATIC
     torch.manual_seed(0)
-    model = build_model(n_in, case.hidden, dropconnect=0.5).to(dev).train()
+    model = build_model(n_in, case.hidden, dropconnect=dropconnect).to(dev).train()
     opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.9, eps=1e-6)
     rng = np.random.default_rng(0)
     s_idx, t_idx = sample_indices(rng, N_SITES, N_DAYS, case.batch, case.rho)
@@ -102,10 +103,14 @@ def bench_case(
         s, t = sample_indices(rng, N_SITES, N_DAYS, case.batch, case.rho)
         gather_windows(x_all, c_all, y_all, s, t, case.rho)
 
-    step_s = _timeit(step, dev, warmup=1, budget_s=budget_s, max_reps=200)
+    # Best of the timed steps, like the matmul peak: on a shared machine the best run is the one least
+    # disturbed by other processes, so best-vs-best is the fair ratio (the median is printed too).
+    step_s = _timeit(step, dev, warmup=1, budget_s=budget_s, max_reps=200, best=True)
+    step_med = _timeit(step, dev, warmup=0, budget_s=budget_s, max_reps=200)
     build_s = _timeit(build, dev, warmup=2, budget_s=min(1.0, budget_s), max_reps=200)
     return {
-        "step_s": step_s, "updates_per_s": 1.0 / step_s, "gflops": step_flops(case, n_in) / step_s / 1e9,
+        "step_s": step_s, "step_med_s": step_med, "updates_per_s": 1.0 / step_s,
+        "gflops": step_flops(case, n_in) / step_s / 1e9,
         "build_s": build_s, "build_share": build_s / (build_s + step_s),
     }  # fmt: skip
 
@@ -126,21 +131,30 @@ def main() -> None:
     print(f"device: {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}), "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}")  # fmt: skip
     peak = matmul_peak(dev, n_mat, budget_s=min(2.0, budget))
-    print(f"fp32 matmul peak ({n_mat}x{n_mat}): {peak:.1f} GFLOP/s")
+    print(f"fp32 matmul peak ({n_mat}x{n_mat}, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s; "
+          f"oneDNN (mkldnn) enabled {torch.backends.mkldnn.enabled}", flush=True)  # fmt: skip
     gen = torch.Generator().manual_seed(0)
     data = (
         torch.randn(N_SITES, N_DAYS, N_DYN, generator=gen).to(dev),
         torch.randn(N_SITES, N_STATIC, generator=gen).to(dev),
         torch.randn(N_SITES, N_DAYS, 1, generator=gen).to(dev),
     )
-    print(f"{'H':>4} {'rho':>4} {'batch':>5} {'step ms':>9} {'upd/s':>8} {'GFLOP/s':>8} {'of peak':>8} "
-          f"{'build ms':>9} {'build %':>8}")  # fmt: skip
+    print(f"{'H':>4} {'rho':>4} {'batch':>5} {'step ms':>9} {'median':>9} {'upd/s':>8} {'GFLOP/s':>8} "
+          f"{'of peak':>8} {'DC=0 ms':>8} {'build ms':>9} {'build %':>8}")  # fmt: skip
     results = {}
     for case in cases:
+        # The peak again right before each case, the best of all measurements counting: under load a
+        # single early measurement can be low and flatter every ratio.
+        peak = max(peak, matmul_peak(dev, n_mat, budget_s=min(2.0, budget)))
         r = bench_case(case, dev, data, budget)
+        r0 = bench_case(case, dev, data, budget, dropconnect=0.0)  # DropConnect's own cost
         results[(case.hidden, case.rho, case.batch)] = r
-        print(f"{case.hidden:>4} {case.rho:>4} {case.batch:>5} {r['step_s'] * 1e3:>9.1f} {r['updates_per_s']:>8.2f} "
-              f"{r['gflops']:>8.1f} {r['gflops'] / peak:>8.1%} {r['build_s'] * 1e3:>9.2f} {r['build_share']:>8.2%}")  # fmt: skip
+        print(f"{case.hidden:>4} {case.rho:>4} {case.batch:>5} {r['step_s'] * 1e3:>9.1f} {r['step_med_s'] * 1e3:>9.1f} "
+              f"{r['updates_per_s']:>8.2f} {r['gflops']:>8.1f} {r['gflops'] / peak:>8.1%} "
+              f"{r0['step_s'] * 1e3:>8.1f} {r['build_s'] * 1e3:>9.2f} {r['build_share']:>8.2%}", flush=True)  # fmt: skip
+    peak = max(peak, matmul_peak(dev, n_mat, budget_s=min(2.0, budget)))
+    print(f"fp32 matmul peak, best of all measurements: {peak:.1f} GFLOP/s; 1-min load average "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")  # fmt: skip
     h = results[(256, 365, 500)]
     sm = results[(256, 30, 100)]
     paper_iters = math.ceil(math.log(0.01) / math.log(1 - 500 * 365 / (N_SITES * N_DAYS)))

@@ -14,14 +14,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_definitions_validate_with_the_cli() -> None:
+def test_definitions_validate_with_the_cli(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
-        env=os.environ.copy(),
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -674,8 +674,11 @@ def test_parallel_runs_of_duckdb_writers_lose_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     from dagster._core.instance.ref import InstanceRef
 
-    # Create the instance's SQLite schema once: three processes creating it at once would race.
-    dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))).dispose()
+    # Create the instance's SQLite schema and the pool's slot row once: three processes creating
+    # them at once race (seen under load: two first steps both got a slot).
+    setup = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    setup.event_log_storage.set_concurrency_slots("duckdb", 1)
+    setup.dispose()
     t0 = time.time()
     procs = [
         subprocess.Popen(

@@ -31,23 +31,6 @@ from synergy_dagster.errors import InputError
 from synergy_dagster.experiments.size_control import pick_added, rule_text
 from synergy_dagster.regions.subregions import LETTERS
 
-PAPER_ROIS: dict[str, tuple[str, ...]] = {
-    "soil_moisture": ("8.3.5", "9.3.3", "9.4.1", "9.4.2", "10.1.5", "10.2.4"),
-    "streamflow": (
-        "5.3.1",
-        "8.1.7",
-        "8.2.3",
-        "8.2.4",
-        "8.3.1",
-        "8.3.4",
-        "8.3.5",
-        "8.4.1",
-        "8.4.2",
-        "8.5.3",
-        "9.2.3",
-        "9.4.2",
-    ),
-}
 NEIGHBOUR_SCENARIOS = ("local+close", "local+far", "local+dissimilar")
 SIZED = {s: f"{s}_sized" for s in NEIGHBOUR_SCENARIOS}
 SET_COLUMNS = (

@@ -27,25 +27,13 @@ import pandas as pd
 import shapely
 
 from synergy_dagster.io_utils import atomic_path
+from synergy_dagster.regions.subregions import PAPER_ROIS
 
 BOX: tuple[float, float, float, float] = (-125.0, 25.0, -67.0, 49.0)  # lon0, lat0, lon1, lat1
 COS_LAT = float(np.cos(np.deg2rad(37.0)))  # east-west shrink so distances are roughly isotropic
 
-ROI_SOIL_MOISTURE: tuple[str, ...] = ("8.3.5", "9.3.3", "9.4.1", "9.4.2", "10.1.5", "10.2.4")
-ROI_STREAMFLOW: tuple[str, ...] = (
-    "5.3.1",
-    "8.1.7",
-    "8.2.3",
-    "8.2.4",
-    "8.3.1",
-    "8.3.4",
-    "8.3.5",
-    "8.4.1",
-    "8.4.2",
-    "8.5.3",
-    "9.2.3",
-    "9.4.2",
-)
+ROI_SOIL_MOISTURE: tuple[str, ...] = PAPER_ROIS["soil_moisture"]
+ROI_STREAMFLOW: tuple[str, ...] = PAPER_ROIS["streamflow"]
 
 L1_NAMES: dict[str, str] = {
     "5": "NORTHERN FORESTS",

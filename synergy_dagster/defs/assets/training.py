@@ -27,24 +27,8 @@ from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.normalization import Normalizer, prepare_arrays
 from synergy_dagster.models.predict import predict
 from synergy_dagster.models.training import initial_state, train_model, training_rmse
+from synergy_dagster.regions.subregions import PAPER_ROIS
 
-PAPER_ROIS = {
-    "soil_moisture": ("8.3.5", "9.3.3", "9.4.1", "9.4.2", "10.1.5", "10.2.4"),
-    "streamflow": (
-        "5.3.1",
-        "8.1.7",
-        "8.2.3",
-        "8.2.4",
-        "8.3.1",
-        "8.3.4",
-        "8.3.5",
-        "8.4.1",
-        "8.4.2",
-        "8.5.3",
-        "9.2.3",
-        "9.4.2",
-    ),
-}
 SITES_ASSETS = {"soil_moisture": soil_moisture_sites, "streamflow": streamflow_sites}
 
 

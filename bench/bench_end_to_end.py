@@ -1,0 +1,77 @@
+"""End-to-end benchmark: the embedded demo study (``python -m synergy_dagster.cli study``), wall time
+and peak memory of the whole process tree.
+
+Usage: ``python bench/bench_end_to_end.py [--profile demo] [--keep DIR]``. The study runs in a fresh
+temporary folder with its own ``DAGSTER_HOME`` and ``SYNERGY_DATA_DIR`` (nothing of the checkout's
+``data/`` is reused, so every model is trained). Peak memory is ``ru_maxrss`` of the children (the
+largest single process of the tree, the study's own). The load average before and after is printed
+because other work on the machine inflates the wall time. The headline is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="demo", choices=["demo", "cpu", "paper"])
+    ap.add_argument("--keep", help="run in this folder and keep it (default: a temporary folder, removed)")
+    args = ap.parse_args(argv)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="synergy_e2e_"))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "dagster_home").mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGY_")}
+    env.update(
+        DAGSTER_HOME=str(work / "dagster_home"),
+        SYNERGY_DATA_DIR=str(work / "data"),
+        SYNERGY_PROFILE=args.profile,
+        SYNERGY_SOURCE="virtual",
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
+    load0 = os.getloadavg()
+    print(
+        f"cpus {os.cpu_count()}, load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True
+    )
+    t0 = time.perf_counter()
+    res = subprocess.run(
+        [sys.executable, "-m", "synergy_dagster.cli", "study", "--profile", args.profile],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # KiB on Linux
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load1 = os.getloadavg()
+    print(res.stdout[-2000:])
+    if res.returncode != 0:
+        print(res.stderr[-4000:], file=sys.stderr)
+        print(f"study failed with exit code {res.returncode} after {wall:.0f} s (folder {work})")
+        return res.returncode
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"load average after {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; "
+          f"CPU time of the tree {cpu.ru_utime + cpu.ru_stime:.0f} s")  # fmt: skip
+    print(
+        f"HEADLINE: demo study end to end ({args.profile} profile, virtual CONUS) in {wall:.0f} s "
+        f"({wall / 60:.1f} min; target < 10 min) with peak RSS {peak_mb:.0f} MB on {os.cpu_count()} cores "
+        f"(1-min load average {load0[0]:.1f} before, {load1[0]:.1f} after)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
