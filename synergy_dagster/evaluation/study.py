@@ -105,12 +105,12 @@ def evaluate_domain(
             order, by_seed = preds[row.model_key]
             idx = pd.Index(order).get_indexer(sites)
             sims[row.scenario] = {s: p[idx] for s, p in by_seed.items()}
-        seeds = sorted(next(iter(sims.values())))
         mask = common_mask(obs, [p for d in sims.values() for p in d.values()])
         o = np.where(mask, obs, np.nan)
         for scenario, by_seed in sims.items():
             model_key = group.loc[group["scenario"] == scenario, "model_key"].iloc[0]
             per_seed = {str(s): all_metrics(o, np.where(mask, p, np.nan)) for s, p in by_seed.items()}
+            seeds = sorted(by_seed)  # each scenario's own ensemble
             mean_pred = np.mean(np.stack([by_seed[s] for s in seeds]), axis=0)
             per_seed["mean"] = all_metrics(o, np.where(mask, mean_pred, np.nan))
             if len(seeds) > 1:
