@@ -1,5 +1,6 @@
-"""The UI path, headless: the Materialize button's GraphQL mutation runs the prepare stage of a tiny
-virtual study, and a screenshot of the asset graph in headless Chromium shows the stages."""
+"""The UI path, headless: the launch mutation the UI's buttons send runs a tiny demo study (prepare,
+every training-set partition, evaluation), and a screenshot of the asset graph in headless Chromium
+shows the stages."""
 
 from __future__ import annotations
 
@@ -44,9 +45,7 @@ def _home(tmp_path: Path) -> Path:
     return home
 
 
-def test_graphql_launch_materialises_the_prepare_stage(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_graphql_launches_materialise_the_demo_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dagster._core.instance.ref import InstanceRef
     from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
     from dagster_graphql.test.utils import (
@@ -55,50 +54,63 @@ def test_graphql_launch_materialises_the_prepare_stage(
         infer_job_selector,
     )
 
-    for k, v in {**TINY, "SYNERGY_DATA_DIR": str(tmp_path / "data")}.items():
+    study = {"SYNERGY_DOMAINS": "soil_moisture", "SYNERGY_MIN_SITES": "20", "SYNERGY_MIN_SITES_ROI": "8"}
+    for k, v in {**TINY, **study, "SYNERGY_DATA_DIR": str(tmp_path / "data")}.items():
         monkeypatch.setenv(k, v)  # inherited by the code server and the run it launches
     home = _home(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     try:
         with define_out_of_process_context(str(ROOT / "workspace.yaml"), None, instance) as ctx:
-            selector = infer_job_selector(ctx, "prepare_job")
-            result = execute_dagster_graphql(
-                ctx,
-                LAUNCH_PIPELINE_EXECUTION_MUTATION,
-                variables={"executionParams": {"selector": selector, "mode": "default"}},
-            )
-            launched = result.data["launchPipelineExecution"]
-            assert launched["__typename"] == "LaunchRunSuccess", launched
-            run_id = launched["run"]["runId"]
-            deadline = time.monotonic() + 240
-            while not instance.get_run_by_id(run_id).is_finished and time.monotonic() < deadline:
-                time.sleep(1)
-            run = instance.get_run_by_id(run_id)
-            if run.status != dg.DagsterRunStatus.SUCCESS:
-                failures = [
-                    e.message
-                    for e in instance.all_logs(run_id)
-                    if e.is_dagster_event and e.dagster_event.is_failure
-                ][:3]
-                pytest.fail(f"prepare_job via GraphQL ended {run.status}: {failures}")
-            status = execute_dagster_graphql(
-                ctx,
-                "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
-                variables={"id": run_id},
-            )
-            assert status.data["runOrError"]["status"] == "SUCCESS"
+
+            def launch(job: str, partition: str | None = None) -> str:
+                params: dict = {"selector": infer_job_selector(ctx, job), "mode": "default"}
+                if partition:
+                    params["executionMetadata"] = {"tags": [{"key": "dagster/partition", "value": partition}]}
+                result = execute_dagster_graphql(
+                    ctx, LAUNCH_PIPELINE_EXECUTION_MUTATION, variables={"executionParams": params}
+                )
+                launched = result.data["launchPipelineExecution"]
+                assert launched["__typename"] == "LaunchRunSuccess", launched
+                run_id = launched["run"]["runId"]
+                deadline = time.monotonic() + 240
+                while not instance.get_run_by_id(run_id).is_finished and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                run = instance.get_run_by_id(run_id)
+                if run.status != dg.DagsterRunStatus.SUCCESS:
+                    failures = [
+                        e.message
+                        for e in instance.all_logs(run_id)
+                        if e.is_dagster_event and e.dagster_event.is_failure
+                    ][:3]
+                    pytest.fail(f"{job} [{partition}] via GraphQL ended {run.status}: {failures}")
+                status = execute_dagster_graphql(
+                    ctx,
+                    "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+                    variables={"id": run_id},
+                )
+                assert status.data["runOrError"]["status"] == "SUCCESS"
+                return run_id
+
+            # The whole (tiny) study, as the UI's buttons launch it: prepare, every training-set
+            # partition, then the evaluation.
+            launch("prepare_job")
+            keys = instance.get_dynamic_partitions("soil_moisture_sets")
+            assert "global:CONUS" in keys and len(keys) >= 3, keys
+            for key in keys:
+                launch("train_soil_moisture_job", key)
+            launch("evaluation_job")
         data = tmp_path / "data"
         assert (data / "plans" / "streamflow.json").exists() and (
             data / "plans" / "soil_moisture.json"
         ).exists()
-        assert instance.get_dynamic_partitions("streamflow_sets")  # the plan registered the training sets
+        assert (data / "evaluation" / "summary.md").read_text().count("soil_moisture") > 0
         done = {
             k.to_user_string()
             for k in instance.get_asset_keys()
             if instance.get_latest_materialization_event(k)
         }
-        assert {"raw_basins", "streamflow_sites", "streamflow_plan", "soil_moisture_plan"} <= done
+        assert {"raw_basins", "streamflow_sites", "soil_moisture_model", "significance", "summary"} <= done
     finally:
         instance.dispose()
 
