@@ -16,7 +16,7 @@ from synergy_dagster.defs.io_managers import load_state_dict
 from synergy_dagster.defs.layout import DOMAINS, Layout
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import boxplot_by_region, error_matrix
-from synergy_dagster.evaluation.statistics import significance_table
+from synergy_dagster.evaluation.statistics import SIGNIFICANCE_COLUMNS, significance_table
 from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table, study_summary
 from synergy_dagster.io_utils import atomic_path, atomic_write_bytes, atomic_write_text
@@ -137,6 +137,8 @@ def significance_for(metrics: pd.DataFrame) -> pd.DataFrame:
         table.insert(0, "domain", domain)
         table["seed"] = seed
         out.append(table)
+    if not out:  # e.g. no sub-region reached N: only the global model was evaluated
+        return pd.DataFrame(columns=["domain", "experiment", *SIGNIFICANCE_COLUMNS, "seed"])
     return pd.concat(out, ignore_index=True)
 
 
@@ -154,7 +156,7 @@ def significance(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeRes
     layout = Layout(sources.work_dir)
     metrics = pd.read_parquet(layout.evaluation_dir() / "site_metrics.parquet")
     table = significance_for(metrics)
-    for domain in table["domain"].unique():
+    for domain in metrics["domain"].unique():  # also clears a domain whose table is now empty
         store.store().replace_rows("significance", table[table["domain"] == domain], {"domain": domain})
     _write_parquet(table, layout.evaluation_dir() / "significance.parquet")
     md = {}
