@@ -57,3 +57,24 @@ def tree_sha256(paths: list[Path]) -> str:
         h.update(p.name.encode())
         h.update(file_sha256(p).encode())
     return h.hexdigest()
+
+
+def sweep_stale_temps(root: str | Path, older_than_s: float = 3600.0) -> list[Path]:
+    """Remove temp files :func:`atomic_path` left behind when its process was killed mid-write.
+
+    Only names of that pattern (``.<name>.<random>.tmp``) older than ``older_than_s`` are removed,
+    so a write in progress in another process is never touched. Returns what was removed.
+    """
+    import time
+
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    for p in root.rglob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            if p.is_file() and p.stat().st_mtime < cutoff:
+                p.unlink()
+                removed.append(p)
+    return removed

@@ -66,3 +66,23 @@ def test_parallel_writer_processes_wait_for_the_lock_and_lose_nothing(tmp_path: 
         "SELECT domain, count(*) AS n FROM sites GROUP BY domain ORDER BY domain"
     )
     assert counts["n"].tolist() == [8, 8, 8, 8]
+
+
+def test_stale_temp_files_of_killed_writes_are_swept_but_fresh_ones_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from synergy_dagster.io_utils import atomic_path, sweep_stale_temps
+
+    old = tmp_path / "sub" / ".streamflow.nc.abc123.tmp"
+    old.parent.mkdir()
+    old.write_bytes(b"half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    fresh = tmp_path / ".plan.json.xyz.tmp"
+    fresh.write_bytes(b"being written")
+    keep = tmp_path / "data.tmp"  # not our pattern
+    keep.write_bytes(b"user file")
+    with atomic_path(tmp_path / "ok.txt") as tmp:
+        tmp.write_text("done")
+    assert sweep_stale_temps(tmp_path) == [old]
+    assert fresh.exists() and keep.exists() and (tmp_path / "ok.txt").read_text() == "done"

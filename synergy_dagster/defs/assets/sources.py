@@ -15,7 +15,7 @@ from synergy_dagster.defs.layout import Layout
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.summary import markdown_table
-from synergy_dagster.io_utils import atomic_path, file_sha256, tree_sha256
+from synergy_dagster.io_utils import atomic_path, file_sha256, sweep_stale_temps, tree_sha256
 from synergy_dagster.sources.caravan import read_caravan
 from synergy_dagster.sources.ecoregions import read_ecoregions
 from synergy_dagster.sources.pixels import read_pixel_cube
@@ -65,6 +65,9 @@ def _source_row(
 )
 def source_files(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.MaterializeResult:
     sources.check()
+    stale = sweep_stale_temps(sources.work_dir)  # left by a process killed mid-write
+    if stale:
+        context.log.warning(f"removed {len(stale)} stale temp file(s): {[str(p) for p in stale[:5]]}")
     if sources.kind == "virtual":
         from synergy_dagster.sources.virtual_conus import VirtualConusConfig, generate_virtual_conus
 
