@@ -1,7 +1,6 @@
 """Stage 5, evaluation: per-site metrics on the test period, significance tables, the paper's
 figures and a summary report, for both domains."""
 
-import base64
 import json
 from typing import Any
 
@@ -14,6 +13,7 @@ import xarray as xr
 from synergy_dagster.defs.assets.training import load_plan
 from synergy_dagster.defs.io_managers import load_state_dict
 from synergy_dagster.defs.layout import DOMAINS, Layout
+from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import boxplot_by_region, error_matrix
 from synergy_dagster.evaluation.statistics import SIGNIFICANCE_COLUMNS, significance_table
@@ -208,7 +208,7 @@ def figures(sources: SourceConfig) -> dg.MaterializeResult:
                 png = boxplot_by_region(em, metric, scenarios, title=f"{domain} {experiment}: {metric}")
                 name = f"{domain}_{experiment}_{metric}_boxplot.png"
                 atomic_write_bytes(layout.figures_dir() / name, png)
-                meta[name] = dg.MetadataValue.md(_img(png))
+                meta[name] = png_markdown(png)
         sized = dm[dm["experiment"].isin(["similarity", "similarity_sized"])]
         if not sized.empty:
             for metric in PAPER_METRICS[domain]:
@@ -218,13 +218,9 @@ def figures(sources: SourceConfig) -> dg.MaterializeResult:
                 )
                 name = f"{domain}_error_matrix_{metric}.png"
                 atomic_write_bytes(layout.figures_dir() / name, png)
-                meta[name] = dg.MetadataValue.md(_img(png))
+                meta[name] = png_markdown(png)
     meta["folder"] = dg.MetadataValue.path(str(layout.figures_dir()))
     return dg.MaterializeResult(metadata=meta)
-
-
-def _img(png: bytes) -> str:
-    return f"![figure](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 @dg.asset(

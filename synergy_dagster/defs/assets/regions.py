@@ -7,6 +7,7 @@ import xarray as xr
 
 from synergy_dagster.defs.assets.sources import raw_basins, raw_ecoregions, raw_pixels, write_netcdf
 from synergy_dagster.defs.layout import Layout
+from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import region_map
 from synergy_dagster.evaluation.summary import markdown_table
@@ -53,15 +54,9 @@ def regions(sources: SourceConfig) -> dg.MaterializeResult:
             "n_l2": int(l3["l2"].nunique()),
             "n_l1": int(l3["l1"].nunique()),
             "subregions": dg.MetadataValue.md(markdown_table(table)),
-            "map": dg.MetadataValue.md(_png_md(png)),
+            "map": png_markdown(png),
         }
     )
-
-
-def _png_md(png: bytes) -> str:
-    import base64
-
-    return f"![map](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinition:
@@ -147,7 +142,7 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
                 "n_kept": int(rows["kept"].sum()),
                 "tagging_methods": dg.MetadataValue.json(rows["tagging_method"].value_counts().to_dict()),
                 "counts_per_subregion": dg.MetadataValue.md(markdown_table(counts)),
-                "map": dg.MetadataValue.md(_png_md(png)),
+                "map": png_markdown(png),
                 "map_path": dg.MetadataValue.path(str(map_path)),
             }
         )

@@ -17,6 +17,7 @@ import xarray as xr
 import synergy_dagster
 from synergy_dagster.defs.assets.regions import soil_moisture_sites, streamflow_sites
 from synergy_dagster.defs.layout import Layout
+from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.partitions import SET_PARTITIONS, split_key
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import loss_curve
@@ -24,7 +25,7 @@ from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.experiments.plan import Plan, build_plan
 from synergy_dagster.io_utils import atomic_write_text, file_sha256
 from synergy_dagster.models.device import configure_threads, pick_device
-from synergy_dagster.models.normalization import Normalizer, prepare_arrays
+from synergy_dagster.models.normalization import Normalizer, default_method, log_candidates, prepare_arrays
 from synergy_dagster.models.predict import predict
 from synergy_dagster.models.training import initial_state, train_model, training_rmse
 from synergy_dagster.regions.subregions import PAPER_ROIS
@@ -33,16 +34,9 @@ SITES_ASSETS = {"soil_moisture": soil_moisture_sites, "streamflow": streamflow_s
 
 
 def normalizer_options(domain: str, ds: xr.Dataset, log_transform: bool) -> dict[str, Any]:
-    """Paper: z-scores for soil moisture; (x-p10)/(p90-p10) with log(x+1) for precipitation and
-    runoff for streamflow."""
-    if domain == "soil_moisture":
-        return {"method": "zscore", "log_vars": []}
-    logs = [
-        v
-        for v in ds.data_vars
-        if log_transform and any(s in str(v).lower() for s in ("precip", "streamflow", "prcp", "apcp"))
-    ]
-    return {"method": "p10p90", "log_vars": logs}
+    """Paper: z-scores for soil moisture; (x-p10)/(p90-p10) with log(x+1) for precipitation,
+    runoff, area and contact time for streamflow (log optional)."""
+    return {"method": default_method(domain), "log_vars": log_candidates(ds) if log_transform else []}
 
 
 def load_plan(layout: Layout, domain: str) -> Plan:
@@ -398,17 +392,11 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
                 "train_seconds": float(sum(r["train_seconds"] for r in rows)),
                 "data_hash": training_set["data_hash"][:16],
                 "host": platform.node(),
-                "loss_curve": dg.MetadataValue.md(_png(curve)),
+                "loss_curve": png_markdown(curve, "loss"),
             },
         )
 
     return _model
-
-
-def _png(png: bytes) -> str:
-    import base64
-
-    return f"![loss](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def _intact(row: pd.Series) -> bool:
