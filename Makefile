@@ -2,7 +2,7 @@
 PY ?= python
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: install home study test lint dev
+.PHONY: install home study sensitivity test lint dev
 
 install:
 	./scripts/install.sh
@@ -12,7 +12,11 @@ home:
 	[ -f $(DAGSTER_HOME)/dagster.yaml ] || cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 study: home
-	$(PY) -m synergy_dagster.cli study
+	$(PY) -m synergy_dagster.cli study $(STUDY_ARGS)
+
+# the study plus the budget-sensitivity run (global vs local under several training budgets)
+sensitivity: home
+	$(PY) -m synergy_dagster.cli study --sensitivity $(STUDY_ARGS)
 
 test:
 	$(PY) -m ruff check synergy_dagster synergy_dagster_tests bench

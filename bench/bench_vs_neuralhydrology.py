@@ -23,7 +23,6 @@ feeds the forcings straight into the LSTM and uses Adam; ours has the paper's in
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -32,86 +31,33 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FORCINGS = ("total_precipitation_sum", "temperature_2m_mean", "potential_evaporation_sum")
-TARGET = "streamflow"
-
-
-def _ddmmyyyy(iso: str) -> str:
-    y, m, d = iso.split("-")
-    return f"{d}/{m}/{y}"
+from _nh_common import (
+    NH_PYTHON,
+    ROOT,
+    caravan_gauges,
+    default_data,
+    nh_config,
+    patch_caravan_csv,
+    read_ours,
+    time_model_passes,
+)
 
 
 def nh_child(args: argparse.Namespace) -> None:
     """Run neuralhydrology's side (imports only neuralhydrology); print one JSON line."""
     import torch
-    from neuralhydrology.datasetzoo import caravan
     from neuralhydrology.evaluation import get_tester
     from neuralhydrology.training.basetrainer import BaseTrainer
     from neuralhydrology.utils.config import Config
 
-    # The Caravan dataset reads netCDF by default; our copy holds the CSV files of the same layout.
-    def load_csv(self: caravan.Caravan, basin: str) -> object:
-        df = caravan.load_caravan_timeseries(self.cfg.data_dir, basin, filetype="csv")
-        # pandas 3 parses dates at microsecond resolution; neuralhydrology's frequency arithmetic
-        # assumes nanoseconds (with [us] it finds one sample per basin).
-        df.index = df.index.astype("datetime64[ns]")
-        return df
-
-    caravan.Caravan._load_basin_data = load_csv
+    patch_caravan_csv()
     torch.set_num_threads(args.threads)
-
-    def warm(iso: str) -> str:
-        # With pandas 3 neuralhydrology does not prepend its seq - 1 warm-up days to a period (it then
-        # finds one sample per basin), so the periods start seq - 1 days early here: the samples are the
-        # same days with full history as with the warm-up.
-        d = datetime.date.fromisoformat(iso) - datetime.timedelta(days=args.seq - 1)
-        return _ddmmyyyy(d.isoformat())
-
-    work = Path(args.workdir)
-    basin_file = work / "basins.txt"
-    basin_file.write_text("\n".join(args.gauges.split(",")) + "\n")
-    cfg = {
-        "experiment_name": "bench",
-        "run_dir": str(work / "runs"),
-        "train_basin_file": str(basin_file),
-        "validation_basin_file": str(basin_file),
-        "test_basin_file": str(basin_file),
-        "train_start_date": warm(args.train_start),
-        "train_end_date": _ddmmyyyy(args.train_end),
-        "validation_start_date": warm(args.test_start),
-        "validation_end_date": _ddmmyyyy(args.test_end),
-        "test_start_date": warm(args.test_start),
-        "test_end_date": _ddmmyyyy(args.test_end),
-        "device": "cpu",
-        "seed": 0,
-        "model": "cudalstm",
-        "head": "regression",
-        "output_activation": "linear",
-        "hidden_size": args.hidden,
-        "initial_forget_bias": 3,
-        "output_dropout": 0.0,
-        "optimizer": "Adam",
-        "loss": "RMSE",
-        "learning_rate": {0: 1e-3},
-        "batch_size": args.batch,
-        "epochs": 1,
-        "seq_length": args.seq,
-        "predict_last_n": args.seq,  # loss over the whole window, as ours
-        "num_workers": 0,
-        "log_interval": 1000,
-        "log_tensorboard": False,
-        "log_n_figures": 0,
-        "save_weights_every": 1,
-        "metrics": ["NSE"],
-        "dataset": "caravan",
-        "data_dir": str(args.data),
-        "dynamic_inputs": list(FORCINGS),
-        "target_variables": [TARGET],
-        "clip_targets_to_zero": [TARGET],
-        "static_attributes": [],
-        "verbose": 0,
-    }
+    cfg = nh_config(
+        work=Path(args.workdir), gauges=args.gauges.split(","), data=args.data, hidden=args.hidden,
+        seq=args.seq, batch=args.batch, predict_last_n=args.seq,  # loss over the whole window, as ours
+        periods={"train": (args.train_start, args.train_end), "validation": (args.test_start, args.test_end),
+                 "test": (args.test_start, args.test_end)},
+    )  # fmt: skip
     config = Config(cfg)
     t0 = time.perf_counter()
     trainer = BaseTrainer(config)
@@ -128,17 +74,7 @@ def nh_child(args: argparse.Namespace) -> None:
     t2 = time.perf_counter()
     tester = get_tester(cfg=config, run_dir=run_dir, period="test", init_model=True)
     # Time its model passes alone (the sliding-window forwards of each basin), as ours are timed.
-    pass_s = [0.0]
-    inner = tester._evaluate
-
-    def timed(*a: object, **k: object) -> object:
-        t = time.perf_counter()
-        try:
-            return inner(*a, **k)
-        finally:
-            pass_s[0] += time.perf_counter() - t
-
-    tester._evaluate = timed
+    pass_s = time_model_passes(tester)
     results = tester.evaluate(save_results=False, metrics=["NSE"])
     t_eval = time.perf_counter() - t2
     nse = [v["1D"].get("NSE", float("nan")) for v in results.values()]
@@ -158,13 +94,10 @@ def ours(args: argparse.Namespace, gauges: list[str], n_updates: int) -> dict[st
     from synergy_dagster.models.normalization import Normalizer, prepare_arrays
     from synergy_dagster.models.predict import predict
     from synergy_dagster.models.training import train_model
-    from synergy_dagster.sources.caravan import read_caravan
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    ds = read_caravan(args.data, "camels", gauges=gauges, fmt="csv")
-    drop = [v for v in ds.data_vars if v not in (*FORCINGS, TARGET)]  # statics and other columns
-    ds = ds.drop_vars(drop)
+    ds = read_ours(args.data, gauges)  # forcings and target: statics and other columns dropped
     train = slice(args.train_start, args.train_end)
     norm = Normalizer.fit(ds, train)
     # The same window neuralhydrology reads: seq - 1 warm-up days before the first training target.
@@ -180,7 +113,7 @@ def ours(args: argparse.Namespace, gauges: list[str], n_updates: int) -> dict[st
     t_train = res.seconds
     # Evaluation as a user runs it: read the basins, normalise, one pass per basin, score.
     t1 = time.perf_counter()
-    ds_e = read_caravan(args.data, "camels", gauges=gauges, fmt="csv").drop_vars(drop)
+    ds_e = read_ours(args.data, gauges)
     e0 = (pd.Timestamp(args.test_start) - pd.Timedelta(days=args.seq - 1)).strftime("%Y-%m-%d")
     test = prepare_arrays(ds_e, norm, slice(e0, args.test_end))
     t2 = time.perf_counter()
@@ -195,11 +128,8 @@ def ours(args: argparse.Namespace, gauges: list[str], n_updates: int) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    real = os.environ.get("SYNERGY_REAL_DATA", str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--data", default=str(Path(real) / "caravan"), help="Caravan root (CSV layout)")
-    ap.add_argument(
-        "--nh-python", default="/work/nh-venv/bin/python", help="python of the neuralhydrology venv"
-    )
+    ap.add_argument("--data", default=default_data(), help="Caravan root (CSV layout)")
+    ap.add_argument("--nh-python", default=NH_PYTHON, help="python of the neuralhydrology venv")
     ap.add_argument("--quick", action="store_true", help="64 basins, half a training year, one test year")
     ap.add_argument("--basins", type=int, default=None)
     ap.add_argument("--hidden", type=int, default=64)
@@ -226,11 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         nh_child(args)
         return 0
 
-    files = sorted((Path(args.data) / "timeseries" / "csv" / "camels").glob("*.csv"))[: args.basins]
-    if not files:
+    gauges = caravan_gauges(args.data, args.basins)
+    if not gauges:
         print(f"no Caravan CSV files under {args.data}/timeseries/csv/camels", file=sys.stderr)
         return 2
-    gauges = [f.stem for f in files]
     if args.batch > len(gauges):
         # Ours draws each minibatch's sites with replacement but caps the batch at the number of sites
         # (the paper's rule), so the batch sizes only match up to that.

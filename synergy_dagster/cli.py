@@ -8,6 +8,8 @@ already trained on the same data and config is reused, not retrained), and the e
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import multiprocessing
 import os
 import sys
 import time
@@ -29,7 +31,51 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     st.add_argument("--profile", choices=["demo", "cpu", "paper"], help="training profile (default demo)")
     st.add_argument("--data-dir", help="working folder (default ./data)")
     st.add_argument("--domains", help="comma-separated domains (default both: soil_moisture,streamflow)")
+    st.add_argument(
+        "--budget",
+        choices=["paper", "equal_updates", "equal_passes", "converge", "wall_clock"],
+        help="training budget mode (default: the profile's; demo and cpu: converge)",
+    )
+    st.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="also run budget_sensitivity: global vs local under $SYNERGY_SENSITIVITY_MODES",
+    )
+    st.add_argument(
+        "--workers",
+        type=int,
+        help="training partitions run at once, each in its own process (default $SYNERGY_STUDY_WORKERS, "
+        "else one per core up to 4 for one-thread networks (H < 128), 1 otherwise)",
+    )
     return ap.parse_args(argv)
+
+
+def _workers(requested: int | None, hidden: int, persistent: bool) -> int:
+    """Parallel training processes: small networks train on one thread each, so one process per
+    core uses the machine; big ones already use every core. An in-memory instance (no
+    DAGSTER_HOME) cannot be shared between processes."""
+    n = requested or int(os.environ.get("SYNERGY_STUDY_WORKERS", "0") or 0)
+    if n < 0:
+        raise SystemExit(f"--workers must be >= 1, got {n}")
+    if not n:
+        n = min(4, os.cpu_count() or 1) if hidden < 128 else 1
+    return n if persistent else 1
+
+
+def _train_partition(job_name: str, key: str) -> tuple[str, str | None, float]:
+    """Worker process: one training partition on the shared instance; (key, error or None, seconds)."""
+    import dagster as dg
+
+    from synergy_dagster.defs.definitions import defs
+
+    t0 = time.perf_counter()
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=dg.DagsterInstance.get(), partition_key=key, raise_on_error=False
+    )
+    if result.success:
+        return key, None, time.perf_counter() - t0
+    failures = [_root_cause(e) for e in result.all_events if e.is_failure]
+    return key, "\n".join(failures[-3:]), time.perf_counter() - t0
 
 
 def _root_cause(event: object) -> str:
@@ -51,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         ("profile", "SYNERGY_PROFILE"),
         ("data_dir", "SYNERGY_DATA_DIR"),
         ("domains", "SYNERGY_DOMAINS"),
+        ("budget", "SYNERGY_BUDGET"),
     ):
         value = getattr(args, flag)
         if value:
@@ -79,15 +126,33 @@ def main(argv: list[str] | None = None) -> int:
     run("prepare_job")
     from synergy_dagster.defs.resources import StudyConfig
 
-    domains = StudyConfig().resolved_domains()
+    study = StudyConfig()
+    domains = study.resolved_domains()
+    workers = _workers(args.workers, study.resolved_profile().hidden, bool(os.environ.get("DAGSTER_HOME")))
     for domain in domains:
         keys = instance.get_dynamic_partitions(f"{domain}_sets")
-        print(f"2/3 training {domain}: {len(keys)} partitions", flush=True)
-        for i, key in enumerate(keys, 1):
-            print(f"    [{i}/{len(keys)}] {key}", flush=True)
-            run(f"train_{domain}_job", key)
+        print(f"2/3 training {domain}: {len(keys)} partitions, {workers} at a time", flush=True)
+        if workers == 1:
+            for i, key in enumerate(keys, 1):
+                print(f"    [{i}/{len(keys)}] {key}", flush=True)
+                run(f"train_{domain}_job", key)
+            continue
+        # spawn, not fork: a forked child of a process that has started torch's threads can hang
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_train_partition, f"train_{domain}_job", key) for key in keys]
+            for i, fut in enumerate(concurrent.futures.as_completed(futures), 1):
+                key, error, seconds = fut.result()
+                print(f"    [{i}/{len(keys)}] {key} ({seconds:.0f} s)", flush=True)
+                if error is not None:
+                    for other in futures:
+                        other.cancel()
+                    raise SystemExit(f"train_{domain}_job [{key}] failed:\n{error}")
     print("3/3 evaluation: metrics, significance, figures, summary", flush=True)
     run("evaluation_job")
+    if args.sensitivity:
+        print("    budget sensitivity: global vs local under several training budgets", flush=True)
+        run("budget_sensitivity_job")
     out = Layout(os.environ.get("SYNERGY_DATA_DIR", "data")).evaluation_dir()
     print(f"\nDone in {time.perf_counter() - t0:.0f} s.")
     print(
@@ -96,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  figures: {out / 'figures'}")
     print(f"  summary: {out / 'summary.md'}")
+    if args.sensitivity:
+        print(f"  budget sensitivity: {out / 'budget_sensitivity'} (DuckDB table budget_sensitivity)")
     return 0
 
 

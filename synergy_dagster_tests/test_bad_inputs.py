@@ -748,6 +748,39 @@ def c_study_unknown_domain(tmp: Path) -> Case:
     )
 
 
+def c_study_unknown_budget_mode(tmp: Path) -> Case:
+    from synergy_dagster.defs.resources import StudyConfig
+
+    return Case(lambda: StudyConfig(budget="fastest").resolved_profile(), "unknown mode 'fastest'",
+                "budget.mode", ConfigError)  # fmt: skip
+
+
+def c_study_converge_without_validation(tmp: Path) -> Case:
+    from synergy_dagster.defs.resources import StudyConfig
+
+    return Case(lambda: StudyConfig(profile="paper", budget="converge").resolved_profile(),
+                "holds out no days", "budget.mode", ConfigError)  # fmt: skip
+
+
+def c_study_one_sensitivity_mode(tmp: Path) -> Case:
+    from synergy_dagster.defs.resources import StudyConfig
+
+    return Case(lambda: StudyConfig(sensitivity_modes=["paper", "paper"]).resolved_sensitivity_modes(),
+                "at least two distinct modes", "study.sensitivity_modes", ConfigError)  # fmt: skip
+
+
+def c_study_equal_updates_negative(tmp: Path) -> Case:
+    from synergy_dagster.defs.resources import StudyConfig
+
+    return Case(lambda: StudyConfig(budget="equal_updates", budget_updates=-10).resolved_profile(),
+                "must be >= 0, got -10", "budget.updates", ConfigError)  # fmt: skip
+
+
+def c_validation_longer_than_training(tmp: Path) -> Case:
+    return Case(lambda: Period("2015-04-01", "2015-05-31").carve_validation(61), "less than half",
+                "validation_days", ConfigError)  # fmt: skip
+
+
 def c_source_unknown_kind(tmp: Path) -> Case:
     from synergy_dagster.defs.resources import SourceConfig
 

@@ -258,7 +258,7 @@ def _study_env(base: Path, real_data: Path) -> dict[str, str]:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return _clean_env(
         DAGSTER_HOME=str(home), SYNERGY_DATA_DIR=str(base / "data"), SYNERGY_SOURCE="real",
-        SYNERGY_REAL_DATA=str(real_data), SYNERGY_PROFILE="demo", SYNERGY_EPOCHS=str(EPOCHS),
+        SYNERGY_REAL_DATA=str(real_data), SYNERGY_PROFILE="demo", SYNERGY_EPOCHS=str(EPOCHS), SYNERGY_BUDGET="paper",
         SYNERGY_DOMAINS="soil_moisture", SYNERGY_DEVICE="cpu",
         # two partitions only (global:CONUS and local:F), so the evaluation can run quickly
         SYNERGY_MIN_SITES="40", SYNERGY_MIN_SITES_ROI="100000",
@@ -307,7 +307,7 @@ def test_dagster_model_partition_killed_resumed_and_corrupt_file_retrained(
 
     killed, fresh = tmp_path / "killed", tmp_path / "fresh"
     env_k, env_f = _study_env(killed, real_data), _study_env(fresh, real_data)
-    model_dir = "data/models/soil_moisture/global__CONUS"
+    model_dir = "data/models/soil_moisture/paper/global__CONUS"
 
     # (b) prepare + train global:CONUS, SIGKILLed once its first checkpoint is on disk; meanwhile an
     # uninterrupted study in a fresh folder trains both partitions (the two share the 2 cores)

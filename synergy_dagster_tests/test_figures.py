@@ -83,9 +83,28 @@ def test_region_map_real_ecoregions(real_data: Path) -> None:
     assert png.startswith(PNG) and len(png) > 5000
 
 
-def test_loss_curve() -> None:
-    assert F.loss_curve([1.0, 0.5, 0.3, 0.25], "loss").startswith(PNG)
-    assert F.loss_curve({"global": [1.0, 0.4], "local": [1.1, 0.6]}, "loss", logy=True).startswith(PNG)
+def _curves() -> pd.DataFrame:
+    rows = []
+    for key, scenario in (("global:CONUS", "global"), ("local:A", "local"), ("local:B", "local")):
+        for seed in (0, 1):
+            for k, u in enumerate((20, 40, 60)):
+                rows.append({"set_key": key, "scenario": scenario, "seed": seed, "update": u,
+                             "seconds": 0.5 * u, "train_loss": 1.0 / (k + 1), "val_nse": 0.2 * k,
+                             "val_rmse": 1.0 - 0.1 * k})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_learning_curves() -> None:
+    curves = _curves()
+    assert F.learning_curve(curves[curves["set_key"] == "local:A"], "one model").startswith(PNG)
+    assert F.learning_curves_by_scenario(curves, "domain").startswith(PNG)
+    assert F.learning_curves_by_scenario(curves, "domain", metric="val_rmse").startswith(PNG)
+    with pytest.raises(InputError, match="val_kge"):
+        F.learning_curves_by_scenario(curves, "domain", metric="val_kge")
+    with pytest.raises(InputError, match="no curve"):
+        F.learning_curves_by_scenario(curves.iloc[:0], "domain")
+    with pytest.raises(InputError, match="seconds"):
+        F.learning_curves_by_scenario(curves.drop(columns="seconds"), "domain")
 
 
 def test_markdown_table() -> None:

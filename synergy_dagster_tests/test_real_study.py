@@ -37,7 +37,7 @@ def test_lstm_on_a_few_caravan_basins_learns(real_data: Path) -> None:
 def test_soil_moisture_global_vs_local_study_on_real_smap(real_data: Path, tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "SYNERGY_DATA_DIR": str(tmp_path / "data"),
            "SYNERGY_SOURCE": "real", "SYNERGY_REAL_DATA": str(real_data), "SYNERGY_PROFILE": "demo",
-           "SYNERGY_EPOCHS": "2"}
+           "SYNERGY_EPOCHS": "2", "SYNERGY_MAX_UPDATES": "30", "SYNERGY_EVAL_EVERY": "10"}
     (tmp_path / "home").mkdir()
     proc = subprocess.run([sys.executable, "-m", "synergy_dagster.cli", "study", "--domains", "soil_moisture"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)

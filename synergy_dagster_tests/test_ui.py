@@ -27,6 +27,8 @@ TINY = {
     "SYNERGY_VIRTUAL_PIXELS": "200",
     "SYNERGY_VIRTUAL_BASINS": "60",
     "SYNERGY_EPOCHS": "1",
+    "SYNERGY_MAX_UPDATES": "20",  # the demo's converge budget, kept tiny
+    "SYNERGY_EVAL_EVERY": "10",
     "SYNERGY_EXECUTOR": "in_process",
 }
 # The run coordinator the UI's button goes through, minus the daemon: launch immediately.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from synergy_dagster.defs.assets import budget as budget_assets
 from synergy_dagster.defs.assets import evaluation as evaluation_assets
 from synergy_dagster.defs.assets import regions as region_assets
 from synergy_dagster.defs.assets import sources as source_assets
@@ -38,7 +39,12 @@ train_jobs = {
 evaluation_job = dg.define_asset_job(
     "evaluation_job",
     selection=dg.AssetSelection.groups("evaluation"),
-    description="Metrics, significance tables, figures and summary from the trained models.",
+    description="Metrics, significance tables, figures, learning curves and summary from the trained models.",
+)
+budget_sensitivity_job = dg.define_asset_job(
+    "budget_sensitivity_job",
+    selection=dg.AssetSelection.assets("budget_sensitivity"),
+    description="Global vs local under several training budgets: does the winner change?",
 )
 
 
@@ -46,10 +52,10 @@ def _core() -> dg.Definitions:
     """The pipeline itself; operations (sensors, schedules, ingest) are merged in below."""
     return dg.Definitions(
         assets=[
-            *dg.load_assets_from_modules([source_assets, region_assets, evaluation_assets]),
+            *dg.load_assets_from_modules([source_assets, region_assets, evaluation_assets, budget_assets]),
             *TRAINING_ASSETS,
         ],
-        jobs=[prepare_job, *train_jobs.values(), evaluation_job],
+        jobs=[prepare_job, *train_jobs.values(), evaluation_job, budget_sensitivity_job],
         resources={
             "sources": SourceConfig(),
             "study": StudyConfig(),

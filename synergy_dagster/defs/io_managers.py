@@ -56,34 +56,18 @@ class JsonIOManager(dg.ConfigurableIOManager):
 
 
 class ModelIOManager(dg.ConfigurableIOManager):
-    """One ``seed<k>.pt`` state_dict per seed under ``base_dir/<domain>/<set_key>/``.
+    """One ``seed<k>.pt`` state_dict per seed under ``base_dir/<domain>/<budget>/<set_key>/``.
 
-    The asset returns ``{"domain": ..., "set_key": ..., "seeds": {seed: state_dict}, ...}``; this
-    writes the weights atomically and records their SHA-256 next to them, and loads them back with
-    ``torch.load(weights_only=True)``, refusing a file whose hash no longer matches.
+    The asset returns ``{"domain", "set_key", "budget", "seeds": {seed: state_dict}, "rows",
+    "curves", "db_path"}``; this writes the weights atomically, then the ``models`` rows (with each
+    file's SHA-256) and the ``learning_curves`` rows in one DuckDB transaction. Loading uses
+    ``torch.load(weights_only=True)`` and refuses a file whose hash no longer matches.
     """
 
     base_dir: str = "data/models"
 
-    def model_path(self, domain: str, set_key: str, seed: int) -> Path:
-        return Path(self.base_dir) / domain / _safe(set_key) / f"seed{seed}.pt"
-
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
-        paths = {}
-        for seed, state in obj["seeds"].items():
-            path = self.model_path(obj["domain"], obj["set_key"], int(seed))
-            with atomic_path(path) as tmp:
-                torch.save(state, tmp)
-            paths[str(seed)] = {"path": str(path), "sha256": file_sha256(path)}
-        index = self.model_path(obj["domain"], obj["set_key"], 0).parent / "index.json"
-        atomic_write_text(index, json.dumps(paths, indent=1))
-        # The catalogue row is written only once the weights are safely on disk.
-        rows = pd.DataFrame(obj["rows"])
-        rows["path"] = [paths[str(s)]["path"] for s in rows["seed"]]
-        rows["file_sha256"] = [paths[str(s)]["sha256"] for s in rows["seed"]]
-        MetadataStore(obj["db_path"]).replace_rows(
-            "models", rows, {"domain": obj["domain"], "set_key": obj["set_key"]}
-        )
+        paths = store_models(Path(self.base_dir), obj)
         context.add_output_metadata({"files": dg.MetadataValue.json(paths)})
 
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
@@ -91,12 +75,47 @@ class ModelIOManager(dg.ConfigurableIOManager):
         keys = context.asset_partition_keys if context.has_asset_partitions else []
         return {key: self.load_partition(domain, key) for key in keys}
 
-    def load_partition(self, domain: str, set_key: str) -> dict[int, dict[str, torch.Tensor]]:
-        index = self.model_path(domain, set_key, 0).parent / "index.json"
-        if not index.exists():
-            raise dg.Failure(f"no trained model for {domain} [{set_key}] ({index} missing)")
-        entries = json.loads(index.read_text())
+    def load_partition(
+        self, domain: str, set_key: str, budget: str | None = None
+    ) -> dict[int, dict[str, torch.Tensor]]:
+        """The weights of one partition under ``budget`` (default: the latest materialisation)."""
+        pattern = f"{budget or '*'}/{_safe(set_key)}/index.json"
+        found = sorted(
+            (Path(self.base_dir) / domain).glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True
+        )
+        if not found:
+            raise dg.Failure(f"no trained model for {domain} [{set_key}] under {self.base_dir}/{domain}")
+        entries = json.loads(found[0].read_text())
         return {int(seed): load_state_dict(e["path"], e["sha256"]) for seed, e in entries.items()}
+
+
+def model_path(base_dir: Path, domain: str, budget: str, set_key: str, seed: int) -> Path:
+    return Path(base_dir) / domain / budget / _safe(set_key) / f"seed{seed}.pt"
+
+
+def store_models(base_dir: Path, obj: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Write the seeds' weights, then their catalogue rows and learning curves (one transaction).
+
+    The rows are written only once the weights are safely on disk, so a row never points at a
+    missing or half-written file.
+    """
+    domain, key, budget = obj["domain"], obj["set_key"], obj["budget"]
+    paths = {}
+    for seed, state in obj["seeds"].items():
+        path = model_path(base_dir, domain, budget, key, int(seed))
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        paths[str(seed)] = {"path": str(path), "sha256": file_sha256(path)}
+    index = model_path(base_dir, domain, budget, key, 0).parent / "index.json"
+    atomic_write_text(index, json.dumps(paths, indent=1))
+    rows = pd.DataFrame(obj["rows"])
+    rows["path"] = [paths[str(s)]["path"] for s in rows["seed"]]
+    rows["file_sha256"] = [paths[str(s)]["sha256"] for s in rows["seed"]]
+    where = {"domain": domain, "set_key": key, "budget": budget}
+    MetadataStore(obj["db_path"]).replace_many(
+        [("models", rows, where), ("learning_curves", pd.DataFrame(obj["curves"]), where)]
+    )
+    return paths
 
 
 def load_state_dict(path: str | Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:

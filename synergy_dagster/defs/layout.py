@@ -29,8 +29,8 @@ class Layout:
     def normalizer(self, domain: str) -> Path:
         return self.root / "plans" / f"{domain}_normalizer.json"
 
-    def checkpoint(self, domain: str, set_key: str, seed: int) -> Path:
-        return self.models_dir() / domain / set_key.replace(":", "__") / f"seed{seed}.ckpt"
+    def checkpoint(self, domain: str, set_key: str, seed: int, budget: str) -> Path:
+        return self.models_dir() / domain / budget / set_key.replace(":", "__") / f"seed{seed}.ckpt"
 
     def models_dir(self) -> Path:
         return self.root / "models"
@@ -40,6 +40,9 @@ class Layout:
 
     def figures_dir(self) -> Path:
         return self.evaluation_dir() / "figures"
+
+    def sensitivity_dir(self) -> Path:
+        return self.evaluation_dir() / "budget_sensitivity"
 
     def assets_dir(self) -> Path:
         return self.root / "assets"

@@ -13,7 +13,15 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from synergy_dagster.config import PERIODS, DomainPeriods, PlanConfig, Profile, get_profile
+from synergy_dagster.config import (
+    BUDGET_MODES,
+    PERIODS,
+    Budget,
+    DomainPeriods,
+    PlanConfig,
+    Profile,
+    get_profile,
+)
 from synergy_dagster.errors import ConfigError
 from synergy_dagster.store import MetadataStore
 
@@ -102,6 +110,20 @@ class StudyConfig(dg.ConfigurableResource):
     log_transform: bool = True  # log(x+1) for precipitation and runoff (streamflow)
     device: str = Field(default_factory=lambda: _env("SYNERGY_DEVICE", "auto"))
     torch_threads: int = Field(default_factory=lambda: int(_env("SYNERGY_TORCH_THREADS", "0")))  # 0 = auto
+    # Training budget (see config.Budget): "" / 0 keep the profile's value.
+    budget: str = Field(default_factory=lambda: _env("SYNERGY_BUDGET", ""))
+    budget_updates: int = Field(default_factory=lambda: int(_env("SYNERGY_BUDGET_UPDATES", "0")))
+    budget_passes: float = 0.0
+    budget_seconds: float = Field(default_factory=lambda: float(_env("SYNERGY_BUDGET_SECONDS", "0")))
+    max_updates: int = Field(default_factory=lambda: int(_env("SYNERGY_MAX_UPDATES", "0")))
+    patience: int = 0
+    eval_every: int = Field(default_factory=lambda: int(_env("SYNERGY_EVAL_EVERY", "0")))
+    # Modes the budget_sensitivity asset compares global vs local under (at least two).
+    sensitivity_modes: list[str] = Field(
+        default_factory=lambda: [
+            m for m in _env("SYNERGY_SENSITIVITY_MODES", "paper,equal_updates,converge").split(",") if m
+        ]
+    )
     domains: list[str] = Field(  # which domains the study trains and evaluates
         default_factory=lambda: [
             d for d in _env("SYNERGY_DOMAINS", "soil_moisture,streamflow").split(",") if d
@@ -123,7 +145,38 @@ class StudyConfig(dg.ConfigurableResource):
             changes["hidden"] = self.hidden
         if self.seeds:
             changes["seeds"] = tuple(self.seeds)
+        budget = self.resolved_budget(p.budget)
+        if budget != p.budget:
+            changes["budget"] = budget
         return p.replace(**changes) if changes else p
+
+    def resolved_budget(self, base: Budget, mode: str | None = None) -> Budget:
+        """The profile's budget with this config's overrides (and ``mode`` if given)."""
+        changes: dict[str, object] = {}
+        for name, value in (
+            ("mode", mode or self.budget),
+            ("updates", self.budget_updates),
+            ("passes", self.budget_passes),
+            ("seconds", self.budget_seconds),
+            ("max_updates", self.max_updates),
+            ("patience", self.patience),
+            ("eval_every", self.eval_every),
+        ):
+            if value:
+                changes[name] = value
+        if self.max_updates:  # a smaller cap lowers the floor with it
+            changes["min_updates"] = min(base.min_updates, self.max_updates)
+        return base.replace(**changes) if changes else base
+
+    def resolved_sensitivity_modes(self) -> list[str]:
+        modes = list(dict.fromkeys(self.sensitivity_modes))
+        bad = [m for m in modes if m not in BUDGET_MODES]
+        if bad or len(modes) < 2:
+            raise ConfigError(
+                "study.sensitivity_modes",
+                f"need at least two distinct modes of {BUDGET_MODES}, got {self.sensitivity_modes}",
+            )
+        return modes
 
     def plan_config(self) -> PlanConfig:
         return PlanConfig(

@@ -8,7 +8,7 @@ function returns the PNG bytes and, when ``path`` is given, also writes them ato
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,13 @@ from synergy_dagster.io_utils import atomic_write_bytes
 if TYPE_CHECKING:
     import geopandas as gpd
 
-__all__ = ["boxplot_by_region", "error_matrix", "loss_curve", "region_map"]
+__all__ = [
+    "boxplot_by_region",
+    "error_matrix",
+    "learning_curve",
+    "learning_curves_by_scenario",
+    "region_map",
+]
 
 DPI = 100
 _DOMAIN_MARKERS = {"soil_moisture": "s", "streamflow": "o"}
@@ -254,27 +260,59 @@ def region_map(
     return _render(fig, path)
 
 
-def loss_curve(
-    losses: Sequence[float] | Mapping[str, Sequence[float]],
-    title: str = "training loss",
-    *,
-    xlabel: str = "epoch",
-    ylabel: str = "loss",
-    logy: bool = False,
-    path: str | Path | None = None,
+CURVE_COLUMNS = ("set_key", "scenario", "seed", "update", "seconds", "train_loss", "val_nse", "val_rmse")
+_METRIC_LABEL = {"val_nse": "median validation NSE", "val_rmse": "median validation RMSE"}
+
+
+def learning_curve(
+    curves: pd.DataFrame, title: str = "learning curve", path: str | Path | None = None
 ) -> bytes:
-    """Line plot of a loss history, or of several (``{label: losses}``) on one axis."""
-    series = dict(losses) if isinstance(losses, Mapping) else {"": losses}
-    fig, ax = _new_figure(4.5, 3.0)
-    for label, vals in series.items():
-        v = np.asarray(vals, dtype=float)
-        ax.plot(np.arange(1, v.size + 1), v, marker="." if v.size < 50 else None, label=label or None)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    """One model's learning curve: training loss (left axis) and median validation NSE (right axis)
+    against weight updates, one line pair per seed (rows of the ``learning_curves`` table)."""
+    _require(curves, ["seed", "update", "train_loss", "val_nse"], "learning curve")
+    fig, ax = _new_figure(4.8, 3.0)
+    ax2 = ax.twinx()
+    for (seed, g), color in zip(curves.groupby("seed"), _palette(curves["seed"].nunique()), strict=True):
+        g = g.sort_values("update")
+        ax.plot(g["update"], g["train_loss"], color=color, ls="--", lw=1, label=f"seed {seed} loss")
+        ax2.plot(g["update"], g["val_nse"], color=color, marker=".", lw=1.5, label=f"seed {seed} NSE")
+    ax.set_xlabel("weight updates")
+    ax.set_ylabel("training loss (dashed)")
+    ax2.set_ylabel("median validation NSE")
     ax.grid(alpha=0.3)
-    if any(series):
-        ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
+    return _render(fig, path)
+
+
+def learning_curves_by_scenario(
+    curves: pd.DataFrame, title: str, metric: str = "val_nse", path: str | Path | None = None
+) -> bytes:
+    """Every model's validation curve of one domain, coloured by scenario: against weight updates
+    (left) and against training seconds (right); the thick line is the scenario's median over its
+    models at each update."""
+    _require(curves, list(CURVE_COLUMNS), "learning curves")
+    if metric not in _METRIC_LABEL:
+        raise InputError("metric", f"must be one of {sorted(_METRIC_LABEL)}, got {metric!r}")
+    if curves.empty:
+        raise InputError("learning curves", "no curve to plot (no model was trained with a budget)")
+    fig = Figure(figsize=(10.0, 3.8), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax_u, ax_s = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    scenarios = list(dict.fromkeys(curves["scenario"]))
+    handles = []
+    for scenario, color in zip(scenarios, _palette(len(scenarios)), strict=True):
+        sc = curves[curves["scenario"] == scenario]
+        for _, g in sc.groupby(["set_key", "seed"]):
+            g = g.sort_values("update")
+            ax_u.plot(g["update"], g[metric], color=color, lw=0.7, alpha=0.45)
+            ax_s.plot(g["seconds"], g[metric], color=color, lw=0.7, alpha=0.45)
+        med = sc.groupby("update")[metric].median()
+        ax_u.plot(med.index, med.values, color=color, lw=2.2)
+        handles.append(Line2D([], [], color=color, lw=2.2, label=f"{scenario} ({sc['set_key'].nunique()})"))
+    for ax, xlabel in ((ax_u, "weight updates"), (ax_s, "training seconds")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(_METRIC_LABEL[metric])
+        ax.grid(alpha=0.3)
+    ax_s.legend(handles=handles, fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10)
     return _render(fig, path)

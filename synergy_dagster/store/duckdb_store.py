@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from synergy_dagster.errors import InputError
-from synergy_dagster.store.schema import TABLES
+from synergy_dagster.store.schema import MIGRATION_DEFAULTS, TABLES
 
 _LOCK_MARKERS = ("lock", "Conflicting lock", "Could not set lock")
 
@@ -58,6 +58,7 @@ class MetadataStore:
         with self.connect() as con:
             for name, cols in TABLES.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
+                _migrate(con, name, cols)
 
     def replace_rows(self, table: str, df: pd.DataFrame, where: Mapping[str, Any]) -> int:
         """Delete the rows matching ``where`` (the partition) and insert ``df``, in one transaction.
@@ -85,6 +86,30 @@ class MetadataStore:
                 raise
         return len(df)
 
+    def replace_many(self, writes: list[tuple[str, pd.DataFrame, Mapping[str, Any]]]) -> None:
+        """Several :meth:`replace_rows` in ONE transaction (e.g. a model's row and its learning
+        curve): either all tables change or none."""
+        self.init_schema()
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for i, (table, df, where) in enumerate(writes):
+                    if table not in TABLES:
+                        raise InputError("table", f"unknown table {table!r}")
+                    cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+                    extra = sorted(set(df.columns) - set(cols))
+                    if extra:
+                        raise InputError(table, f"columns not in the table: {extra}")
+                    con.register(f"frame_{i}", df.reindex(columns=cols))
+                    cond = " AND ".join(f"{k} = ?" for k in where) or "TRUE"
+                    con.execute(f"DELETE FROM {table} WHERE {cond}", list(where.values()))
+                    if len(df):
+                        con.execute(f"INSERT INTO {table} SELECT * FROM frame_{i}")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         self.init_schema()
         with self.connect(read_only=True) as con:
@@ -96,3 +121,25 @@ class MetadataStore:
         return int(
             self.query(f"SELECT count(*) AS n FROM {table} WHERE {cond}", list(where.values()))["n"][0]
         )
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, table: str, cols: str) -> None:
+    """Bring a table made by an older version up to the current columns (and keys) in one
+    transaction: rebuild it and copy the rows, new columns NULL or their migration default."""
+    have = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+    con.execute(f"CREATE TEMP TABLE __probe ({cols})")
+    want = [r[0] for r in con.execute("DESCRIBE __probe").fetchall()]
+    con.execute("DROP TABLE __probe")
+    if not set(want) - set(have):
+        return
+    select = ", ".join(c if c in have else f"{MIGRATION_DEFAULTS.get(c, 'NULL')} AS {c}" for c in want)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"ALTER TABLE {table} RENAME TO {table}__old")
+        con.execute(f"CREATE TABLE {table} ({cols})")
+        con.execute(f"INSERT INTO {table} SELECT {select} FROM {table}__old")
+        con.execute(f"DROP TABLE {table}__old")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

@@ -27,17 +27,35 @@ TABLES: dict[str, str] = {
         config_json VARCHAR, path VARCHAR, file_sha256 VARCHAR, train_seconds DOUBLE,
         final_loss DOUBLE, first_loss DOUBLE, n_iterations INTEGER, resumed_from_epoch INTEGER,
         device VARCHAR, torch_threads INTEGER, code_version VARCHAR, created_at TIMESTAMP,
-        PRIMARY KEY (domain, set_key, seed)
+        budget VARCHAR, budget_json VARCHAR, stop_reason VARCHAR, best_update INTEGER,
+        best_val_nse DOUBLE, best_val_rmse DOUBLE, validation VARCHAR,
+        PRIMARY KEY (domain, set_key, seed, budget)
+    """,
+    "learning_curves": """
+        domain VARCHAR, set_key VARCHAR, scenario VARCHAR, region VARCHAR, seed INTEGER,
+        budget VARCHAR, update INTEGER, seconds DOUBLE, val_seconds DOUBLE, train_loss DOUBLE,
+        val_nse DOUBLE, val_rmse DOUBLE, validation VARCHAR,
+        PRIMARY KEY (domain, set_key, seed, budget, update)
     """,
     "site_metrics": """
         domain VARCHAR, experiment VARCHAR, scenario VARCHAR, region VARCHAR, seed VARCHAR,
         site_id VARCHAR, model_key VARCHAR, rmse DOUBLE, ubrmse DOUBLE, bias DOUBLE,
-        corr DOUBLE, nse DOUBLE, kge DOUBLE, n_days INTEGER
+        corr DOUBLE, nse DOUBLE, kge DOUBLE, n_days INTEGER, budget VARCHAR
     """,
     "significance": """
         domain VARCHAR, experiment VARCHAR, comparison VARCHAR, scenario_a VARCHAR, scenario_b VARCHAR,
         region VARCHAR, metric VARCHAR, seed VARCHAR, n INTEGER, statistic DOUBLE, p_value DOUBLE, p_holm DOUBLE, effect DOUBLE,
         median_diff DOUBLE, ci_low DOUBLE, ci_high DOUBLE, median_a DOUBLE, median_b DOUBLE,
-        share_a_better DOUBLE
+        share_a_better DOUBLE, budget VARCHAR
+    """,
+    "budget_sensitivity": """
+        domain VARCHAR, region VARCHAR, metric VARCHAR, budget VARCHAR, n INTEGER,
+        median_global DOUBLE, median_local DOUBLE, median_diff DOUBLE, p_value DOUBLE,
+        share_global_better DOUBLE, winner VARCHAR, sign_changed BOOLEAN,
+        PRIMARY KEY (domain, region, metric, budget)
     """,
 }
+
+# Values given to columns added after a table was first created, when an older database is
+# migrated: every model trained before budget modes existed followed the paper's epoch rule.
+MIGRATION_DEFAULTS: dict[str, str] = {"budget": "'paper'"}

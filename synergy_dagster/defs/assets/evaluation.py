@@ -30,13 +30,14 @@ STUDY_COMMAND = "make study   (or: python -m synergy_dagster.cli study)"
 PAPER_METRICS = {"soil_moisture": ["rmse", "corr"], "streamflow": ["corr", "nse"]}
 
 
-def _models_for(store: DuckDBStore, domain: str) -> pd.DataFrame:
-    return store.store().query("SELECT * FROM models WHERE domain = ?", [domain])
+def _models_for(store: DuckDBStore, domain: str, budget: str) -> pd.DataFrame:
+    return store.store().query("SELECT * FROM models WHERE domain = ? AND budget = ?", [domain, budget])
 
 
-def _missing_message(domain: str, missing: list[str]) -> str:
+def _missing_message(domain: str, missing: list[str], budget: str) -> str:
     return (
-        f"{len(missing)} {domain} model partition(s) were never trained: {missing[:8]}"
+        f"{len(missing)} {domain} model partition(s) were never trained under the {budget!r} "
+        f"training budget: {missing[:8]}"
         f"{' ...' if len(missing) > 8 else ''}. Train them with:\n  {STUDY_COMMAND}\n"
         f"or one partition with:\n  dagster asset materialize -m synergy_dagster.defs.definitions "
         f"--select {domain}_training_set,{domain}_model --partition '{missing[0]}'"
@@ -56,7 +57,8 @@ def _write_parquet(df: pd.DataFrame, path: Any) -> None:
     description=(
         "Test-period predictions of every planned model (one full-sequence pass with warm-up) and per-site "
         "RMSE, ubRMSE, bias, correlation, NSE and KGE on a common mask; per seed and for the seed mean. "
-        "Table site_metrics in DuckDB and evaluation/site_metrics.parquet."
+        "Uses the models of the configured training budget. Table site_metrics in DuckDB (one set of "
+        "rows per budget mode) and evaluation/site_metrics.parquet."
     ),
 )
 def evaluation(
@@ -64,17 +66,18 @@ def evaluation(
 ) -> dg.MaterializeResult:
     layout = Layout(sources.work_dir)
     profile = study.resolved_profile()
+    budget = profile.budget.mode
     configure_threads(study.torch_threads, profile.hidden)
     device = pick_device(study.device)
     frames = []
     for domain in study.resolved_domains():
         plan = load_plan(layout, domain)
-        models = _models_for(store, domain)
+        models = _models_for(store, domain, budget)
         needed = sorted(set(plan.evaluations["model_key"]))
         have = set(models["set_key"])
         missing = [k for k in needed if k not in have]
         if missing:
-            raise dg.Failure(_missing_message(domain, missing))
+            raise dg.Failure(_missing_message(domain, missing, budget))
         ts_dir = layout.assets_dir() / f"{domain}_training_set"
 
         def load_model(
@@ -101,8 +104,9 @@ def evaluation(
                 profile.for_domain(domain).warmup,
                 device,
             )
+        frame["budget"] = budget
         frames.append(frame)
-        store.store().replace_rows("site_metrics", frame, {"domain": domain})
+        store.store().replace_rows("site_metrics", frame, {"domain": domain, "budget": budget})
         context.log.info(f"{domain}: {frame['site_id'].nunique()} sites scored, {len(frame)} metric rows")
     metrics = pd.concat(frames, ignore_index=True)
     _write_parquet(metrics, layout.evaluation_dir() / "site_metrics.parquet")
@@ -114,6 +118,7 @@ def evaluation(
     )
     return dg.MaterializeResult(
         metadata={
+            "budget": budget,
             "n_rows": len(metrics),
             "path": dg.MetadataValue.path(str(layout.evaluation_dir() / "site_metrics.parquet")),
             "medians": dg.MetadataValue.md(markdown_table(med)),
@@ -123,7 +128,7 @@ def evaluation(
 
 def significance_for(metrics: pd.DataFrame) -> pd.DataFrame:
     """All comparison tables (Wilcoxon, Holm, effect sizes) for both domains, on seed means and,
-    with several seeds, per seed."""
+    with several seeds, per seed; with the budget mode of the metrics rows."""
     out = []
     for (domain, experiment, seed), group in metrics[metrics["seed"] != "std"].groupby(
         ["domain", "experiment", "seed"]
@@ -138,8 +143,11 @@ def significance_for(metrics: pd.DataFrame) -> pd.DataFrame:
         table["seed"] = seed
         out.append(table)
     if not out:  # e.g. no sub-region reached N: only the global model was evaluated
-        return pd.DataFrame(columns=["domain", "experiment", *SIGNIFICANCE_COLUMNS, "seed"])
-    return pd.concat(out, ignore_index=True)
+        return pd.DataFrame(columns=["domain", "experiment", *SIGNIFICANCE_COLUMNS, "seed", "budget"])
+    table = pd.concat(out, ignore_index=True)
+    budgets = metrics["budget"].unique() if "budget" in metrics.columns else []
+    table["budget"] = budgets[0] if len(budgets) == 1 else None
+    return table
 
 
 @dg.asset(
@@ -156,8 +164,11 @@ def significance(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeRes
     layout = Layout(sources.work_dir)
     metrics = pd.read_parquet(layout.evaluation_dir() / "site_metrics.parquet")
     table = significance_for(metrics)
+    budget = str(metrics["budget"].iloc[0])
     for domain in metrics["domain"].unique():  # also clears a domain whose table is now empty
-        store.store().replace_rows("significance", table[table["domain"] == domain], {"domain": domain})
+        store.store().replace_rows(
+            "significance", table[table["domain"] == domain], {"domain": domain, "budget": budget}
+        )
     _write_parquet(table, layout.evaluation_dir() / "significance.parquet")
     md = {}
     for (domain, experiment), g in table[table["seed"] == "mean"].groupby(["domain", "experiment"]):
@@ -180,7 +191,7 @@ def significance(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeRes
                 ]
             )
         )
-    return dg.MaterializeResult(metadata={"n_rows": len(table), **md})
+    return dg.MaterializeResult(metadata={"budget": budget, "n_rows": len(table), **md})
 
 
 @dg.asset(
@@ -237,6 +248,11 @@ def summary(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.Mate
     metrics = pd.read_parquet(layout.evaluation_dir() / "site_metrics.parquet")
     table = pd.read_parquet(layout.evaluation_dir() / "significance.parquet")
     text = study_summary(metrics[metrics["seed"] == "mean"], table[table["seed"] == "mean"])
+    budget = str(metrics["budget"].iloc[0])
+    head, _, rest = text.partition("\n")
+    text = (
+        f"{head}\n\nTraining budget: **{budget}** (see the learning curves under evaluation/figures).\n{rest}"
+    )
     path = layout.evaluation_dir() / "summary.md"
     atomic_write_text(path, text)
     context.log.info(f"summary written to {path}")

@@ -1,10 +1,13 @@
 """Stages 3-4: the experiment plan, training sets and trained LSTMs, per domain, partitioned by
 training set (scenario:region)."""
 
+import dataclasses
 import hashlib
 import json
 import platform
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,20 +18,24 @@ import torch
 import xarray as xr
 
 import synergy_dagster
+from synergy_dagster.config import Budget, DomainTraining, Period, Profile
 from synergy_dagster.defs.assets.regions import soil_moisture_sites, streamflow_sites
+from synergy_dagster.defs.io_managers import load_state_dict
 from synergy_dagster.defs.layout import Layout
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.partitions import SET_PARTITIONS, split_key
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
-from synergy_dagster.evaluation.figures import loss_curve
+from synergy_dagster.evaluation.figures import learning_curve
+from synergy_dagster.evaluation.study import test_window
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.experiments.plan import Plan, build_plan
 from synergy_dagster.io_utils import atomic_write_text, file_sha256
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.normalization import Normalizer, default_method, log_candidates, prepare_arrays
 from synergy_dagster.models.predict import predict
-from synergy_dagster.models.training import initial_state, train_model, training_rmse
+from synergy_dagster.models.training import Validation, initial_state, train_model, training_rmse
 from synergy_dagster.regions.subregions import PAPER_ROIS
+from synergy_dagster.store import MetadataStore
 
 SITES_ASSETS = {"soil_moisture": soil_moisture_sites, "streamflow": streamflow_sites}
 
@@ -214,13 +221,184 @@ def code_version() -> str:
     return f"{synergy_dagster.__version__}+{sha}"
 
 
+@dataclass
+class FitOutcome:
+    """What training one set under one budget produced (or reused)."""
+
+    seeds: dict[int, dict[str, torch.Tensor]]
+    rows: list[dict[str, Any]]  # one `models` row per seed
+    curves: pd.DataFrame  # `learning_curves` rows of every seed
+    losses: dict[int, list[float]]
+    arrays: Any  # the training Arrays (for the checks)
+    n_in: int
+    validation: str
+
+
+def validation_split(
+    ds: xr.Dataset, norm: Normalizer, train: Period, sites: list[str], dom: DomainTraining
+) -> tuple[Any, Validation, str]:
+    """Training arrays and the validation data of the learning curve.
+
+    With ``validation_days`` the last days of the training period are held out (their input window
+    starts ``warmup`` days earlier, as in the test pass); without, the curve is scored in-sample.
+    """
+    if dom.validation_days <= 0:
+        arrays = prepare_arrays(ds, norm, train.slice, sites)
+        return arrays, Validation(arrays, 0, norm, held_out=False), "training period (in-sample)"
+    fit, val = train.carve_validation(dom.validation_days)
+    arrays = prepare_arrays(ds, norm, fit.slice, sites)
+    window, _ = test_window(ds, val.slice, dom.warmup)
+    val_arrays = prepare_arrays(ds, norm, window, sites)
+    skip = int((val_arrays.time < pd.Timestamp(val.start)).sum())
+    return arrays, Validation(val_arrays, skip, norm), f"held out {val.start}..{val.end}"
+
+
+def fit_set(
+    domain: str,
+    training_set: dict[str, Any],
+    profile: Profile,
+    budget: Budget,
+    layout: Layout,
+    store: MetadataStore,
+    device: torch.device,
+    ds: xr.Dataset,
+    log: Callable[[str], None],
+    threads: int,
+) -> FitOutcome:
+    """Train (or reuse) every seed of one training set under ``budget``.
+
+    A seed is reused when an intact model of the same data hash and config (budget included) is in
+    the store; otherwise it trains, resuming its checkpoint if a run was killed. No DuckDB
+    connection is open while a model trains.
+    """
+    profile.check_budget(budget)
+    budget = budget.for_domain(domain)
+    dom = profile.for_domain(domain)
+    norm = Normalizer.from_dict(training_set["normalizer"])
+    train = Period(*training_set["train"])
+    arrays, validation, val_label = validation_split(ds, norm, train, training_set["site_ids"], dom)
+    n_in = arrays.x.shape[-1] + arrays.c.shape[-1]
+    data_hash = arrays_hash(arrays)
+    config = {
+        "profile": profile.name,
+        "hidden": profile.hidden,
+        "epochs": profile.epochs,
+        "dropconnect": profile.dropconnect,
+        "rho": dom.rho,
+        "batch": dom.batch,
+        "max_iters_per_epoch": profile.max_iters_per_epoch,
+        "epoch_scale": profile.epoch_scale,
+        "min_iters_per_epoch": profile.min_iters_per_epoch,
+        "n_in": n_in,
+        "inputs": list(arrays.dynamic_names) + list(arrays.static_names),
+        "normalizer": training_set["normalizer"],
+        "train": training_set["train"],
+        "budget": budget.to_dict(),
+        "validation": val_label,
+    }
+    config_json = json.dumps(config, sort_keys=True)
+    key = training_set["key"]
+    where = "domain=? AND set_key=? AND budget=?"
+    previous = store.query(f"SELECT * FROM models WHERE {where}", [domain, key, budget.mode])
+    old_curves = store.query(f"SELECT * FROM learning_curves WHERE {where}", [domain, key, budget.mode])
+    out = FitOutcome({}, [], pd.DataFrame(), {}, arrays, n_in, val_label)
+    curves = []
+    for seed in profile.seeds:
+        reuse = previous[
+            (previous["seed"] == seed)
+            & (previous["data_hash"] == data_hash)
+            & (previous["config_json"] == config_json)
+        ]
+        if len(reuse) and _intact(reuse.iloc[0]):
+            log(
+                f"{key} seed {seed} [{budget.mode}]: reusing the intact model trained on the same data and config"
+            )
+            row = reuse.iloc[0].to_dict()
+            out.seeds[seed] = load_state_dict(row["path"], row["file_sha256"])
+            out.rows.append(row)
+            out.losses[seed] = [float(row["first_loss"]), float(row["final_loss"])]
+            curves.append(old_curves[old_curves["seed"] == seed])
+            continue
+        t0 = time.perf_counter()
+
+        def log_block(block: int, loss: float, seed: int = seed) -> None:
+            log(f"{key} seed {seed} [{budget.mode}] check {block}: loss {loss:.4f}")
+
+        result = train_model(
+            arrays,
+            hidden=profile.hidden,
+            epochs=profile.epochs,
+            rho=dom.rho,
+            batch=dom.batch,
+            dropconnect=profile.dropconnect,
+            seed=seed,
+            max_iters_per_epoch=profile.max_iters_per_epoch,
+            epoch_scale=profile.epoch_scale,
+            min_iters_per_epoch=profile.min_iters_per_epoch,
+            checkpoint_path=layout.checkpoint(domain, key, seed, budget.mode),
+            checkpoint_every=profile.checkpoint_every,
+            device=device,
+            log=log_block,
+            progress=True,
+            budget=budget,
+            validation=validation,
+        )
+        best = next((pt for pt in result.curve if pt.update == result.best_update), None)
+        out.seeds[seed] = result.state_dict
+        out.losses[seed] = list(result.losses)
+        out.rows.append(
+            {
+                "domain": domain,
+                "scenario": training_set["scenario"],
+                "region": training_set["region"],
+                "set_key": key,
+                "seed": seed,
+                "profile": profile.name,
+                "n_sites": len(arrays.site_ids),
+                "n_train_samples": int(result.n_train_samples),
+                "data_hash": data_hash,
+                "config_json": config_json,
+                "train_seconds": time.perf_counter() - t0,
+                "final_loss": float(result.losses[-1]),
+                "first_loss": float(result.losses[0]),
+                "n_iterations": int(result.n_iterations),
+                "resumed_from_epoch": int(result.resumed_from_epoch or 0),
+                "device": str(device),
+                "torch_threads": threads,
+                "code_version": code_version(),
+                "created_at": datetime.now(),
+                "budget": budget.mode,
+                "budget_json": json.dumps(budget.to_dict(), sort_keys=True),
+                "stop_reason": result.stop_reason,
+                "best_update": int(result.best_update),
+                "best_val_nse": None if best is None else best.val_nse,
+                "best_val_rmse": None if best is None else best.val_rmse,
+                "validation": val_label,
+            }
+        )
+        curve = pd.DataFrame([dataclasses.asdict(pt) for pt in result.curve])
+        curves.append(
+            curve.assign(
+                domain=domain,
+                set_key=key,
+                scenario=training_set["scenario"],
+                region=training_set["region"],
+                seed=seed,
+                budget=budget.mode,
+                validation=val_label,
+            )
+        )
+    out.curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    return out
+
+
 def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
     checks = [
         dg.AssetCheckSpec(
             "loss_finite_and_fell",
             asset=f"{domain}_model",
             blocking=True,
-            description="Epoch losses are finite and the training RMSE of the trained weights is below that of the initial weights.",
+            description="Block losses are finite and the training RMSE of the trained weights is below that of the initial weights.",
         ),
         dg.AssetCheckSpec(
             "predictions_finite",
@@ -239,9 +417,11 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
         check_specs=checks,
         kinds={"pytorch"},
         description=(
-            "The paper's LSTM (Linear+ReLU -> LSTM -> Linear) trained on one training set, one model "
-            "per configured seed. Resumes from its checkpoint if a previous run was killed; reuses "
-            "an intact model trained on the same data hash with the same config."
+            "The paper's LSTM (Linear+ReLU -> LSTM -> Linear) trained on one training set under the "
+            "configured training budget (paper epoch rule, equal updates, equal passes, early stopping "
+            "or wall clock), one model per seed, with its learning curve (table learning_curves). "
+            "Resumes from its checkpoint if a previous run was killed; reuses an intact model trained "
+            "on the same data hash with the same config."
         ),
     )
     def _model(
@@ -253,108 +433,29 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
     ):
         layout = Layout(sources.work_dir)
         profile = study.resolved_profile()
-        dom = profile.for_domain(domain)
+        budget = profile.budget
         threads = configure_threads(study.torch_threads, profile.hidden)
         device = pick_device(study.device)
         ds = xr.load_dataset(layout.sites_nc(domain))
-        norm = Normalizer.from_dict(training_set["normalizer"])
-        train = slice(*training_set["train"])
-        arrays = prepare_arrays(ds, norm, train, training_set["site_ids"])
-        n_in = arrays.x.shape[-1] + arrays.c.shape[-1]
-        config = {
-            "profile": profile.name,
-            "hidden": profile.hidden,
-            "epochs": profile.epochs,
-            "dropconnect": profile.dropconnect,
-            "rho": dom.rho,
-            "batch": dom.batch,
-            "max_iters_per_epoch": profile.max_iters_per_epoch,
-            "epoch_scale": profile.epoch_scale,
-            "min_iters_per_epoch": profile.min_iters_per_epoch,
-            "n_in": n_in,
-            "inputs": list(arrays.dynamic_names) + list(arrays.static_names),
-            "normalizer": training_set["normalizer"],
-            "train": training_set["train"],
-        }
-        config_json = json.dumps(config, sort_keys=True)
-        key = training_set["key"]
-        previous = store.store().query(
-            "SELECT seed, path, file_sha256, data_hash, config_json FROM models WHERE domain=? AND set_key=?",
-            [domain, key],
+        fit = fit_set(
+            domain,
+            training_set,
+            profile,
+            budget,
+            layout,
+            store.store(),
+            device,
+            ds,
+            context.log.info,
+            threads,
         )
-        seeds: dict[int, dict[str, torch.Tensor]] = {}
-        rows: list[dict[str, Any]] = []
-        losses_all: dict[int, list[float]] = {}
-        for seed in profile.seeds:
-            reuse = previous[
-                (previous["seed"] == seed)
-                & (previous["data_hash"] == training_set["data_hash"])
-                & (previous["config_json"] == config_json)
-            ]
-            if len(reuse) and _intact(reuse.iloc[0]):
-                context.log.info(
-                    f"{key} seed {seed}: reusing the intact model trained on the same data and config"
-                )
-                from synergy_dagster.defs.io_managers import load_state_dict
-
-                seeds[seed] = load_state_dict(reuse.iloc[0]["path"], reuse.iloc[0]["file_sha256"])
-                old = store.store().query(
-                    "SELECT * FROM models WHERE domain=? AND set_key=? AND seed=?", [domain, key, seed]
-                )
-                rows.append(old.iloc[0].to_dict())
-                losses_all[seed] = [float(old.iloc[0]["first_loss"]), float(old.iloc[0]["final_loss"])]
-                continue
-            t0 = time.perf_counter()
-
-            def log(epoch: int, loss: float, seed: int = seed) -> None:
-                context.log.info(f"{key} seed {seed} epoch {epoch}: loss {loss:.4f}")
-
-            result = train_model(
-                arrays,
-                hidden=profile.hidden,
-                epochs=profile.epochs,
-                rho=dom.rho,
-                batch=dom.batch,
-                dropconnect=profile.dropconnect,
-                seed=seed,
-                max_iters_per_epoch=profile.max_iters_per_epoch,
-                epoch_scale=profile.epoch_scale,
-                min_iters_per_epoch=profile.min_iters_per_epoch,
-                checkpoint_path=layout.checkpoint(domain, key, seed),
-                device=device,
-                log=log,
-                progress=True,
-            )
-            seeds[seed] = result.state_dict
-            losses_all[seed] = list(result.losses)
-            rows.append(
-                {
-                    "domain": domain,
-                    "scenario": training_set["scenario"],
-                    "region": training_set["region"],
-                    "set_key": key,
-                    "seed": seed,
-                    "profile": profile.name,
-                    "n_sites": len(arrays.site_ids),
-                    "n_train_samples": int(result.n_train_samples),
-                    "data_hash": training_set["data_hash"],
-                    "config_json": config_json,
-                    "train_seconds": time.perf_counter() - t0,
-                    "final_loss": float(result.losses[-1]),
-                    "first_loss": float(result.losses[0]),
-                    "n_iterations": int(result.n_iterations),
-                    "resumed_from_epoch": int(result.resumed_from_epoch or 0),
-                    "device": str(device),
-                    "torch_threads": threads,
-                    "code_version": code_version(),
-                    "created_at": datetime.now(),
-                }
-            )
+        arrays, n_in = fit.arrays, fit.n_in
+        key = training_set["key"]
         # Checks: run before the output is stored so a failing blocking check stops evaluation.
         # "Fell" compares the full-sequence training RMSE of the trained weights with that of the
-        # seed's initial weights: epoch means of random windows are too noisy for short runs.
+        # seed's initial weights: block means of random windows are too noisy for short runs.
         nan_sites, rmse = 0, {}
-        for seed, state in seeds.items():
+        for seed, state in fit.seeds.items():
             pred = predict(state, arrays, hidden=profile.hidden, device=device)
             nan_sites += int((~np.isfinite(pred)).any(axis=1).sum())
             start = predict(
@@ -364,35 +465,51 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
                 "initial": training_rmse(start, arrays),
                 "trained": training_rmse(pred, arrays),
             }
-        finite = all(np.isfinite(v).all() for v in losses_all.values())
+        finite = all(np.isfinite(v).all() for v in fit.losses.values())
         fell = all(r["trained"] < r["initial"] for r in rmse.values())
         yield dg.AssetCheckResult(
             check_name="loss_finite_and_fell",
             passed=bool(finite and fell),
             metadata={
                 "training_rmse": dg.MetadataValue.json(rmse),
-                "epoch_losses": {
-                    str(s): [round(x, 5) for x in v[:: max(1, len(v) // 20)]] for s, v in losses_all.items()
+                "block_losses": {
+                    str(s): [round(x, 5) for x in v[:: max(1, len(v) // 20)]] for s, v in fit.losses.items()
                 },
             },
         )
         yield dg.AssetCheckResult(
             check_name="predictions_finite", passed=nan_sites == 0, metadata={"sites_with_nan": nan_sites}
         )
-        curve = loss_curve(next(iter(losses_all.values())), title=f"{domain} {key}")
+        rows = fit.rows
+        curve_png = learning_curve(fit.curves, title=f"{domain} {key} [{budget.mode}]")
         yield dg.Output(
-            {"domain": domain, "set_key": key, "seeds": seeds, "rows": rows, "db_path": store.path},
+            {
+                "domain": domain,
+                "set_key": key,
+                "budget": budget.mode,
+                "seeds": fit.seeds,
+                "rows": rows,
+                "curves": fit.curves,
+                "db_path": store.path,
+            },
             metadata={
                 "n_sites": len(arrays.site_ids),
                 "seeds": list(profile.seeds),
                 "profile": profile.name,
+                "budget": budget.mode,
+                "stop_reason": ", ".join(sorted({str(r["stop_reason"]) for r in rows})),
+                "n_updates": [int(r["n_iterations"]) for r in rows],
+                "best_val_nse": [
+                    None if pd.isna(r["best_val_nse"]) else float(r["best_val_nse"]) for r in rows
+                ],
+                "validation": fit.validation,
                 "device": str(device),
                 "torch_threads": threads,
                 "final_loss": float(np.mean([r["final_loss"] for r in rows])),
                 "train_seconds": float(sum(r["train_seconds"] for r in rows)),
-                "data_hash": training_set["data_hash"][:16],
+                "data_hash": rows[0]["data_hash"][:16],
                 "host": platform.node(),
-                "loss_curve": png_markdown(curve, "loss"),
+                "learning_curve": png_markdown(curve_png, "learning curve"),
             },
         )
 

@@ -1,0 +1,184 @@
+"""Training budgets made visible: every model's learning curve, and whether the global-vs-local
+answer survives a change of training budget (issue 8)."""
+
+import json
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import torch
+import xarray as xr
+
+from synergy_dagster.defs.assets.evaluation import MODEL_KEYS, PAPER_METRICS, evaluation, significance_for
+from synergy_dagster.defs.assets.training import fit_set, load_plan
+from synergy_dagster.defs.io_managers import store_models
+from synergy_dagster.defs.layout import Layout
+from synergy_dagster.defs.metadata import png_markdown
+from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.evaluation.budget import sensitivity_matrix, sign_changes
+from synergy_dagster.evaluation.figures import learning_curves_by_scenario
+from synergy_dagster.evaluation.study import evaluate_domain
+from synergy_dagster.evaluation.summary import markdown_table
+from synergy_dagster.io_utils import atomic_path, atomic_write_bytes
+from synergy_dagster.models.device import configure_threads, pick_device
+from synergy_dagster.models.normalization import Normalizer
+
+EXPERIMENT = "global_vs_local"
+
+
+@dg.asset(
+    group_name="evaluation",
+    deps=[evaluation],  # after the models' test scores, so `--select 'evaluation*'` refreshes it too
+    pool="duckdb",
+    kinds={"matplotlib", "duckdb"},
+    description=(
+        "Learning curves of the configured training budget: the median validation metric of every "
+        "model every K updates (table learning_curves), one PNG per domain with every scenario's "
+        "curves against updates and training seconds, and how each model stopped."
+    ),
+)
+def learning_curves(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) -> dg.MaterializeResult:
+    layout = Layout(sources.work_dir)
+    profile = study.resolved_profile()
+    budget = profile.budget
+    meta: dict[str, Any] = {"budget": budget.mode}
+    for domain in study.resolved_domains():
+        metric = f"val_{budget.for_domain(domain).metric}"
+        keys = sorted(set(load_plan(layout, domain).evaluations["model_key"]))
+        curves = store.store().query(
+            "SELECT * FROM learning_curves WHERE domain = ? AND budget = ? ORDER BY set_key, seed, update",
+            [domain, budget.mode],
+        )
+        curves = curves[curves["set_key"].isin(keys)]
+        models = store.store().query(
+            "SELECT set_key, scenario, seed, stop_reason, n_iterations, best_update, best_val_nse, "
+            "train_seconds FROM models WHERE domain = ? AND budget = ?",
+            [domain, budget.mode],
+        )
+        models = models[models["set_key"].isin(keys)]
+        if curves.empty:
+            raise dg.Failure(
+                f"no {domain} learning curve under the {budget.mode!r} budget: train the models first "
+                "(make study)"
+            )
+        png = learning_curves_by_scenario(curves, f"{domain}: learning curves [{budget.mode}]", metric=metric)
+        name = f"{domain}_learning_curves.png"
+        atomic_write_bytes(layout.figures_dir() / name, png)
+        stops = (
+            models.groupby(["scenario", "stop_reason"])
+            .agg(
+                models=("set_key", "size"),
+                median_updates=("n_iterations", "median"),
+                median_best_update=("best_update", "median"),
+                median_best_val_nse=("best_val_nse", "median"),
+                median_seconds=("train_seconds", "median"),
+            )
+            .reset_index()
+        )
+        meta[name] = png_markdown(png, "learning curves")
+        meta[f"{domain}_stops"] = dg.MetadataValue.md(markdown_table(stops))
+        meta[f"{domain}_share_converged"] = float((models["stop_reason"] == "converged").mean())
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    group_name="budget",
+    deps=MODEL_KEYS,
+    pool="duckdb",
+    kinds={"pytorch", "duckdb"},
+    description=(
+        "The global-vs-local comparison under several training budgets (study.sensitivity_modes, at "
+        "least two): trains or reuses the global and local models under each mode, evaluates them on "
+        "the test period and reports, per region, which side wins under each mode and whether the "
+        "sign changes. Table budget_sensitivity; evaluation/budget_sensitivity/."
+    ),
+)
+def budget_sensitivity(
+    context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+) -> dg.MaterializeResult:
+    layout = Layout(sources.work_dir)
+    profile = study.resolved_profile()
+    modes = study.resolved_sensitivity_modes()
+    # Every mode shares the profile's budget parameters (updates, passes, cap, patience, K).
+    budgets = [profile.budget.with_mode(mode) for mode in modes]
+    for b in budgets:  # every mode must be able to run before any trains
+        profile.check_budget(b)
+    threads = configure_threads(study.torch_threads, profile.hidden)
+    device = pick_device(study.device)
+    tables, metric_frames = [], []
+    for domain in study.resolved_domains():
+        plan = load_plan(layout, domain)
+        evals = plan.evaluations[plan.evaluations["experiment"] == EXPERIMENT]
+        if evals.empty:
+            context.log.warning(
+                f"{domain}: no global-vs-local comparison in the plan (no sub-region reached N)"
+            )
+            continue
+        ds = xr.load_dataset(layout.sites_nc(domain))
+        keys = sorted(set(evals["model_key"]))
+        sets = {key: _training_set(layout, domain, key) for key in keys}
+        periods = sources.periods(domain)
+        dom = profile.for_domain(domain)
+        for budget in budgets:
+            fitted: dict[str, tuple[dict[int, Any], Normalizer]] = {}
+            for key in keys:
+                fit = fit_set(
+                    domain,
+                    sets[key],
+                    profile,
+                    budget,
+                    layout,
+                    store.store(),
+                    device,
+                    ds,
+                    context.log.info,
+                    threads,
+                )
+                store_models(
+                    layout.models_dir(),
+                    {"domain": domain, "set_key": key, "budget": budget.mode, "seeds": fit.seeds,
+                     "rows": fit.rows, "curves": fit.curves, "db_path": store.path},
+                )  # fmt: skip
+                fitted[key] = (fit.seeds, Normalizer.from_dict(sets[key]["normalizer"]))
+            with torch.inference_mode():
+                frame = evaluate_domain(
+                    ds, evals, fitted.__getitem__, profile.hidden, periods.test.slice, dom.warmup, device
+                )
+            frame["budget"] = budget.mode
+            sig = significance_for(frame)
+            where = {"domain": domain, "budget": budget.mode, "experiment": EXPERIMENT}
+            store.store().replace_many([("site_metrics", frame, where), ("significance", sig, where)])
+            metric_frames.append(frame)
+            tables.append(sig)
+            context.log.info(f"{domain} [{budget.mode}]: {len(keys)} models evaluated")
+    if not tables:
+        raise dg.Failure("no domain has a global-vs-local comparison to test under several budgets")
+    sig_all = pd.concat(tables, ignore_index=True)
+    table = sign_changes(sig_all, metrics=("nse", "rmse", "corr"))
+    store.store().replace_many(
+        [("budget_sensitivity", table[table["domain"] == d], {"domain": d}) for d in table["domain"].unique()]
+    )
+    out = layout.sensitivity_dir()
+    for name, df in (("sensitivity.parquet", table), ("site_metrics.parquet", pd.concat(metric_frames))):
+        with atomic_path(out / name) as tmp:
+            df.to_parquet(tmp, index=False)
+    meta: dict[str, Any] = {"modes": modes, "path": dg.MetadataValue.path(str(out))}
+    for domain in table["domain"].unique():
+        dt = table[table["domain"] == domain]
+        for metric in PAPER_METRICS[domain]:
+            grid = sensitivity_matrix(dt, metric)
+            if not grid.empty:
+                meta[f"{domain}_{metric}"] = dg.MetadataValue.md(markdown_table(grid))
+        regions = dt[dt["region"] != "All"]
+        meta[f"{domain}_regions_sign_changed"] = int(regions.groupby("region")["sign_changed"].any().sum())
+        meta[f"{domain}_regions"] = int(regions["region"].nunique())
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _training_set(layout: Layout, domain: str, key: str) -> dict[str, Any]:
+    path = layout.assets_dir() / f"{domain}_training_set" / f"{key.replace(':', '__')}.json"
+    if not path.exists():
+        raise dg.Failure(
+            f"training set {domain} [{key}] was never materialised ({path}); run the study first (make study)"
+        )
+    return json.loads(path.read_text())
