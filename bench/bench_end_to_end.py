@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="demo", choices=["demo", "cpu", "paper"])
     ap.add_argument("--keep", help="run in this folder and keep it (default: a temporary folder, removed)")
+    ap.add_argument("--budget", help="training budget mode (default: the profile's; demo: converge)")
+    ap.add_argument("--workers", type=int, help="training processes (default: the CLI's auto choice)")
     args = ap.parse_args(argv)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="synergy_e2e_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -44,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         f"cpus {os.cpu_count()}, load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True
     )
     t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "synergy_dagster.cli", "study", "--profile", args.profile]
+    cmd += ["--budget", args.budget] if args.budget else []
+    cmd += ["--workers", str(args.workers)] if args.workers else []
     res = subprocess.run(
-        [sys.executable, "-m", "synergy_dagster.cli", "study", "--profile", args.profile],
+        cmd,
         cwd=work,
         env=env,
         capture_output=True,
@@ -61,16 +66,44 @@ def main(argv: list[str] | None = None) -> int:
         print(res.stderr[-4000:], file=sys.stderr)
         print(f"study failed with exit code {res.returncode} after {wall:.0f} s (folder {work})")
         return res.returncode
+    stops = _stops(work / "data" / "synergy.duckdb")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     print(f"load average after {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; "
           f"CPU time of the tree {cpu.ru_utime + cpu.ru_stime:.0f} s")  # fmt: skip
+    print(stops["table"])
     print(
-        f"HEADLINE: demo study end to end ({args.profile} profile, virtual CONUS) in {wall:.0f} s "
-        f"({wall / 60:.1f} min; target < 10 min) with peak RSS {peak_mb:.0f} MB on {os.cpu_count()} cores "
-        f"(1-min load average {load0[0]:.1f} before, {load1[0]:.1f} after)"
+        f"HEADLINE: demo study end to end ({args.profile} profile, budget {stops['budget']}, virtual CONUS) "
+        f"in {wall:.0f} s ({wall / 60:.1f} min; target < 15 min) with peak RSS {peak_mb:.0f} MB on "
+        f"{os.cpu_count()} cores; {stops['n']} models, {stops['converged']:.0%} stopped by convergence, "
+        f"median {stops['median_updates']:.0f} updates (1-min load average {load0[0]:.1f} before, "
+        f"{load1[0]:.1f} after)"
     )
     return 0
+
+
+def _stops(db: Path) -> dict[str, object]:
+    """How the study's models stopped (budget mode, share converged, updates per scenario)."""
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        df = con.execute(
+            "SELECT domain, scenario, budget, stop_reason, n_iterations, train_seconds FROM models"
+        ).df()
+    table = (
+        df.groupby(["domain", "scenario", "stop_reason"])
+        .agg(models=("n_iterations", "size"), median_updates=("n_iterations", "median"),
+             median_train_s=("train_seconds", "median"))
+        .reset_index()
+        .to_string(index=False)
+    )  # fmt: skip
+    return {
+        "table": table,
+        "budget": ",".join(sorted(df["budget"].unique())),
+        "n": len(df),
+        "converged": float((df["stop_reason"] == "converged").mean()),
+        "median_updates": float(df["n_iterations"].median()),
+    }
 
 
 if __name__ == "__main__":

@@ -42,6 +42,14 @@ def test_graph_groups_and_partitions() -> None:
     assert groups["soil_moisture_plan"] == "training_sets"
     assert groups["streamflow_model"] == "models"
     assert groups["summary"] == "evaluation"
+    assert groups["learning_curves"] == "evaluation" and groups["budget_sensitivity"] == "budget"
+    # `--select 'evaluation*'` refreshes the learning curves too; the sensitivity run is separate
+    downstream = dg.AssetSelection.assets("evaluation").downstream().resolve(graph)
+    assert dg.AssetKey("learning_curves") in downstream and dg.AssetKey("budget_sensitivity") not in downstream
+    assert {dg.AssetKey(f"{d}_model") for d in ("soil_moisture", "streamflow")} <= set(
+        graph.get(dg.AssetKey("budget_sensitivity")).parent_keys
+    )
+    assert defs.resolve_job_def("budget_sensitivity_job") is not None
     model = graph.get(dg.AssetKey("streamflow_model"))
     assert isinstance(model.partitions_def, dg.DynamicPartitionsDefinition)
     assert model.partitions_def.name == "streamflow_sets"
