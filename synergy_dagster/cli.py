@@ -129,25 +129,32 @@ def main(argv: list[str] | None = None) -> int:
     study = StudyConfig()
     domains = study.resolved_domains()
     workers = _workers(args.workers, study.resolved_profile().hidden, bool(os.environ.get("DAGSTER_HOME")))
+    jobs = [(f"train_{d}_job", key) for d in domains for key in instance.get_dynamic_partitions(f"{d}_sets")]
     for domain in domains:
-        keys = instance.get_dynamic_partitions(f"{domain}_sets")
-        print(f"2/3 training {domain}: {len(keys)} partitions, {workers} at a time", flush=True)
-        if workers == 1:
-            for i, key in enumerate(keys, 1):
-                print(f"    [{i}/{len(keys)}] {key}", flush=True)
-                run(f"train_{domain}_job", key)
-            continue
-        # spawn, not fork: a forked child of a process that has started torch's threads can hang
+        n = sum(1 for job, _ in jobs if job == f"train_{domain}_job")
+        print(f"2/3 training {domain}: {n} partitions", flush=True)
+    if workers == 1:
+        for i, (job, key) in enumerate(jobs, 1):
+            print(
+                f"    [{i}/{len(jobs)}] {job.removeprefix('train_').removesuffix('_job')} {key}", flush=True
+            )
+            run(job, key)
+    else:
+        print(f"    {workers} partitions at a time, each in its own process", flush=True)
+        # spawn, not fork: a forked child of a process that has started torch's threads can hang.
+        # One pool for every domain, so each worker imports the definitions once.
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_train_partition, f"train_{domain}_job", key) for key in keys]
+            futures = {pool.submit(_train_partition, job, key): job for job, key in jobs}
             for i, fut in enumerate(concurrent.futures.as_completed(futures), 1):
                 key, error, seconds = fut.result()
-                print(f"    [{i}/{len(keys)}] {key} ({seconds:.0f} s)", flush=True)
+                job = futures[fut]
+                domain = job.removeprefix("train_").removesuffix("_job")
+                print(f"    [{i}/{len(jobs)}] {domain} {key} ({seconds:.0f} s)", flush=True)
                 if error is not None:
                     for other in futures:
                         other.cancel()
-                    raise SystemExit(f"train_{domain}_job [{key}] failed:\n{error}")
+                    raise SystemExit(f"{job} [{key}] failed:\n{error}")
     print("3/3 evaluation: metrics, significance, figures, summary", flush=True)
     run("evaluation_job")
     if args.sensitivity:

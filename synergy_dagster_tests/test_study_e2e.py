@@ -136,10 +136,13 @@ def test_every_comparison_has_sites(study: Path) -> None:
 
 def test_models_record_provenance_and_global_is_trained_once(study: Path) -> None:
     db = study / "synergy.duckdb"
-    rows = _q(db, "SELECT domain, set_key, data_hash, config_json, code_version, file_sha256 FROM models")
+    rows = _q(
+        db, "SELECT domain, set_key, data_hash, config_json, code_version, file_sha256, budget FROM models"
+    )
     assert all(r[2] and r[3] and r[4] and r[5] for r in rows)
     for domain in ("soil_moisture", "streamflow"):
-        assert sum(1 for r in rows if r[0] == domain and r[1] == "global:CONUS") == 1
+        for budget in ("converge", "equal_updates", "paper"):  # the study's mode and the sensitivity's
+            assert sum(1 for r in rows if r[0] == domain and r[1] == "global:CONUS" and r[6] == budget) == 1
 
 
 def test_outputs_on_disk(study: Path) -> None:
