@@ -45,7 +45,9 @@ def test_graph_groups_and_partitions() -> None:
     assert groups["learning_curves"] == "evaluation" and groups["budget_sensitivity"] == "budget"
     # `--select 'evaluation*'` refreshes the learning curves too; the sensitivity run is separate
     downstream = dg.AssetSelection.assets("evaluation").downstream().resolve(graph)
-    assert dg.AssetKey("learning_curves") in downstream and dg.AssetKey("budget_sensitivity") not in downstream
+    assert (
+        dg.AssetKey("learning_curves") in downstream and dg.AssetKey("budget_sensitivity") not in downstream
+    )
     assert {dg.AssetKey(f"{d}_model") for d in ("soil_moisture", "streamflow")} <= set(
         graph.get(dg.AssetKey("budget_sensitivity")).parent_keys
     )

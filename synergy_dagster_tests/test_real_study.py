@@ -25,8 +25,17 @@ def test_lstm_on_a_few_caravan_basins_learns(real_data: Path) -> None:
     train = PERIODS["real"]["streamflow"].train.slice
     norm = Normalizer.fit(ds, train, method="p10p90", log_vars=["streamflow", "total_precipitation_sum"])
     arrays = prepare_arrays(ds, norm, train)
-    result = train_model(arrays, hidden=32, epochs=20, rho=90, batch=16, dropconnect=0.0, seed=0,
-                         max_iters_per_epoch=10, progress=False)
+    result = train_model(
+        arrays,
+        hidden=32,
+        epochs=20,
+        rho=90,
+        batch=16,
+        dropconnect=0.0,
+        seed=0,
+        max_iters_per_epoch=10,
+        progress=False,
+    )
     losses = np.asarray(result.losses)
     assert np.isfinite(losses).all()
     # Epoch losses are noisy (random windows); their trend and the late-vs-early mean must fall.
@@ -35,19 +44,34 @@ def test_lstm_on_a_few_caravan_basins_learns(real_data: Path) -> None:
 
 
 def test_soil_moisture_global_vs_local_study_on_real_smap(real_data: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "SYNERGY_DATA_DIR": str(tmp_path / "data"),
-           "SYNERGY_SOURCE": "real", "SYNERGY_REAL_DATA": str(real_data), "SYNERGY_PROFILE": "demo",
-           "SYNERGY_EPOCHS": "2", "SYNERGY_MAX_UPDATES": "30", "SYNERGY_EVAL_EVERY": "10"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "SYNERGY_DATA_DIR": str(tmp_path / "data"),
+        "SYNERGY_SOURCE": "real",
+        "SYNERGY_REAL_DATA": str(real_data),
+        "SYNERGY_PROFILE": "demo",
+        "SYNERGY_EPOCHS": "2",
+        "SYNERGY_MAX_UPDATES": "30",
+        "SYNERGY_EVAL_EVERY": "10",
+    }
     (tmp_path / "home").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "synergy_dagster.cli", "study", "--domains", "soil_moisture"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "synergy_dagster.cli", "study", "--domains", "soil_moisture"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with duckdb.connect(str(tmp_path / "data" / "synergy.duckdb"), read_only=True) as con:
         n_sites = con.execute("SELECT count(*) FROM sites WHERE domain='soil_moisture'").fetchone()[0]
         assert n_sites == 339  # pixels inside an ecoregion (data README)
         rows = con.execute(
             "SELECT region, n, p_value FROM significance WHERE experiment='global_vs_local' AND seed='mean' "
-            "AND metric='rmse'").fetchall()
+            "AND metric='rmse'"
+        ).fetchall()
     regions = {r[0] for r in rows}
     assert "All" in regions and len(regions) >= 3
     assert all(r[1] > 0 for r in rows)
