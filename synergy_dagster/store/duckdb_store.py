@@ -65,25 +65,7 @@ class MetadataStore:
 
         Columns of ``df`` must be a subset of the table's; missing ones become NULL.
         """
-        if table not in TABLES:
-            raise InputError("table", f"unknown table {table!r}")
-        self.init_schema()
-        with self.connect() as con:
-            cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
-            extra = sorted(set(df.columns) - set(cols))
-            if extra:
-                raise InputError(table, f"columns not in the table: {extra}")
-            frame = df.reindex(columns=cols)  # noqa: F841 - referenced by name in SQL below
-            cond = " AND ".join(f"{k} = ?" for k in where) or "TRUE"
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(f"DELETE FROM {table} WHERE {cond}", list(where.values()))
-                if len(df):
-                    con.execute(f"INSERT INTO {table} SELECT * FROM frame")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        self.replace_many([(table, df, where)])
         return len(df)
 
     def replace_many(self, writes: list[tuple[str, pd.DataFrame, Mapping[str, Any]]]) -> None:
