@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from synergy_dagster.defs.definitions import defs
-    from synergy_dagster.defs.layout import Layout
+    from synergy_dagster.layout import Layout
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()

@@ -1012,8 +1012,8 @@ def test_failed_raw_asset_keeps_its_previous_cache_and_duckdb_row(tmp_path: Path
     import dagster as dg
 
     from synergy_dagster.defs.assets.sources import raw_pixels
-    from synergy_dagster.defs.layout import Layout
     from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
+    from synergy_dagster.layout import Layout
     from synergy_dagster.store import MetadataStore
 
     data = tmp_path / "data"

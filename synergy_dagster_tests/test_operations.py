@@ -555,8 +555,8 @@ def test_nwis_job_fetches_tracked_gauges_into_landing(nwis_server: str, tmp_path
         nwis_fetch_job,
         tracked_usgs_sites,
     )
-    from synergy_dagster.defs.layout import Layout
     from synergy_dagster.defs.resources import SourceConfig
+    from synergy_dagster.layout import Layout
 
     world = _world(tmp_path)
     assert tracked_usgs_sites(Layout(world["data"])) == ["01022500", "01031500", "01047000", "01052500"]

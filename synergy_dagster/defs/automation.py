@@ -39,12 +39,12 @@ from pydantic import Field
 from synergy_dagster.config import DomainPeriods
 from synergy_dagster.defs.assets.sources import raw_basins, write_netcdf
 from synergy_dagster.defs.assets.training import load_plan
-from synergy_dagster.defs.layout import Layout
 from synergy_dagster.defs.partitions import SET_PARTITIONS
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
 from synergy_dagster.errors import InputError
 from synergy_dagster.experiments.plan import Plan
 from synergy_dagster.io_utils import atomic_path, file_sha256
+from synergy_dagster.layout import Layout
 from synergy_dagster.sources.nwis import merge_streamflow
 from synergy_dagster.sources.nwis_client import (
     DEFAULT_BASE_URL,

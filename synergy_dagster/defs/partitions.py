@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from synergy_dagster.defs.layout import DOMAINS
+from synergy_dagster.config import DOMAINS
 from synergy_dagster.experiments.plan import parse_set_key
 
 SET_PARTITIONS: dict[str, dg.DynamicPartitionsDefinition] = {

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from synergy_dagster.config import DOMAINS
 from synergy_dagster.errors import InputError
 
-DOMAINS = ("soil_moisture", "streamflow")
 ROLES = ("target", "dynamic", "static")
 
 

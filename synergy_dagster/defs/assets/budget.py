@@ -12,7 +12,6 @@ import xarray as xr
 from synergy_dagster.defs.assets.evaluation import MODEL_KEYS, PAPER_METRICS, evaluation, significance_for
 from synergy_dagster.defs.assets.training import fit_set, load_plan
 from synergy_dagster.defs.io_managers import store_models
-from synergy_dagster.defs.layout import Layout
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.budget import sensitivity_matrix, sign_changes
@@ -20,6 +19,7 @@ from synergy_dagster.evaluation.figures import learning_curves_by_scenario
 from synergy_dagster.evaluation.study import evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import atomic_path, atomic_write_bytes
+from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.normalization import Normalizer
 

@@ -10,9 +10,9 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from synergy_dagster.config import DOMAINS
 from synergy_dagster.defs.assets.training import load_plan
 from synergy_dagster.defs.io_managers import load_state_dict
-from synergy_dagster.defs.layout import DOMAINS, Layout
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import boxplot_by_region, error_matrix
@@ -20,6 +20,7 @@ from synergy_dagster.evaluation.statistics import SIGNIFICANCE_COLUMNS, signific
 from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table, study_summary
 from synergy_dagster.io_utils import atomic_path, atomic_write_bytes, atomic_write_text
+from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.normalization import Normalizer
 

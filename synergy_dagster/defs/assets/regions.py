@@ -6,12 +6,12 @@ import pandas as pd
 import xarray as xr
 
 from synergy_dagster.defs.assets.sources import raw_basins, raw_ecoregions, raw_pixels, write_netcdf
-from synergy_dagster.defs.layout import Layout
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import region_map
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import atomic_path, atomic_write_bytes
+from synergy_dagster.layout import Layout
 from synergy_dagster.regions.coverage import coverage_filter
 from synergy_dagster.regions.subregions import SUBREGIONS
 from synergy_dagster.regions.tagging import tag_sites

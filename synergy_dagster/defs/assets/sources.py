@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from synergy_dagster.defs.layout import Layout
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import atomic_path, file_sha256, sweep_stale_temps, tree_sha256
+from synergy_dagster.layout import Layout
 from synergy_dagster.sources.caravan import read_caravan
 from synergy_dagster.sources.ecoregions import read_ecoregions
 from synergy_dagster.sources.pixels import read_pixel_cube

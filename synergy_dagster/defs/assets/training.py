@@ -21,7 +21,6 @@ import synergy_dagster
 from synergy_dagster.config import Budget, DomainTraining, Period, Profile
 from synergy_dagster.defs.assets.regions import soil_moisture_sites, streamflow_sites
 from synergy_dagster.defs.io_managers import load_state_dict
-from synergy_dagster.defs.layout import Layout
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.partitions import SET_PARTITIONS, split_key
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
@@ -30,6 +29,7 @@ from synergy_dagster.evaluation.study import test_window
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.experiments.plan import Plan, build_plan
 from synergy_dagster.io_utils import atomic_write_text, file_sha256
+from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.normalization import Normalizer, default_method, log_candidates, prepare_arrays
 from synergy_dagster.models.predict import predict

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DOMAINS = ("soil_moisture", "streamflow")
-
 
 class Layout:
     def __init__(self, work_dir: str | Path) -> None:
