@@ -30,6 +30,8 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
         "requests>=2.31",
+        "pyyaml>=6",
+        "pydantic>=2.6",
     ],
     extras_require={
         "dev": [
@@ -40,6 +42,7 @@ setup(
             "hydroeval==0.1.0",
             "HydroErr>=2.0",
             "selenium>=4.20",
+            "hypothesis>=6.100",  # property-based fuzzing of the readers (test_fuzz_readers.py)
         ],
         # Scale-out engines (see deploy/): pick one with SYNERGY_EXECUTOR.
         "scaleout": ["dagster-k8s==0.29.27", "dagster-celery==0.29.27", "dagster-docker==0.29.27"],

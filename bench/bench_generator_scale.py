@@ -42,7 +42,7 @@ def _child(stage: str, out: Path, n_pixels: int, n_basins: int, pixel_chunk: int
     from synergy_dagster.sources.caravan import read_caravan, read_caravan_attributes
     from synergy_dagster.sources.ecoregions import read_ecoregions
     from synergy_dagster.sources.pixels import read_pixel_cube
-    from synergy_dagster.sources.virtual_conus import VirtualConusConfig, generate_virtual_conus
+    from synergy_dagster.sources.virtual import VirtualConusConfig, generate_virtual_conus
 
     t0 = time.perf_counter()  # after the imports: they are the same at every size
     extra: dict[str, float] = {}

@@ -204,7 +204,7 @@ def ours_runner(args: argparse.Namespace, loss_last_n: int | None) -> None:
     from synergy_dagster.evaluation.metrics import nse
     from synergy_dagster.models.normalization import Normalizer, prepare_arrays
     from synergy_dagster.models.predict import predict
-    from synergy_dagster.models.training import CurvePoint, Validation, train_model
+    from synergy_dagster.models.training import CurvePoint, TrainSpec, Validation, train_model
 
     torch.set_num_threads(args.threads)
     gauges = args.gauges.split(",")
@@ -223,11 +223,12 @@ def ours_runner(args: argparse.Namespace, loss_last_n: int | None) -> None:
         emit("check", point=[p.update, p.seconds, p.val_seconds, p.train_loss, p.val_nse])
         return command() != "go"
 
-    res = train_model(
-        arr, hidden=args.hidden, epochs=1, rho=args.seq, batch=args.batch, dropconnect=0.0, seed=args.seed,
+    spec = TrainSpec(
+        hidden=args.hidden, epochs=1, rho=args.seq, batch=args.batch, dropconnect=0.0, seed=args.seed,
         budget=Budget(mode="equal_updates", updates=args.max_updates, eval_every=args.eval_every),
-        validation=val, loss_last_n=loss_last_n, on_check=on_check, device="cpu", progress=False,
+        loss_last_n=loss_last_n,
     )  # fmt: skip
+    res = train_model(arr, spec, validation=val, on_check=on_check, device="cpu", progress=False)
     if command() != "eval":
         return
     # Evaluation as a user runs it: read the basins, normalise, one pass per basin, score.

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from synergy_dagster.models.device import pick_device
-from synergy_dagster.models.lstm import build_model, masked_rmse
+from synergy_dagster.models.lstm import SynergyLSTM, masked_rmse
 from synergy_dagster.models.sampling import gather_windows, sample_indices
 
 N_DYN, N_STATIC = 7, 17  # the paper's streamflow inputs: 7 forcings, 17 attributes
@@ -87,7 +87,7 @@ def bench_case(
     x_all, c_all, y_all = data
     n_in = N_DYN + N_STATIC
     torch.manual_seed(0)
-    model = build_model(n_in, case.hidden, dropconnect=dropconnect).to(dev).train()
+    model = SynergyLSTM(n_in, case.hidden, dropconnect=dropconnect).to(dev).train()
     opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.9, eps=1e-6)
     rng = np.random.default_rng(0)
     s_idx, t_idx = sample_indices(rng, N_SITES, N_DAYS, case.batch, case.rho)

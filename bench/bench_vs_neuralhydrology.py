@@ -93,7 +93,7 @@ def ours(args: argparse.Namespace, gauges: list[str], n_updates: int) -> dict[st
     from synergy_dagster.evaluation.metrics import all_metrics
     from synergy_dagster.models.normalization import Normalizer, prepare_arrays
     from synergy_dagster.models.predict import predict
-    from synergy_dagster.models.training import train_model
+    from synergy_dagster.models.training import TrainSpec, train_model
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -104,11 +104,11 @@ def ours(args: argparse.Namespace, gauges: list[str], n_updates: int) -> dict[st
     warm0 = (pd.Timestamp(args.train_start) - pd.Timedelta(days=args.seq - 1)).strftime("%Y-%m-%d")
     arr = prepare_arrays(ds, norm, slice(warm0, args.train_end))
     t_setup = time.perf_counter() - t0
-    res = train_model(
-        arr, hidden=args.hidden, epochs=1, rho=args.seq, batch=args.batch, dropconnect=0.0, seed=0,
+    spec = TrainSpec(
+        hidden=args.hidden, epochs=1, rho=args.seq, batch=args.batch, dropconnect=0.0, seed=0,
         min_iters_per_epoch=n_updates, max_iters_per_epoch=n_updates, epoch_scale=1e-6,
-        device="cpu", progress=False,
     )  # fmt: skip
+    res = train_model(arr, spec, device="cpu", progress=False)
     assert res.n_iterations == n_updates, (res.n_iterations, n_updates)
     t_train = res.seconds
     # Evaluation as a user runs it: read the basins, normalise, one pass per basin, score.

@@ -14,6 +14,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from synergy_dagster.config import DOMAINS
+from synergy_dagster.env import env_int, env_str
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -30,7 +34,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     st.add_argument("--real-data", help="folder with the real data layout (default $SYNERGY_REAL_DATA)")
     st.add_argument("--profile", choices=["demo", "cpu", "paper"], help="training profile (default demo)")
     st.add_argument("--data-dir", help="working folder (default ./data)")
-    st.add_argument("--domains", help="comma-separated domains (default both: soil_moisture,streamflow)")
+    st.add_argument("--domains", help=f"comma-separated domains (default all: {','.join(DOMAINS)})")
     st.add_argument(
         "--budget",
         choices=["paper", "equal_updates", "equal_passes", "converge", "wall_clock"],
@@ -54,7 +58,7 @@ def _workers(requested: int | None, hidden: int, persistent: bool) -> int:
     """Parallel training processes: small networks train on one thread each, so one process per
     core uses the machine; big ones already use every core. An in-memory instance (no
     DAGSTER_HOME) cannot be shared between processes."""
-    n = requested or int(os.environ.get("SYNERGY_STUDY_WORKERS", "0") or 0)
+    n = requested or env_int("SYNERGY_STUDY_WORKERS", 0)
     if n < 0:
         raise SystemExit(f"--workers must be >= 1, got {n}")
     if not n:
@@ -62,7 +66,31 @@ def _workers(requested: int | None, hidden: int, persistent: bool) -> int:
     return n if persistent else 1
 
 
-def _train_partition(job_name: str, key: str) -> tuple[str, str | None, float]:
+def _resource_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``sources`` and ``study`` resource config the flags set; what no flag sets is left to
+    the resources' environment defaults."""
+    sources: dict[str, Any] = {}
+    if args.data_dir:
+        sources["data_dir"] = str(Path(args.data_dir).resolve())
+    if args.source:
+        sources["kind"] = args.source
+    if args.real_data:
+        sources["real_data"] = str(Path(args.real_data).resolve())
+    study: dict[str, Any] = {}
+    if args.profile:
+        study["profile"] = args.profile
+    if args.domains:
+        study["domains"] = [d.strip() for d in args.domains.split(",") if d.strip()]
+    if args.budget:
+        study["budget"] = args.budget
+    return sources, study
+
+
+def _run_config(sources: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
+    return {"resources": {"sources": {"config": sources}, "study": {"config": study}}}
+
+
+def _train_partition(job_name: str, key: str, run_config: dict[str, Any]) -> tuple[str, str | None, float]:
     """Worker process: one training partition on the shared instance; (key, error or None, seconds)."""
     import dagster as dg
 
@@ -70,7 +98,7 @@ def _train_partition(job_name: str, key: str) -> tuple[str, str | None, float]:
 
     t0 = time.perf_counter()
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=dg.DagsterInstance.get(), partition_key=key, raise_on_error=False
+        run_config=run_config, instance=dg.DagsterInstance.get(), partition_key=key, raise_on_error=False
     )
     if result.success:
         return key, None, time.perf_counter() - t0
@@ -90,30 +118,28 @@ def _root_cause(event: object) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    # Resources read their defaults from the environment when the definitions are imported.
-    for flag, env in (
-        ("source", "SYNERGY_SOURCE"),
-        ("real_data", "SYNERGY_REAL_DATA"),
-        ("profile", "SYNERGY_PROFILE"),
-        ("data_dir", "SYNERGY_DATA_DIR"),
-        ("domains", "SYNERGY_DOMAINS"),
-        ("budget", "SYNERGY_BUDGET"),
-    ):
-        value = getattr(args, flag)
-        if value:
-            os.environ[env] = str(Path(value).resolve()) if flag in ("real_data", "data_dir") else value
+    # The flags go to every run as resource config; the CLI builds the same resources from the same
+    # values (environment variables fill what no flag sets, for the runs and for the CLI alike).
+    source_config, study_config = _resource_config(args)
 
     import dagster as dg
 
     from synergy_dagster.defs.definitions import defs
-    from synergy_dagster.layout import Layout
+    from synergy_dagster.defs.resources import SourceConfig, StudyConfig
 
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    sources = SourceConfig(**source_config)
+    study = StudyConfig(**study_config)
+    # The folder, absolute, is always passed: every run and worker process then writes where the
+    # CLI reports, whatever its working directory.
+    run_config = _run_config({**source_config, "data_dir": str(sources.work_dir)}, study_config)
+    domains = study.resolved_domains()  # a bad --domains fails here, before any run
+    persistent = bool(env_str("DAGSTER_HOME", ""))
+    instance = dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()
 
     def run(job_name: str, partition_key: str | None = None) -> None:
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition_key, raise_on_error=False
+            run_config=run_config, instance=instance, partition_key=partition_key, raise_on_error=False
         )
         if not result.success:
             failures = [_root_cause(e) for e in result.all_events if e.is_failure]
@@ -124,11 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("1/3 sources -> regions -> plans", flush=True)
     run("prepare_job")
-    from synergy_dagster.defs.resources import StudyConfig
-
-    study = StudyConfig()
-    domains = study.resolved_domains()
-    workers = _workers(args.workers, study.resolved_profile().hidden, bool(os.environ.get("DAGSTER_HOME")))
+    workers = _workers(args.workers, study.resolved_profile().hidden, persistent)
     jobs = [(f"train_{d}_job", key) for d in domains for key in instance.get_dynamic_partitions(f"{d}_sets")]
     for domain in domains:
         n = sum(1 for job, _ in jobs if job == f"train_{domain}_job")
@@ -145,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         # One pool for every domain, so each worker imports the definitions once.
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_train_partition, job, key): job for job, key in jobs}
+            futures = {pool.submit(_train_partition, job, key, run_config): job for job, key in jobs}
             for i, fut in enumerate(concurrent.futures.as_completed(futures), 1):
                 key, error, seconds = fut.result()
                 job = futures[fut]
@@ -160,16 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.sensitivity:
         print("    budget sensitivity: global vs local under several training budgets", flush=True)
         run("budget_sensitivity_job")
-    out = Layout(os.environ.get("SYNERGY_DATA_DIR", "data")).evaluation_dir()
+    layout = sources.layout
     print(f"\nDone in {time.perf_counter() - t0:.0f} s.")
-    print(
-        f"  tables : {out / 'site_metrics.parquet'}, {out / 'significance.parquet'} "
-        f"(and DuckDB {Path(os.environ.get('SYNERGY_DATA_DIR', 'data')).resolve() / 'synergy.duckdb'})"
-    )
-    print(f"  figures: {out / 'figures'}")
-    print(f"  summary: {out / 'summary.md'}")
+    print(f"  tables : {layout.site_metrics()}, {layout.significance()} (and DuckDB {layout.database()})")
+    print(f"  figures: {layout.figures_dir()}")
+    print(f"  summary: {layout.summary()}")
     if args.sensitivity:
-        print(f"  budget sensitivity: {out / 'budget_sensitivity'} (DuckDB table budget_sensitivity)")
+        print(f"  budget sensitivity: {layout.sensitivity_dir()} (DuckDB table budget_sensitivity)")
     return 0
 
 

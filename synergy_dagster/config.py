@@ -14,6 +14,27 @@ from synergy_dagster.errors import ConfigError
 
 DOMAINS = ("soil_moisture", "streamflow")
 
+# The paper's regions of interest (Level III) for the similarity experiments, per domain. They live
+# here, with the other study settings, so that both the generator (sources/) and the study
+# (regions/, experiments/) read them without one package importing the other.
+PAPER_ROIS: dict[str, tuple[str, ...]] = {
+    "soil_moisture": ("8.3.5", "9.3.3", "9.4.1", "9.4.2", "10.1.5", "10.2.4"),
+    "streamflow": (
+        "5.3.1",
+        "8.1.7",
+        "8.2.3",
+        "8.2.4",
+        "8.3.1",
+        "8.3.4",
+        "8.3.5",
+        "8.4.1",
+        "8.4.2",
+        "8.5.3",
+        "9.2.3",
+        "9.4.2",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Period:
@@ -169,9 +190,6 @@ class Budget:
             raise ConfigError(
                 "budget.min_updates", f"{self.min_updates} is above max_updates {self.max_updates}"
             )
-
-    def with_mode(self, mode: str) -> Budget:
-        return dataclasses.replace(self, mode=mode)
 
     def for_domain(self, domain: str) -> Budget:
         """``metric="auto"`` resolved to the domain's headline metric."""

@@ -8,6 +8,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for the annotation: io_utils itself needs no xarray
+    import xarray as xr
 
 
 @contextlib.contextmanager
@@ -39,6 +43,12 @@ def atomic_write_bytes(target: str | Path, data: bytes) -> Path:
 
 def atomic_write_text(target: str | Path, text: str) -> Path:
     return atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def write_netcdf(ds: xr.Dataset, path: str | Path) -> None:
+    """Atomic NetCDF write (a crash never leaves a truncated cache behind)."""
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -1,19 +1,66 @@
-"""Where each stage keeps its files under the working folder (one place, so stages agree)."""
+"""Where each stage keeps its files under the working folder (one place, so stages agree).
+
+Every file the pipeline writes under ``data_dir`` is named here; nothing else builds a path below
+the working folder by hand, so moving ``data_dir`` (env ``SYNERGY_DATA_DIR`` or run config
+``sources.data_dir``) moves all of them. ``data/README.md`` describes the same tree for users.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+ALL_PARTITIONS = "__all__"  # file name of an unpartitioned asset's value
+
+
+def safe_key(key: str) -> str:
+    """A partition key as a file or folder name: keys hold ':' and '+' (``local+far:8.3.5``); keep
+    them readable but path-safe."""
+    return key.replace("/", "_").replace(":", "__")
 
 
 class Layout:
+    """The working folder's tree; every method returns a path (nothing is created)."""
+
     def __init__(self, work_dir: str | Path) -> None:
         self.root = Path(work_dir).resolve()
+
+    # ------------------------------------------------------------------ inputs
+
+    def virtual_dir(self) -> Path:
+        """The generated virtual CONUS (input files in the real data's formats)."""
+        return self.root / "virtual_conus"
+
+    def virtual_manifest(self) -> Path:
+        """The generator's config and file hashes: regenerate only when the config changes."""
+        return self.virtual_dir() / "manifest.json"
 
     def source_nc(self, domain: str) -> Path:
         return self.root / "sources" / f"{domain}.nc"
 
     def ecoregions(self) -> Path:
         return self.root / "sources" / "ecoregions_l3.gpkg"
+
+    def landing_dir(self) -> Path:
+        """Where new streamflow files land (watched by the landing sensor); default of the landing
+        resource's ``path``."""
+        return self.root / "landing"
+
+    def landed_dir(self) -> Path:
+        """The ledger of landed (newly arrived) data: archived files and the accumulated updates."""
+        return self.root / "landed"
+
+    def landed_archive(self) -> Path:
+        return self.landed_dir() / "archive"
+
+    def landed_rejected(self) -> Path:
+        """Landed files that failed validation (quarantine), each beside its ``.reason.txt``."""
+        return self.landed_dir() / "rejected"
+
+    def landed_updates(self, domain: str) -> Path:
+        return self.landed_dir() / f"{domain}_updates.parquet"
+
+    # ------------------------------------------------------------------ sites and plans
 
     def sites_nc(self, domain: str) -> Path:
         return self.root / "sites" / f"{domain}.nc"
@@ -27,20 +74,85 @@ class Layout:
     def normalizer(self, domain: str) -> Path:
         return self.root / "plans" / f"{domain}_normalizer.json"
 
-    def checkpoint(self, domain: str, set_key: str, seed: int, budget: str) -> Path:
-        return self.models_dir() / domain / budget / set_key.replace(":", "__") / f"seed{seed}.ckpt"
+    # ------------------------------------------------------------------ JSON asset values
+
+    def assets_dir(self) -> Path:
+        """The JSON IO manager's folder."""
+        return self.root / "assets"
+
+    def asset_json(self, asset_key: Sequence[str], partition: str | None = None) -> Path:
+        """The JSON value of an asset (key path) and partition (None: unpartitioned)."""
+        return self.assets_dir().joinpath(*asset_key) / f"{safe_key(partition or ALL_PARTITIONS)}.json"
+
+    def training_set(self, domain: str, set_key: str) -> Path:
+        """The description (sites, periods, normaliser, data hash) of one training-set partition."""
+        return self.asset_json([f"{domain}_training_set"], set_key)
+
+    # ------------------------------------------------------------------ models
 
     def models_dir(self) -> Path:
+        """The model IO manager's folder."""
         return self.root / "models"
+
+    def model_dir(self, domain: str, budget: str, set_key: str) -> Path:
+        """One partition's files under one budget mode: weights, index and checkpoints."""
+        return self.models_dir() / domain / budget / safe_key(set_key)
+
+    def model_file(self, domain: str, budget: str, set_key: str, seed: int) -> Path:
+        """One seed's ``state_dict``."""
+        return self.model_dir(domain, budget, set_key) / f"seed{seed}.pt"
+
+    def model_index(self, domain: str, budget: str, set_key: str) -> Path:
+        """``{seed: {"path", "sha256"}}`` of a partition's weights, written after them."""
+        return self.model_dir(domain, budget, set_key) / "index.json"
+
+    def model_indexes(self, domain: str, set_key: str) -> list[Path]:
+        """The index of a partition under every budget mode it was trained with."""
+        return sorted((self.models_dir() / domain).glob(f"*/{safe_key(set_key)}/index.json"))
+
+    def checkpoint(self, domain: str, budget: str, set_key: str, seed: int) -> Path:
+        """Training state to resume one seed after an interruption."""
+        return self.model_dir(domain, budget, set_key) / f"seed{seed}.ckpt"
+
+    # ------------------------------------------------------------------ evaluation
 
     def evaluation_dir(self) -> Path:
         return self.root / "evaluation"
 
+    def site_metrics(self) -> Path:
+        return self.evaluation_dir() / "site_metrics.parquet"
+
+    def significance(self) -> Path:
+        return self.evaluation_dir() / "significance.parquet"
+
+    def summary(self) -> Path:
+        return self.evaluation_dir() / "summary.md"
+
     def figures_dir(self) -> Path:
         return self.evaluation_dir() / "figures"
+
+    def figure(self, name: str) -> Path:
+        """A PNG of the figures folder (boxplots, error matrices, region maps, learning curves)."""
+        return self.figures_dir() / name
+
+    def region_map(self, domain: str) -> Path:
+        return self.figure(f"{domain}_region_map.png")
+
+    def learning_curves_png(self, domain: str) -> Path:
+        return self.figure(f"{domain}_learning_curves.png")
 
     def sensitivity_dir(self) -> Path:
         return self.evaluation_dir() / "budget_sensitivity"
 
-    def assets_dir(self) -> Path:
-        return self.root / "assets"
+    def sensitivity_table(self) -> Path:
+        """Per region and metric: the winner under each budget mode and whether the sign changed."""
+        return self.sensitivity_dir() / "sensitivity.parquet"
+
+    def sensitivity_site_metrics(self) -> Path:
+        return self.sensitivity_dir() / "site_metrics.parquet"
+
+    # ------------------------------------------------------------------ the metadata store
+
+    def database(self) -> Path:
+        """The DuckDB metadata store."""
+        return self.root / "synergy.duckdb"

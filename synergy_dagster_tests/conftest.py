@@ -1,12 +1,78 @@
 """Shared fixtures. Real-data tests read ``$SYNERGY_REAL_DATA`` (set by .ci/run); they skip only
-when the variable is unset, and fail loudly when it points at a missing folder."""
+when the variable is unset, and fail loudly when it points at a missing folder. ``synthetic_arrays``
+builds small deterministic training :class:`Arrays` (:func:`make_arrays` is the same builder for
+module-level helpers and subprocesses, which cannot take fixtures)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+import pandas as pd
 import pytest
+
+if TYPE_CHECKING:
+    from synergy_dagster.models.normalization import Arrays
+
+Target = Literal["smooth", "drift", "noise"]
+# Per target: dynamic input names, static names, fraction of targets set to NaN.
+_SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...], float]] = {
+    "smooth": (("a", "b"), ("k",), 0.2),
+    "drift": (("a", "b", "d"), ("k", "m"), 0.1),
+    "noise": (("p", "t"), ("k",), 0.0),
+}
+
+
+def make_arrays(
+    n_sites: int = 10, n_days: int = 120, *, seed: int = 0, target: Target = "smooth", all_nan: bool = False
+) -> Arrays:
+    """Synthetic normalised arrays, identical for identical arguments (in any process).
+
+    ``target`` picks how y depends on the inputs x and statics c:
+
+    - ``smooth``: y = 2 * 5-day trailing mean of x0 + 0.5 * c0, 20 % NaN (learnable in a few epochs);
+    - ``drift``: y = 0.1 * cumulative sum of x0 + c0, 10 % NaN (three inputs, two statics);
+    - ``noise``: y independent standard normal, statics all 0, no NaN (for input checks).
+
+    ``all_nan`` replaces every target value with NaN.
+    """
+    from synergy_dagster.models.normalization import Arrays
+
+    dynamic, static, missing = _SHAPES[target]
+    rng = np.random.default_rng(seed)
+    size = (n_sites, n_days, 1)
+    if target == "noise":
+        # y is drawn before x (and not at all when all NaN): the order the bad-input cases were written in.
+        y = np.full(size, np.nan, np.float32) if all_nan else rng.normal(size=size).astype(np.float32)
+        x = rng.normal(size=(n_sites, n_days, len(dynamic))).astype(np.float32)
+        c = np.zeros((n_sites, len(static)), np.float32)
+        site_ids = np.array([chr(ord("a") + i) for i in range(n_sites)])
+    else:
+        x = rng.normal(size=(n_sites, n_days, len(dynamic))).astype(np.float32)
+        c = rng.normal(size=(n_sites, len(static))).astype(np.float32)
+        if target == "smooth":
+            kernel = np.ones(5) / 5
+            smooth = np.stack([np.convolve(x[i, :, 0], kernel)[:n_days] for i in range(n_sites)])
+            y = (2.0 * smooth + 0.5 * c).astype(np.float32)[:, :, None]
+        else:
+            y = (0.1 * np.cumsum(x[:, :, :1], axis=1) + c[:, None, :1]).astype(np.float32)
+        y[rng.random(y.shape) < missing] = np.nan
+        if all_nan:
+            y[:] = np.nan
+        site_ids = np.array([f"s{i}" for i in range(n_sites)])
+    return Arrays(
+        x=x, c=c, y=y, site_ids=site_ids, time=pd.date_range("2000-01-01", periods=n_days),
+        dynamic_names=dynamic, static_names=static, target_name="y",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def synthetic_arrays() -> Callable[..., Arrays]:
+    """The :func:`make_arrays` builder: ``synthetic_arrays(n_sites, n_days, seed=, target=, all_nan=)``."""
+    return make_arrays
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +84,14 @@ def real_data() -> Path:
     if not path.is_dir():
         pytest.fail(f"SYNERGY_REAL_DATA={value} is not a folder")
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test that needs the real data (directly or through another fixture) is `real`, so
+    # `-m real` / `-m "not real"` need no marker kept in sync by hand.
+    for item in items:
+        if "real_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -35,6 +35,7 @@ from synergy_dagster.sources.gages2 import read_gages2
 from synergy_dagster.sources.nwis import read_nwis_rdb
 from synergy_dagster.sources.pixels import read_pixel_cube
 from synergy_dagster.sources.sitedata import make_site_dataset
+from synergy_dagster_tests.conftest import make_arrays
 
 # The no-CRS cases write shapefiles without a .prj on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:'crs' was not provided:UserWarning")
@@ -801,35 +802,22 @@ def c_source_missing_real_data(tmp: Path) -> Case:
 
 
 def c_training_window_longer_than_period(tmp: Path) -> Case:
-    from synergy_dagster.models.training import train_model
+    from synergy_dagster.models.training import TrainSpec, train_model
 
-    arrays = _arrays(n_days=20)
-    return Case(lambda: train_model(arrays, hidden=4, epochs=1, rho=30, batch=2, dropconnect=0.0, seed=0, progress=False),
+    arrays = make_arrays(3, 20, target="noise")
+    spec = TrainSpec(hidden=4, epochs=1, rho=30, batch=2, dropconnect=0.0, seed=0)
+    return Case(lambda: train_model(arrays, spec, progress=False),
                 "longer than the training period", "rho", ConfigError)  # fmt: skip
 
 
 def c_training_all_nan_targets(tmp: Path) -> Case:
-    from synergy_dagster.models.training import train_model
+    from synergy_dagster.models.training import TrainSpec, train_model
 
-    arrays = _arrays(n_days=40, all_nan=True)
+    arrays = make_arrays(3, 40, target="noise", all_nan=True)
     ckpt = tmp / "models" / "seed0.ckpt"
-    return Case(lambda: train_model(arrays, hidden=4, epochs=1, rho=10, batch=2, dropconnect=0.0, seed=0,
-                                    checkpoint_path=ckpt, progress=False),
+    spec = TrainSpec(hidden=4, epochs=1, rho=10, batch=2, dropconnect=0.0, seed=0)
+    return Case(lambda: train_model(arrays, spec, checkpoint_path=ckpt, progress=False),
                 "no valid target value in the training period", "training data [y]")  # fmt: skip
-
-
-def _arrays(n_days: int, all_nan: bool = False) -> Any:
-    from synergy_dagster.models.normalization import Arrays
-
-    rng = np.random.default_rng(0)
-    y = (
-        np.full((3, n_days, 1), np.nan, np.float32)
-        if all_nan
-        else rng.normal(size=(3, n_days, 1)).astype(np.float32)
-    )
-    return Arrays(x=rng.normal(size=(3, n_days, 2)).astype(np.float32), c=np.zeros((3, 1), np.float32), y=y,
-                  site_ids=np.array(["a", "b", "c"]), time=pd.date_range("2000-01-01", periods=n_days),
-                  dynamic_names=("p", "t"), static_names=("k",), target_name="y")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------- landing folder

@@ -19,6 +19,7 @@ from synergy_dagster.models.normalization import Arrays
 from synergy_dagster.models.predict import predict
 from synergy_dagster.models.sampling import iterations_per_epoch
 from synergy_dagster.models.training import (
+    TrainSpec,
     Validation,
     budget_updates,
     passes_to_updates,
@@ -26,14 +27,15 @@ from synergy_dagster.models.training import (
     validation_scores,
 )
 from synergy_dagster.store import MetadataStore
-from synergy_dagster_tests.test_training import _arrays, _same
+from synergy_dagster_tests.conftest import make_arrays
+from synergy_dagster_tests.test_training import _same
 
-KW = {"hidden": 12, "epochs": 3, "rho": 20, "batch": 8, "dropconnect": 0.0, "seed": 1, "progress": False}
+KW = {"hidden": 12, "epochs": 3, "rho": 20, "batch": 8, "dropconnect": 0.0, "seed": 1}  # a TrainSpec
 
 
 def _split(n_site: int = 10) -> tuple[Arrays, Validation]:
     """Training arrays = first 120 days, validation = the next 60 (same generating process)."""
-    full = _arrays(n_site=n_site, n_time=180)
+    full = make_arrays(n_site, 180)
     cut = lambda a, s: dataclasses.replace(  # noqa: E731
         a, x=a.x[:, s], y=a.y[:, s], time=a.time[s]
     )
@@ -42,7 +44,7 @@ def _split(n_site: int = 10) -> tuple[Arrays, Validation]:
 
 def test_paper_mode_keeps_the_epoch_rule_and_records_a_curve() -> None:
     train, val = _split()
-    res = train_model(train, max_iters_per_epoch=6, validation=val, **KW)
+    res = train_model(train, TrainSpec(max_iters_per_epoch=6, **KW), validation=val)
     assert res.budget.mode == "paper" and res.stop_reason == "budget"
     assert res.n_iterations == 3 * 6 and len(res.losses) == 3 and res.block == 6
     assert [p.update for p in res.curve] == [6, 12, 18]
@@ -64,16 +66,22 @@ def _model(state: dict[str, torch.Tensor], arrays: Arrays) -> torch.nn.Module:
 
 def test_equal_updates_and_equal_passes_set_the_update_count() -> None:
     train, val = _split()
-    eq = train_model(train, budget=Budget("equal_updates", updates=25, eval_every=10), validation=val, **KW)
+    eq = train_model(
+        train, TrainSpec(budget=Budget("equal_updates", updates=25, eval_every=10), **KW), validation=val
+    )
     assert eq.n_iterations == 25 and [p.update for p in eq.curve] == [10, 20, 25]
     # one pass = n_sites * n_days / (batch * rho) updates: 10 * 120 / (8 * 20) = 7.5 -> 2 passes = 15
     assert passes_to_updates(2.0, 8, 20, 10, 120) == 15
     assert passes_to_updates(1.0, 50, 20, 10, 120) == 6  # the batch is capped at the 10 sites
-    ps = train_model(train, budget=Budget("equal_passes", passes=2.0, eval_every=4), validation=val, **KW)
+    ps = train_model(
+        train, TrainSpec(budget=Budget("equal_passes", passes=2.0, eval_every=4), **KW), validation=val
+    )
     assert ps.n_iterations == 15 and ps.curve[-1].update == 15
     # the budget decides the count whatever the data size: a 4-site set gets the same 25 updates
     small, sval = _split(n_site=4)
-    eq4 = train_model(small, budget=Budget("equal_updates", updates=25, eval_every=10), validation=sval, **KW)
+    eq4 = train_model(
+        small, TrainSpec(budget=Budget("equal_updates", updates=25, eval_every=10), **KW), validation=sval
+    )
     assert eq4.n_iterations == 25
     # while the paper rule gives the bigger set more updates per epoch
     assert iterations_per_epoch(8, 20, 10, 120) > iterations_per_epoch(8, 20, 4, 120)
@@ -95,7 +103,7 @@ def test_equal_updates_and_equal_passes_set_the_update_count() -> None:
 def test_converge_stops_on_patience_and_keeps_the_best_weights() -> None:
     train, val = _split()
     budget = Budget("converge", max_updates=400, min_updates=10, patience=2, eval_every=5)
-    res = train_model(train, budget=budget, validation=val, **{**KW, "hidden": 8})
+    res = train_model(train, TrainSpec(budget=budget, **{**KW, "hidden": 8}), validation=val)
     nses = [p.val_nse for p in res.curve]
     best_i = int(np.nanargmax(nses))
     assert res.best_update == res.curve[best_i].update
@@ -115,7 +123,7 @@ def test_converge_stops_early_when_validation_cannot_improve() -> None:
     rng = np.random.default_rng(5)
     noise = dataclasses.replace(val.arrays, y=rng.normal(size=val.arrays.y.shape).astype(np.float32))
     budget = Budget("converge", max_updates=2000, min_updates=5, patience=3, eval_every=5)
-    res = train_model(train, budget=budget, validation=Validation(noise, skip=10), **KW)
+    res = train_model(train, TrainSpec(budget=budget, **KW), validation=Validation(noise, skip=10))
     assert res.stop_reason == "converged" and res.n_iterations < 2000
     assert res.curve[-1].update - res.best_update == 3 * 5
 
@@ -123,25 +131,29 @@ def test_converge_stops_early_when_validation_cannot_improve() -> None:
 def test_converge_needs_validation_and_min_updates_is_respected() -> None:
     train, val = _split()
     with pytest.raises(ConfigError, match="needs validation"):
-        train_model(train, budget=Budget("converge", max_updates=50), **KW)
+        train_model(train, TrainSpec(budget=Budget("converge", max_updates=50), **KW))
     rng = np.random.default_rng(5)
     noise = Validation(
         dataclasses.replace(val.arrays, y=rng.normal(size=val.arrays.y.shape).astype(np.float32))
     )
-    res = train_model(
-        train, budget=Budget("converge", max_updates=200, min_updates=60, patience=1, eval_every=5),
-        validation=noise, **KW,
-    )  # fmt: skip
+    spec = TrainSpec(
+        budget=Budget("converge", max_updates=200, min_updates=60, patience=1, eval_every=5), **KW
+    )
+    res = train_model(train, spec, validation=noise)
     assert res.n_iterations >= 60
 
 
 def test_wall_clock_stops_on_time() -> None:
     train, val = _split()
-    res = train_model(train, budget=Budget("wall_clock", seconds=0.3, eval_every=3), validation=val, **KW)
+    res = train_model(
+        train, TrainSpec(budget=Budget("wall_clock", seconds=0.3, eval_every=3), **KW), validation=val
+    )
     assert res.stop_reason == "wall_clock" and res.n_iterations > 0
     last = res.curve[-1]
     assert last.seconds + last.val_seconds >= 0.3
-    capped = train_model(train, budget=Budget("wall_clock", seconds=60, max_updates=7, eval_every=3), **KW)
+    capped = train_model(
+        train, TrainSpec(budget=Budget("wall_clock", seconds=60, max_updates=7, eval_every=3), **KW)
+    )
     assert capped.stop_reason == "budget" and capped.n_iterations == 7
 
 
@@ -149,9 +161,8 @@ def test_on_check_can_stop_and_curve_without_validation_is_nan() -> None:
     train, _ = _split()
     res = train_model(
         train,
-        budget=Budget("equal_updates", updates=100, eval_every=5),
+        TrainSpec(budget=Budget("equal_updates", updates=100, eval_every=5), **KW),
         on_check=lambda p: p.update >= 15,
-        **KW,
     )
     assert res.stop_reason == "callback" and res.n_iterations == 15
     assert all(math.isnan(p.val_nse) for p in res.curve) and all(
@@ -162,14 +173,19 @@ def test_on_check_can_stop_and_curve_without_validation_is_nan() -> None:
 def test_converge_resume_is_exact(tmp_path: Path) -> None:
     train, val = _split()
     budget = Budget("converge", max_updates=60, min_updates=5, patience=50, eval_every=5)
-    fresh = train_model(train, budget=budget, validation=val, **KW)
+    fresh = train_model(train, TrainSpec(budget=budget, **KW), validation=val)
     ckpt = tmp_path / "m.ckpt"
     # a run stopped after 4 checks (as if killed), then resumed from its checkpoint
-    part = train_model(train, budget=budget, validation=val, checkpoint_path=ckpt,
-                       on_check=lambda p: p.update >= 20, **KW)  # fmt: skip
+    part = train_model(
+        train,
+        TrainSpec(budget=budget, **KW),
+        validation=val,
+        checkpoint_path=ckpt,
+        on_check=lambda p: p.update >= 20,
+    )
     assert part.stop_reason == "callback"
     # a stopped-by-callback checkpoint is a normal checkpoint: resuming continues to the cap
-    resumed = train_model(train, budget=budget, validation=val, checkpoint_path=ckpt, **KW)
+    resumed = train_model(train, TrainSpec(budget=budget, **KW), validation=val, checkpoint_path=ckpt)
     assert resumed.resumed_from_update == 20
     assert _same(resumed.state_dict, fresh.state_dict) and resumed.losses == fresh.losses
     assert [p.val_nse for p in resumed.curve] == [p.val_nse for p in fresh.curve]
@@ -177,7 +193,7 @@ def test_converge_resume_is_exact(tmp_path: Path) -> None:
     # a different budget does not resume the checkpoint of another
     with pytest.warns(UserWarning, match="another configuration"):
         other = train_model(
-            train, budget=budget.replace(eval_every=10), validation=val, checkpoint_path=ckpt, **KW
+            train, TrainSpec(budget=budget.replace(eval_every=10), **KW), validation=val, checkpoint_path=ckpt
         )
     assert other.resumed_from_update == 0
 
@@ -185,17 +201,17 @@ def test_converge_resume_is_exact(tmp_path: Path) -> None:
 def test_last_day_loss_trains_on_the_window_end_only() -> None:
     train, val = _split()
     b = Budget("equal_updates", updates=12, eval_every=6)
-    all_days = train_model(train, budget=b, validation=val, **KW)
-    last = train_model(train, budget=b, validation=val, loss_last_n=1, **KW)
+    all_days = train_model(train, TrainSpec(budget=b, **KW), validation=val)
+    last = train_model(train, TrainSpec(budget=b, loss_last_n=1, **KW), validation=val)
     assert not _same(all_days.state_dict, last.state_dict)
     assert last.n_iterations == 12
     with pytest.raises(ConfigError, match="loss_last_n"):
-        train_model(train, budget=b, loss_last_n=21, **KW)
+        train_model(train, TrainSpec(budget=b, loss_last_n=21, **KW))
 
 
 def test_validation_scores_in_physical_units() -> None:
     train, val = _split()
-    res = train_model(train, budget=Budget("equal_updates", updates=5), **KW)
+    res = train_model(train, TrainSpec(budget=Budget("equal_updates", updates=5), **KW))
     model = _model(res.state_dict, train)
     pred = predict(model, val.arrays)[:, val.skip :]
     obs = val.arrays.y[:, val.skip :, 0]
@@ -234,8 +250,8 @@ def test_profiles_budgets_and_validation_periods() -> None:
     paper = get_profile("paper")
     assert paper.budget.mode == "paper"
     with pytest.raises(ConfigError, match="holds out no days"):
-        paper.check_budget(paper.budget.with_mode("converge"))
-    paper.check_budget(paper.budget.with_mode("equal_updates"))  # the profile carries its parameters
+        paper.check_budget(paper.budget.replace(mode="converge"))
+    paper.check_budget(paper.budget.replace(mode="equal_updates"))  # the profile carries its parameters
     fit, val = Period("2001-10-01", "2007-09-30").carve_validation(365)
     assert (fit.end, val.start, val.end) == ("2006-09-30", "2006-10-01", "2007-09-30")
     with pytest.raises(ConfigError, match="less than half"):

@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # loads the code location in a `dagster` subprocess (~11 s)
 def test_definitions_validate_with_the_cli(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
@@ -66,3 +67,87 @@ def test_unknown_executor_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="SYNERGY_EXECUTOR"):
         executor_from_env("warp-drive")
     assert executor_from_env("multiprocess") is not None
+
+
+@pytest.mark.slow  # generates a small virtual CONUS and trains one tiny model (~7 s)
+def test_data_dir_in_run_config_moves_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run config naming only ``sources.data_dir`` (no path anywhere else) puts the JSON asset
+    values, the model files and the DuckDB file under it, not under the environment's folder."""
+    from synergy_dagster.defs.definitions import defs
+    from synergy_dagster.layout import Layout
+
+    decoy, data = tmp_path / "decoy", tmp_path / "data"
+    monkeypatch.setenv("SYNERGY_DATA_DIR", str(decoy))  # the environment default the run config overrides
+    monkeypatch.chdir(tmp_path)  # nor may anything land under a relative ./data
+    sources = {"data_dir": str(data), "virtual_pixels": 120, "virtual_basins": 20}
+    study = {"domains": ["soil_moisture"], "budget": "equal_updates", "budget_updates": 2, "seeds": [0]}
+    run_config = {"resources": {"sources": {"config": sources}, "study": {"config": study}}}
+    instance = dg.DagsterInstance.ephemeral()
+    prepare = [
+        "source_files",
+        "raw_ecoregions",
+        "raw_pixels",
+        "regions",
+        "soil_moisture_sites",
+        "soil_moisture_plan",
+    ]
+    result = defs.resolve_job_def("prepare_job").execute_in_process(
+        run_config=run_config, instance=instance, asset_selection=[dg.AssetKey(k) for k in prepare]
+    )
+    assert result.success
+    assert "global:CONUS" in instance.get_dynamic_partitions("soil_moisture_sets")
+    result = defs.resolve_job_def("train_soil_moisture_job").execute_in_process(
+        run_config=run_config, instance=instance, partition_key="global:CONUS"
+    )
+    assert result.success
+
+    layout = Layout(data)
+    assert layout.training_set("soil_moisture", "global:CONUS").is_file()
+    assert layout.model_file("soil_moisture", "equal_updates", "global:CONUS", 0).is_file()
+    assert layout.model_index("soil_moisture", "equal_updates", "global:CONUS").is_file()
+    assert layout.database().is_file() and layout.plan("soil_moisture").is_file()
+    assert not decoy.exists() and not (tmp_path / "data" / "data").exists()
+    assert {p.name for p in tmp_path.iterdir()} == {"data"}
+
+
+def test_env_readers_name_the_variable_and_the_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synergy_dagster.env import env_bool, env_float, env_int, env_list, env_str
+    from synergy_dagster.errors import ConfigError
+
+    monkeypatch.setenv("SYNERGY_MIN_SITES", "ten")
+    with pytest.raises(ConfigError, match=r"^SYNERGY_MIN_SITES: expected an integer, got 'ten'$"):
+        env_int("SYNERGY_MIN_SITES", 10)
+    monkeypatch.setenv("SYNERGY_BUDGET_SECONDS", "1 min")
+    with pytest.raises(ConfigError, match=r"SYNERGY_BUDGET_SECONDS: expected a number, got '1 min'"):
+        env_float("SYNERGY_BUDGET_SECONDS", 0.0)
+    monkeypatch.setenv("SYNERGY_SEEDS", "0,one,2")
+    with pytest.raises(
+        ConfigError, match=r"SYNERGY_SEEDS: expected a comma-separated list of integers, got '0,one,2'"
+    ):
+        env_list("SYNERGY_SEEDS", [], int)
+    monkeypatch.setenv("SYNERGY_AUTOMATION", "maybe")
+    with pytest.raises(ConfigError, match="SYNERGY_AUTOMATION: expected one of 1/true/yes/on/0/false/no/off"):
+        env_bool("SYNERGY_AUTOMATION", False)
+    # unset or blank: the default; values are stripped, blank list items dropped
+    monkeypatch.setenv("SYNERGY_EPOCHS", "  ")
+    monkeypatch.delenv("SYNERGY_HIDDEN", raising=False)
+    monkeypatch.setenv("SYNERGY_SEEDS", " 0, 1,,2 ")
+    monkeypatch.setenv("SYNERGY_SOURCE", " real ")
+    assert env_int("SYNERGY_EPOCHS", 3) == 3 and env_int("SYNERGY_HIDDEN", 64) == 64
+    assert env_list("SYNERGY_SEEDS", [], int) == [0, 1, 2] and env_str("SYNERGY_SOURCE", "virtual") == "real"
+
+
+def test_a_bad_environment_value_fails_when_the_resource_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synergy_dagster.defs.executors import executor_from_env
+    from synergy_dagster.defs.resources import SourceConfig, StudyConfig
+    from synergy_dagster.errors import ConfigError
+
+    monkeypatch.setenv("SYNERGY_MIN_SITES", "ten")
+    with pytest.raises(ConfigError, match="SYNERGY_MIN_SITES: expected an integer, got 'ten'"):
+        StudyConfig()
+    monkeypatch.setenv("SYNERGY_VIRTUAL_PIXELS", "1.5e3")
+    with pytest.raises(ConfigError, match="SYNERGY_VIRTUAL_PIXELS"):
+        SourceConfig()
+    monkeypatch.setenv("SYNERGY_MAX_CONCURRENT", "two")
+    with pytest.raises(ConfigError, match="SYNERGY_MAX_CONCURRENT: expected an integer, got 'two'"):
+        executor_from_env("multiprocess")

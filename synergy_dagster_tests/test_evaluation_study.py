@@ -9,9 +9,9 @@ import torch
 
 from synergy_dagster.evaluation.metrics import all_metrics
 from synergy_dagster.evaluation.study import evaluate_domain, predict_test
-from synergy_dagster.evaluation.study import test_window as window_of
-from synergy_dagster.models.lstm import build_model
+from synergy_dagster.models.lstm import SynergyLSTM
 from synergy_dagster.models.normalization import Normalizer
+from synergy_dagster.models.predict import warmup_window as window_of
 from synergy_dagster.sources.sitedata import make_site_dataset
 
 TEST = slice(pd.Timestamp("2001-03-01"), pd.Timestamp("2001-04-30"))
@@ -40,7 +40,7 @@ def _states(n_in: int, hidden: int, seeds: list[int]) -> dict[int, dict[str, tor
     out = {}
     for s in seeds:
         torch.manual_seed(s)
-        out[s] = build_model(n_in, hidden).state_dict()
+        out[s] = SynergyLSTM(n_in, hidden).state_dict()
     return out
 
 

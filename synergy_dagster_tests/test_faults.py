@@ -20,43 +20,34 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from synergy_dagster.models.normalization import Arrays
 
+pytestmark = pytest.mark.fault
+
 ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.005
 
 
-def synthetic_arrays(n_sites: int = 16, n_days: int = 120) -> Arrays:
-    """Small learnable arrays, the same in every process (fixed seed)."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n_sites, n_days, 3)).astype(np.float32)
-    c = rng.normal(size=(n_sites, 2)).astype(np.float32)
-    y = (0.1 * np.cumsum(x[:, :, :1], axis=1) + c[:, None, :1]).astype(np.float32)
-    y[rng.random(y.shape) < 0.1] = np.nan
-    return Arrays(
-        x=x, c=c, y=y, site_ids=np.array([f"s{i}" for i in range(n_sites)]),
-        time=pd.date_range("2000-01-01", periods=n_days), dynamic_names=("a", "b", "d"),
-        static_names=("k", "m"), target_name="y",
-    )  # fmt: skip
-
+# The training problem of (a): the same arrays in the test and in the killed subprocess.
+ARRAYS_KW = {"n_sites": 16, "n_days": 120, "target": "drift"}
 
 TRAIN_KW = {"hidden": 16, "epochs": 8, "rho": 30, "batch": 8, "dropconnect": 0.3, "seed": 3,
-            "max_iters_per_epoch": 10, "progress": False}  # fmt: skip
+            "max_iters_per_epoch": 10}  # a TrainSpec  # fmt: skip
 
 TRAIN_SCRIPT = """
 import sys, torch
 torch.set_num_threads(int(sys.argv[2]))
-from synergy_dagster.models.training import train_model
-from synergy_dagster_tests.test_faults import TRAIN_KW, synthetic_arrays
-train_model(synthetic_arrays(), checkpoint_path=sys.argv[1], **TRAIN_KW)
+from synergy_dagster.models.training import TrainSpec, train_model
+from synergy_dagster_tests.conftest import make_arrays
+from synergy_dagster_tests.test_faults import ARRAYS_KW, TRAIN_KW
+train_model(make_arrays(**ARRAYS_KW), TrainSpec(**TRAIN_KW), checkpoint_path=sys.argv[1], progress=False)
 print("FINISHED", flush=True)
 """
 
@@ -96,8 +87,8 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def _epoch_of(ckpt: Path) -> int:
-    return int(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"])
+def _block_of(ckpt: Path) -> int:
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True)["blocks"])
 
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -107,8 +98,10 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 # ----------------------------------------------------------------------------------------- (a)
 
 
-def test_sigkilled_training_resumes_to_identical_weights(tmp_path: Path, one_thread: None) -> None:
-    from synergy_dagster.models.training import train_model
+def test_sigkilled_training_resumes_to_identical_weights(
+    tmp_path: Path, one_thread: None, synthetic_arrays: Callable[..., Arrays]
+) -> None:
+    from synergy_dagster.models.training import TrainSpec, train_model
 
     ckpt = tmp_path / "run" / "seed3.ckpt"
     proc = subprocess.Popen(  # one thread in both processes: the same float sums
@@ -116,26 +109,28 @@ def test_sigkilled_training_resumes_to_identical_weights(tmp_path: Path, one_thr
         cwd=ROOT, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     _kill_when(proc, ckpt, timeout=120)
-    killed_at = _epoch_of(ckpt)
-    assert 1 <= killed_at < TRAIN_KW["epochs"], f"killed too late (checkpoint at epoch {killed_at})"
+    killed_at = _block_of(ckpt)
+    assert 1 <= killed_at < TRAIN_KW["epochs"], f"killed too late (checkpoint at block {killed_at})"
 
-    arrays = synthetic_arrays()
-    resumed = train_model(arrays, checkpoint_path=ckpt, **TRAIN_KW)
-    fresh = train_model(arrays, **TRAIN_KW)
-    assert resumed.resumed_from_epoch == killed_at
-    assert fresh.resumed_from_epoch == 0
+    arrays = synthetic_arrays(**ARRAYS_KW)
+    resumed = train_model(arrays, TrainSpec(**TRAIN_KW), checkpoint_path=ckpt)
+    fresh = train_model(arrays, TrainSpec(**TRAIN_KW))
+    assert resumed.resumed_from_block == killed_at
+    assert fresh.resumed_from_block == 0
     assert _same(resumed.state_dict, fresh.state_dict), "resumed weights differ from an uninterrupted run"
     assert resumed.losses == fresh.losses
 
 
-def test_damaged_checkpoint_is_not_resumed(tmp_path: Path, one_thread: None) -> None:
+def test_damaged_checkpoint_is_not_resumed(
+    tmp_path: Path, one_thread: None, synthetic_arrays: Callable[..., Arrays]
+) -> None:
     """A flipped byte in a checkpoint's tensor data still unpickles; its digest must catch it."""
-    from synergy_dagster.models.training import train_model
+    from synergy_dagster.models.training import TrainSpec, train_model
 
     kw = {**TRAIN_KW, "epochs": 2}
-    arrays = synthetic_arrays()
+    arrays = synthetic_arrays(**ARRAYS_KW)
     ckpt = tmp_path / "seed3.ckpt"
-    first = train_model(arrays, checkpoint_path=ckpt, **{**kw, "epochs": 1})
+    first = train_model(arrays, TrainSpec(**{**kw, "epochs": 1}), checkpoint_path=ckpt)
     raw = bytearray(ckpt.read_bytes())
     good = torch.load(ckpt, weights_only=True)["model_state"]
     i = _offset_of_tensor_bytes(raw, good["lstm.weight_ih_l0"])
@@ -144,9 +139,9 @@ def test_damaged_checkpoint_is_not_resumed(tmp_path: Path, one_thread: None) -> 
     damaged = torch.load(ckpt, weights_only=True)["model_state"]  # loads without any error ...
     assert not torch.equal(damaged["lstm.weight_ih_l0"], good["lstm.weight_ih_l0"])  # ... but wrong
     with pytest.warns(UserWarning, match="does not match its recorded digest"):
-        again = train_model(arrays, checkpoint_path=ckpt, **kw)
-    assert again.resumed_from_epoch == 0
-    assert _same(again.state_dict, train_model(arrays, **kw).state_dict)
+        again = train_model(arrays, TrainSpec(**kw), checkpoint_path=ckpt)
+    assert again.resumed_from_block == 0
+    assert _same(again.state_dict, train_model(arrays, TrainSpec(**kw)).state_dict)
     assert first.losses[0] == again.losses[0]
 
 
@@ -302,8 +297,8 @@ def _models_row(data: Path, key: str) -> pd.Series:
 def test_dagster_model_partition_killed_resumed_and_corrupt_file_retrained(
     real_data: Path, tmp_path: Path
 ) -> None:
-    from synergy_dagster.defs.io_managers import load_state_dict
     from synergy_dagster.io_utils import file_sha256
+    from synergy_dagster.models.files import load_state
 
     killed, fresh = tmp_path / "killed", tmp_path / "fresh"
     env_k, env_f = _study_env(killed, real_data), _study_env(fresh, real_data)
@@ -315,8 +310,8 @@ def test_dagster_model_partition_killed_resumed_and_corrupt_file_retrained(
     proc = _driver(tmp_path, env_k, "prepare", f"train={GLOBAL}")
     ckpt = killed / model_dir / "seed0.ckpt"
     _kill_when(proc, ckpt, timeout=300)
-    at = _epoch_of(ckpt)
-    assert 1 <= at < EPOCHS, f"killed too late (checkpoint at epoch {at})"
+    at = _block_of(ckpt)
+    assert 1 <= at < EPOCHS, f"killed too late (checkpoint at block {at})"
     assert not (killed / model_dir / "seed0.pt").exists()  # no model file from the killed run
     resume = _driver(tmp_path, env_k, f"train={GLOBAL}")  # the same partition, run again
 
@@ -324,8 +319,8 @@ def test_dagster_model_partition_killed_resumed_and_corrupt_file_retrained(
     assert all(r["success"] for r in res_w.values()) and len(res_w) == 3, out_w[-4000:]
     assert set(parts) == {GLOBAL, "local:F"}, parts
     row_f = _models_row(fresh / "data", GLOBAL)
-    assert row_f["resumed_from_epoch"] == 0
-    w_fresh = load_state_dict(row_f["path"], row_f["file_sha256"])
+    assert row_f["resumed_from_block"] == 0
+    w_fresh = load_state(row_f["path"], row_f["file_sha256"])
 
     # (d) flip bytes in the fresh study's global model file: the recorded hash refuses it
     pt = Path(row_f["path"])
@@ -335,16 +330,16 @@ def test_dagster_model_partition_killed_resumed_and_corrupt_file_retrained(
     pt.write_bytes(bytes(raw))
     corrupt_sha = file_sha256(pt)
     with pytest.raises(ValueError, match="does not match its recorded SHA-256"):
-        load_state_dict(pt, row_f["file_sha256"])
+        load_state(pt, row_f["file_sha256"])
     # evaluation refuses it (naming the command), a re-materialisation retrains, evaluation then runs
     redo = _driver(tmp_path, env_f, "evaluate", f"train={GLOBAL}", "evaluate")
 
     res_r, _, out_r = _results(resume)
     assert res_r.get(f"train={GLOBAL}", {}).get("success"), out_r[-4000:]
     row = _models_row(killed / "data", GLOBAL)
-    assert row["resumed_from_epoch"] == at
+    assert row["resumed_from_block"] == at
     assert row["file_sha256"] == file_sha256(row["path"])
-    w_killed = load_state_dict(row["path"], row["file_sha256"])
+    w_killed = load_state(row["path"], row["file_sha256"])
     assert _same(w_killed, w_fresh), "the resumed Dagster run ended with other weights"
 
     res_d, _, out_d = _results(redo)
@@ -360,7 +355,7 @@ def test_dagster_model_partition_killed_resumed_and_corrupt_file_retrained(
     new = _models_row(fresh / "data", GLOBAL)
     assert new["created_at"] > row_f["created_at"]
     assert new["file_sha256"] == file_sha256(new["path"]) != corrupt_sha
-    assert _same(load_state_dict(new["path"], new["file_sha256"]), w_fresh)
+    assert _same(load_state(new["path"], new["file_sha256"]), w_fresh)
 
 
 # ------------------------------------------------------------------------------------ safety
@@ -441,8 +436,8 @@ def test_webserver_binds_localhost_by_default() -> None:
 
 def test_model_loading_refuses_a_pickle_payload(tmp_path: Path) -> None:
     """A .pt file that carries a code-running pickle is rejected by weights_only=True."""
-    from synergy_dagster.defs.io_managers import load_state_dict
     from synergy_dagster.io_utils import file_sha256
+    from synergy_dagster.models.files import load_state
 
     class Boom:
         def __reduce__(self) -> tuple:
@@ -453,5 +448,5 @@ def test_model_loading_refuses_a_pickle_payload(tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         torch.save({"w": torch.zeros(1), "x": Boom()}, evil)
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
-        load_state_dict(evil, file_sha256(evil))  # hash matches: only weights_only stands in the way
+        load_state(evil, file_sha256(evil))  # hash matches: only weights_only stands in the way
     assert not (tmp_path / "pwned").exists()

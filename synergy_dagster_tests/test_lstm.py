@@ -10,12 +10,12 @@ import torch
 
 from synergy_dagster.errors import ConfigError
 from synergy_dagster.models.device import pick_device
-from synergy_dagster.models.lstm import SynergyLSTM, build_model, masked_rmse
+from synergy_dagster.models.lstm import SynergyLSTM, masked_rmse
 
 
 def _model(p: float = 0.0, n_in: int = 4, hidden: int = 8, seed: int = 0) -> SynergyLSTM:
     torch.manual_seed(seed)
-    return build_model(n_in, hidden, dropconnect=p)
+    return SynergyLSTM(n_in, hidden, dropconnect=p)
 
 
 def _reference_forward(

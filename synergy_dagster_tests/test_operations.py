@@ -301,7 +301,7 @@ def _drop_rdb(landing: Path, name: str, site: str, start: str, days: int, cfs: f
 
 
 def _resources(world: dict[str, Path]) -> dict[str, object]:
-    from synergy_dagster.defs.automation import LandingConfig
+    from synergy_dagster.defs.operations.resources import LandingConfig
     from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
 
     return {
@@ -312,10 +312,11 @@ def _resources(world: dict[str, Path]) -> dict[str, object]:
 
 
 def _tick(world: dict[str, Path], cursor: str | None) -> dg.SensorResult:
-    from synergy_dagster.defs.automation import landing_sensor
+    from synergy_dagster.defs.operations.sensors import landing_sensor
 
-    ctx = dg.build_sensor_context(cursor=cursor, resources=_resources(world))
-    return landing_sensor(ctx)
+    # A context manager: the store resource depends on `sources`, so the resources are built in a scope.
+    with dg.build_sensor_context(cursor=cursor, resources=_resources(world)) as ctx:
+        return landing_sensor(ctx)
 
 
 # ---------------------------------------------------------------- landing folder safety
@@ -357,7 +358,7 @@ def test_incomplete_files_wait(tmp_path: Path) -> None:
 
 
 def test_landing_sensor_requests_exactly_the_affected_partitions(tmp_path: Path) -> None:
-    from synergy_dagster.defs.automation import EVALUATE_TAG, PARTITIONS_TAG
+    from synergy_dagster.defs.operations.sensors import EVALUATE_TAG, PARTITIONS_TAG
 
     world = _world(tmp_path)
     _drop_rdb(world["landing"], "nwis_a.rdb", "01022500", "2005-01-01", 5)  # training period, site 1
@@ -408,15 +409,20 @@ def test_landing_sensor_skips_bad_and_escaping_files(tmp_path: Path) -> None:
     os.utime(world["landing"] / "broken.rdb", (OLD, OLD))
     (world["landing"] / "partial.rdb.part").write_text("x")
     result = _tick(world, None)
-    assert not result.run_requests
+    # The unreadable file goes into a run that quarantines it; it affects no partition.
+    (req,) = result.run_requests
+    assert [f["name"] for f in req.run_config["ops"]["landed_streamflow"]["config"]["files"]] == [
+        "broken.rdb"
+    ]
+    assert req.tags["synergy/landing_partitions"] == "" and req.tags["synergy/landing_evaluate"] == "0"
     cursor = json.loads(result.cursor)
-    assert cursor["link.rdb"] == "rejected" and cursor["broken.rdb"].startswith("unreadable:")
+    assert cursor["link.rdb"] == "rejected" and len(cursor["broken.rdb"]) == 64
     assert "partial.rdb.part" not in cursor
     assert not _tick(world, result.cursor).run_requests
 
 
 def test_camels_and_caravan_files_are_recognised(tmp_path: Path) -> None:
-    from synergy_dagster.defs.automation import PARTITIONS_TAG
+    from synergy_dagster.defs.operations.sensors import PARTITIONS_TAG
 
     world = _world(tmp_path)
     camels = world["landing"] / "01047000_streamflow_qc.txt"
@@ -438,7 +444,7 @@ def test_camels_and_caravan_files_are_recognised(tmp_path: Path) -> None:
 
 
 def test_landed_streamflow_merges_and_survives_a_source_rebuild(tmp_path: Path) -> None:
-    from synergy_dagster.defs.automation import landed_streamflow
+    from synergy_dagster.defs.operations.landing import landed_streamflow
 
     world = _world(tmp_path)
     original = (world["data"] / "sources" / "streamflow.nc").read_bytes()
@@ -475,6 +481,237 @@ def test_landed_streamflow_merges_and_survives_a_source_rebuild(tmp_path: Path) 
         )
 
 
+def test_ingest_landed_without_dagster(tmp_path: Path) -> None:
+    from synergy_dagster.layout import Layout
+    from synergy_dagster.sources.landing import ingest_landed, merge_updates, newest_date
+
+    world = _world(tmp_path)
+    layout = Layout(world["data"])
+    _drop_rdb(world["landing"], "nwis_a.rdb", "99999999", "2005-01-01", 2)  # a gauge not in the source
+    _drop_rdb(world["landing"], "nwis_b.rdb", "01031500", "2009-10-01", 3)  # days after the source ends
+    (world["landing"] / "notes.md").write_text("not streamflow")
+    files = [("nwis_a.rdb", ""), ("nwis_b.rdb", "0" * 64), ("../x.rdb", ""), ("notes.md", "")]
+    result = ingest_landed(layout, world["landing"], files)
+    assert result.rejected == ["../x.rdb", "notes.md"] and result.unknown == {"99999999"}
+    assert [f["rows"] for f in result.ingested] == [0, 3]  # unknown gauges add no rows
+    assert result.updates is not None and set(result.updates["site_id"]) == {"camels_01031500"}
+    assert result.n_sites_patched == 1  # camels_01031500 is a kept site
+    assert layout.landed_updates("streamflow").exists() and len(list(layout.landed_archive().iterdir())) == 2
+    assert newest_date(layout) == date(2009, 10, 3)
+    # The newest value of a (site, date) wins; empty frames are ignored.
+    old = pd.DataFrame(
+        {"site_id": ["s", "s"], "date": pd.to_datetime(["2005-01-01", "2005-01-02"]), "v": [1, 2]}
+    )
+    merged = merge_updates(old, [old.iloc[1:].assign(v=9), old.iloc[:0]])
+    assert merged is not None and merged["v"].tolist() == [1, 9]
+    assert merge_updates(None, [old.iloc[:0]]) is None
+    with pytest.raises(InputError, match="no streamflow source"):
+        ingest_landed(Layout(tmp_path / "empty"), world["landing"], files)
+
+
+# ---------------------------------------------------------------- quarantine of files that fail validation
+
+
+def _drop_csv(landing: Path, name: str, values: list[float], start: str = "2006-02-01") -> Path:
+    path = landing / name
+    days = pd.date_range(start, periods=len(values)).strftime("%Y-%m-%d")
+    pd.DataFrame({"date": days, "streamflow": values}).to_csv(path, index=False)
+    os.utime(path, (OLD, OLD))
+    return path
+
+
+def _foreign_gauge_rdb(landing: Path, name: str) -> Path:
+    """An RDB named for 01022500 whose rows hold another gauge."""
+    path = _drop_rdb(landing, name, "01031500", "2005-01-01", 3)
+    os.utime(path, (OLD, OLD))
+    return path
+
+
+def _negative_rdb(landing: Path, name: str) -> Path:
+    return _drop_rdb(landing, name, "01022500", "2005-01-01", 3, cfs=-5.0)
+
+
+def _garbage(landing: Path, name: str) -> Path:
+    path = landing / name
+    path.write_bytes(b"\x00\xffnot,a\nstreamflow file\x00")
+    os.utime(path, (OLD, OLD))
+    return path
+
+
+BAD_FILES = {
+    "negative_discharge": (_negative_rdb, "nwis_neg.rdb", "plausible range"),
+    "negative_mm_in_caravan": (lambda d, n: _drop_csv(d, n, [1.0, -3.0, 1.2]), "camels_01031500.csv", "-3"),
+    "foreign_gauge_in_content": (_foreign_gauge_rdb, "01022500.rdb", "01031500"),
+    "unparseable": (_garbage, "nwis_garbage.rdb", "RDB header"),
+    "implausible_after_conversion": (
+        lambda d, n: _drop_rdb(d, n, "01052500", "2005-01-01", 2, cfs=9e6),  # 9e6 cfs over 390 km2
+        "nwis_huge.rdb",
+        "plausible range",
+    ),
+}
+
+
+def _rejections(world: dict[str, Path]) -> pd.DataFrame:
+    with duckdb.connect(str(world["data"] / "synergy.duckdb"), read_only=True) as con:
+        return con.execute("SELECT * FROM landing_rejections ORDER BY file_name").df()
+
+
+def _run_ingest(world: dict[str, Path], names: list[str]) -> dg.ExecuteInProcessResult:
+    from synergy_dagster.defs.operations.landing import landed_streamflow
+
+    config = {"ops": {"landed_streamflow": {"config": {"files": [{"name": n} for n in names]}}}}
+    return dg.materialize([landed_streamflow], resources=_resources(world), run_config=config)
+
+
+def _value(world: dict[str, Path], site: str, day: str) -> float:
+    with xr.open_dataset(world["data"] / "sources" / "streamflow.nc") as ds:
+        return float(ds["streamflow"].sel(site=site, time=day).item())
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_a_bad_file_is_quarantined_and_never_blocks_a_later_good_one(tmp_path: Path, case: str) -> None:
+    from synergy_dagster.layout import Layout
+
+    world = _world(tmp_path)
+    layout = Layout(world["data"])
+    make, name, reason = BAD_FILES[case]
+    make(world["landing"], name)
+    before = (world["data"] / "sources" / "streamflow.nc").read_bytes()
+    res = _run_ingest(world, [name])
+    assert res.success  # only rejected files: a warning, not a failed run
+    meta = res.asset_materializations_for_node("landed_streamflow")[0].metadata
+    assert meta["ingested"].value == [] and meta["n_quarantined"].value == 1
+    assert reason in meta["quarantined"].value[0]["reason"]
+    assert (world["data"] / "sources" / "streamflow.nc").read_bytes() == before
+    assert not layout.landed_updates("streamflow").exists()  # nothing reached the ledger
+    assert not (world["landing"] / name).exists()  # moved aside
+    (stored,) = [p for p in layout.landed_rejected().iterdir() if not p.name.endswith(".reason.txt")]
+    assert stored.name.endswith("__" + name)
+    note = stored.with_name(stored.name + ".reason.txt").read_text()
+    assert reason in note and str(world["landing"] / name) in note and ".staging" not in note
+    rows = _rejections(world)
+    assert rows["file_name"].tolist() == [name] and reason in rows["reason"][0]
+    assert rows["sha256"][0][:16] == stored.name[:16] and rows["stored_as"][0] == str(stored)
+
+    # A good file afterwards is ingested as if nothing had happened.
+    _drop_rdb(world["landing"], "nwis_good.rdb", "01047000", "2005-03-01", 3, cfs=200.0)
+    good = _run_ingest(world, ["nwis_good.rdb"])
+    assert good.success
+    assert _value(world, "camels_01047000", "2005-03-02") == pytest.approx(
+        201.0 * 0.0283168 * 86400 / (900.0 * 1e6) * 1000, rel=1e-5
+    )
+    assert len(_rejections(world)) == 1  # the earlier rejection stays on record
+
+
+def test_a_batch_ingests_the_good_files_and_quarantines_the_bad_ones(tmp_path: Path) -> None:
+    from synergy_dagster.layout import Layout
+
+    world = _world(tmp_path)
+    layout = Layout(world["data"])
+    _drop_rdb(world["landing"], "nwis_good.rdb", "01022500", "2005-01-01", 3, cfs=100.0)
+    _negative_rdb(world["landing"], "nwis_neg.rdb")
+    _drop_csv(world["landing"], "camels_01031500.csv", [1.5, 1.6])  # a valid Caravan file too
+    res = _run_ingest(world, ["nwis_neg.rdb", "nwis_good.rdb", "camels_01031500.csv"])
+    assert res.success
+    meta = res.asset_materializations_for_node("landed_streamflow")[0].metadata
+    assert [f["name"] for f in meta["ingested"].value] == ["nwis_good.rdb", "camels_01031500.csv"]
+    assert [f["rows"] for f in meta["ingested"].value] == [3, 2]
+    assert [q["name"] for q in meta["quarantined"].value] == ["nwis_neg.rdb"]
+    assert _value(world, "camels_01022500", "2005-01-01") == pytest.approx(
+        100.0 * 0.0283168 * 86400 / (620.0 * 1e6) * 1000, rel=1e-5
+    )
+    assert _value(world, "camels_01031500", "2006-02-02") == pytest.approx(1.6, rel=1e-6)
+    assert (world["landing"] / "nwis_good.rdb").exists() and not (world["landing"] / "nwis_neg.rdb").exists()
+    assert _rejections(world)["file_name"].tolist() == ["nwis_neg.rdb"]
+    ledger = pd.read_parquet(layout.landed_updates("streamflow"))
+    assert set(ledger["file"]) == {"nwis_good.rdb", "camels_01031500.csv"}
+    assert sorted(p.name.split("__", 1)[1] for p in layout.landed_archive().iterdir()) == [
+        "camels_01031500.csv",
+        "nwis_good.rdb",
+    ]
+
+
+def test_the_sensor_skips_quarantined_content_but_takes_a_correction(tmp_path: Path) -> None:
+    world = _world(tmp_path)
+    bad = _negative_rdb(world["landing"], "nwis_a.rdb").read_bytes()
+    _drop_rdb(world["landing"], "nwis_b.rdb", "01022500", "2005-02-01", 2)
+    first = _tick(world, None)
+    (req,) = first.run_requests
+    files = req.run_config["ops"]["landed_streamflow"]["config"]["files"]
+    assert sorted(f["name"] for f in files) == ["nwis_a.rdb", "nwis_b.rdb"]
+    assert req.tags["synergy/landing_partitions"] == "global:CONUS,local:A"  # from the good file only
+    assert _run_ingest(world, [f["name"] for f in files]).success
+    assert not (world["landing"] / "nwis_a.rdb").exists()
+
+    # The same bad bytes again, under its name or another, even with a lost cursor: nothing.
+    for name in ("nwis_a.rdb", "again.rdb"):
+        (world["landing"] / name).write_bytes(bad)
+        os.utime(world["landing"] / name, (OLD, OLD))
+    assert not _tick(world, first.cursor).run_requests
+    lost = _tick(world, None)
+    assert [
+        f["name"] for f in lost.run_requests[0].run_config["ops"]["landed_streamflow"]["config"]["files"]
+    ] == ["nwis_b.rdb"]
+    (world["landing"] / "again.rdb").unlink()
+
+    # A corrected file under the same name: requested and ingested.
+    _drop_rdb(world["landing"], "nwis_a.rdb", "01022500", "2005-01-01", 3, cfs=50.0)
+    fixed = _tick(world, first.cursor)
+    (req,) = fixed.run_requests
+    assert [f["name"] for f in req.run_config["ops"]["landed_streamflow"]["config"]["files"]] == [
+        "nwis_a.rdb"
+    ]
+    res = _run_ingest(world, ["nwis_a.rdb"])
+    assert (
+        res.success
+        and res.asset_materializations_for_node("landed_streamflow")[0].metadata["ingested"].value[0]["rows"]
+        == 3
+    )
+
+
+def test_a_poisoned_ledger_from_an_older_version_heals(tmp_path: Path) -> None:
+    """Rows an older version merged before validating are moved out, not re-failed on forever."""
+    from synergy_dagster.layout import Layout
+
+    world = _world(tmp_path)
+    layout = Layout(world["data"])
+    _drop_rdb(world["landing"], "nwis_good.rdb", "01022500", "2005-01-01", 2)
+    assert _run_ingest(world, ["nwis_good.rdb"]).success
+    ledger = pd.read_parquet(layout.landed_updates("streamflow"))
+    poison = ledger.iloc[:1].assign(
+        site_id="camels_01031500", streamflow_mm=-1.0, file="old_bad.csv", sha256="ab" * 32
+    )
+    pd.concat([ledger, poison]).to_parquet(layout.landed_updates("streamflow"), index=False)
+    _drop_rdb(world["landing"], "nwis_next.rdb", "01047000", "2005-03-01", 2)
+    res = _run_ingest(world, ["nwis_next.rdb"])
+    assert res.success
+    healed = pd.read_parquet(layout.landed_updates("streamflow"))
+    assert set(healed["file"]) == {"nwis_good.rdb", "nwis_next.rdb"}
+    assert _rejections(world)["file_name"].tolist() == ["old_bad.csv"]
+
+
+def test_affected_partitions_follow_the_periods_and_trained_as(tmp_path: Path) -> None:
+    from synergy_dagster.config import DomainPeriods, Period
+    from synergy_dagster.experiments.affected import affected_partitions, plan_site_ids
+
+    plan = Plan.from_dict(json.loads((_world(tmp_path)["data"] / "plans" / "streamflow.json").read_text()))
+    periods = DomainPeriods(Period("2000-01-01", "2005-12-31"), Period("2006-01-01", "2008-12-31"))
+    assert plan_site_ids(plan) == SITES[:3]
+
+    def landed(site: str, day: str, value: float = 1.0) -> pd.DataFrame:
+        return pd.DataFrame({"site_id": [site], "date": [pd.Timestamp(day)], "value": [value]})
+
+    # local:8.1.7 holds the same sites as local:A and is trained as it: one partition, once.
+    assert affected_partitions(landed(SITES[0], "2004-06-01"), plan, periods) == (
+        ["global:CONUS", "local:A"],
+        True,
+    )
+    assert affected_partitions(landed(SITES[0], "2004-06-01", np.nan), plan, periods) == ([], False)
+    assert affected_partitions(landed(SITES[2], "2007-06-01"), plan, periods) == ([], True)  # test period
+    assert affected_partitions(landed(SITES[3], "2004-06-01"), plan, periods) == ([], False)  # in no set
+    assert affected_partitions(landed(SITES[0], "2010-01-01"), plan, periods) == ([], False)  # after both
+
+
 # ---------------------------------------------------------------- chaining: training, then evaluation
 
 
@@ -487,16 +724,16 @@ def _add_run(
 
 
 def test_followup_sensors_chain_training_then_evaluation() -> None:
-    from synergy_dagster.defs.automation import (
+    from synergy_dagster.defs.definitions import _core
+    from synergy_dagster.defs.operations.definitions import full_defs
+    from synergy_dagster.defs.operations.landing import INGEST_JOB
+    from synergy_dagster.defs.operations.sensors import (
         BATCH_TAG,
         EVALUATE_TAG,
-        INGEST_JOB,
         PARTITIONS_TAG,
-        full_defs,
         landed_evaluation_sensor,
         landed_training_sensor,
     )
-    from synergy_dagster.defs.definitions import _core
 
     merged = full_defs(_core(), automation=False)
     with dg.instance_for_test() as instance:
@@ -549,14 +786,11 @@ def test_followup_sensors_chain_training_then_evaluation() -> None:
 
 
 def test_nwis_job_fetches_tracked_gauges_into_landing(nwis_server: str, tmp_path: Path) -> None:
-    from synergy_dagster.defs.automation import (
-        LandingConfig,
-        nwis_daily_fetch,
-        nwis_fetch_job,
-        tracked_usgs_sites,
-    )
+    from synergy_dagster.defs.operations.nwis import nwis_daily_fetch, nwis_fetch_job
+    from synergy_dagster.defs.operations.resources import LandingConfig
     from synergy_dagster.defs.resources import SourceConfig
     from synergy_dagster.layout import Layout
+    from synergy_dagster.sources.landing import tracked_usgs_sites
 
     world = _world(tmp_path)
     assert tracked_usgs_sites(Layout(world["data"])) == ["01022500", "01031500", "01047000", "01052500"]
@@ -583,18 +817,19 @@ def test_nwis_job_fetches_tracked_gauges_into_landing(nwis_server: str, tmp_path
 def test_automation_is_off_by_default_and_reevaluates_when_a_model_changes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from synergy_dagster.defs import automation
     from synergy_dagster.defs.definitions import _core
+    from synergy_dagster.defs.operations.automation import automation_enabled
+    from synergy_dagster.defs.operations.definitions import full_defs
 
     defs = _core()
 
     monkeypatch.delenv("SYNERGY_AUTOMATION", raising=False)
-    assert not automation.automation_enabled()
-    off = automation.full_defs(defs)
+    assert not automation_enabled()
+    off = full_defs(defs)
     assert off.resolve_asset_graph().get(dg.AssetKey("evaluation")).automation_condition is None
     assert "evaluation_automation" not in {s.name for s in off.get_repository_def().sensor_defs}
     monkeypatch.setenv("SYNERGY_AUTOMATION", "1")
-    on = automation.full_defs(defs)
+    on = full_defs(defs)
     assert isinstance(on.resolve_sensor_def("evaluation_automation"), dg.AutomationConditionSensorDefinition)
     graph = on.resolve_asset_graph()
     assert graph.get(dg.AssetKey("summary")).automation_condition is not None
@@ -664,6 +899,7 @@ print("OK" if res.success else "FAILED")
 """
 
 
+@pytest.mark.slow  # several Dagster runs in parallel processes (~13 s)
 def test_parallel_runs_of_duckdb_writers_lose_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

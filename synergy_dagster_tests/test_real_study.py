@@ -10,11 +10,14 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pytest
 
 from synergy_dagster.config import PERIODS
 from synergy_dagster.models.normalization import Normalizer, prepare_arrays
-from synergy_dagster.models.training import train_model
+from synergy_dagster.models.training import TrainSpec, train_model
 from synergy_dagster.sources.caravan import read_caravan
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,13 +30,7 @@ def test_lstm_on_a_few_caravan_basins_learns(real_data: Path) -> None:
     arrays = prepare_arrays(ds, norm, train)
     result = train_model(
         arrays,
-        hidden=32,
-        epochs=20,
-        rho=90,
-        batch=16,
-        dropconnect=0.0,
-        seed=0,
-        max_iters_per_epoch=10,
+        TrainSpec(hidden=32, epochs=20, rho=90, batch=16, dropconnect=0.0, seed=0, max_iters_per_epoch=10),
         progress=False,
     )
     losses = np.asarray(result.losses)

@@ -86,3 +86,35 @@ def test_stale_temp_files_of_killed_writes_are_swept_but_fresh_ones_kept(tmp_pat
         tmp.write_text("done")
     assert sweep_stale_temps(tmp_path) == [old]
     assert fresh.exists() and keep.exists() and (tmp_path / "ok.txt").read_text() == "done"
+
+
+def test_migration_renames_resumed_from_epoch_keeping_its_values(tmp_path: Path) -> None:
+    """A database of the "epoch" era: its column becomes resumed_from_block, values kept, in one go."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE models (domain VARCHAR, set_key VARCHAR, seed INTEGER, resumed_from_epoch INTEGER, "
+            "budget VARCHAR, PRIMARY KEY (domain, set_key, seed, budget))"
+        )
+        con.execute("INSERT INTO models VALUES ('streamflow', 'global:CONUS', 0, 3, 'paper')")
+    store = MetadataStore(path)
+    cols = store.query("DESCRIBE models")["column_name"].tolist()
+    assert "resumed_from_block" in cols and "resumed_from_epoch" not in cols
+    got = store.query("SELECT set_key, seed, resumed_from_block, budget FROM models")
+    assert got.to_dict("records") == [
+        {"set_key": "global:CONUS", "seed": 0, "resumed_from_block": 3, "budget": "paper"}
+    ]
+    # migrating again changes nothing; the new name is written as usual
+    row = pd.DataFrame(
+        [
+            {
+                "domain": "streamflow",
+                "set_key": "local:A",
+                "seed": 0,
+                "budget": "paper",
+                "resumed_from_block": 1,
+            }
+        ]
+    )
+    store.replace_rows("models", row, {"domain": "streamflow", "set_key": "local:A"})
+    assert sorted(store.query("SELECT resumed_from_block FROM models")["resumed_from_block"]) == [1, 3]

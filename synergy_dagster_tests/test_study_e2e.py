@@ -12,6 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

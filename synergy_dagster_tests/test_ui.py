@@ -18,6 +18,8 @@ import dagster as dg
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.ui
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -16,10 +18,7 @@ import shapely
 import xarray as xr
 
 from synergy_dagster.errors import ConfigError, InputError
-from synergy_dagster.sources import virtual_hydrology as hyd
-from synergy_dagster.sources import virtual_regions as vr
-from synergy_dagster.sources import virtual_weather as vw
-from synergy_dagster.sources.virtual_conus import (
+from synergy_dagster.sources.virtual import (
     HYDROATLAS_COLUMNS,
     LATENT_BASIN_PARAMS,
     LATENT_PIXEL_PARAMS,
@@ -28,6 +27,12 @@ from synergy_dagster.sources.virtual_conus import (
     generate_virtual_conus,
     pixel_sites,
 )
+from synergy_dagster.sources.virtual import hydrology as hyd
+from synergy_dagster.sources.virtual import regions as vr
+from synergy_dagster.sources.virtual import weather as vw
+from synergy_dagster.sources.virtual.basins import BASIN_KEY_BASE, simulate_basins
+from synergy_dagster.sources.virtual.land import simulate_land, subset_params
+from synergy_dagster.sources.virtual.pixels import PIXEL_KEY_BASE, simulate_pixels
 
 TINY = {
     "n_pixels": 60,
@@ -389,6 +394,70 @@ def test_weather_is_spatially_correlated_and_chunk_free() -> None:
     one = vw.generate_weather(lon[1:2], lat[1:2], np.zeros(1), np.array([11]), dates[100:], 3)
     np.testing.assert_allclose(one["P"][0], wx["P"][1, 100:], rtol=1e-12)
     np.testing.assert_allclose(one["T"][0], wx["T"][1, 100:], rtol=1e-12)
+
+
+def test_pixels_and_basins_run_the_one_weather_and_spinup_step() -> None:
+    """Both simulations take forcing and initial state from ``simulate_land`` (one code path)."""
+    cfg = _tiny(n_pixels=8, n_basins=6, spinup_days=60)
+    rmap = vr.build_regions(cfg.region_seed, cfg.region_res)
+    sl, idx = slice(2, 5), np.arange(2, 5)
+    pix = pixel_sites(cfg, rmap)
+    prm = subset_params(pix.params, sl)
+    wx, res = simulate_land(
+        pix.lon[sl],
+        pix.lat[sl],
+        PIXEL_KEY_BASE + idx,
+        cfg.pixel_dates,
+        cfg.seed,
+        60,
+        hyd.simulate_bucket,
+        prm,
+    )
+    out = simulate_pixels(cfg, pix, sl)
+    for name, key in (("APCP", "P"), ("TMP", "T"), ("PET", "PET"), ("DSWRF", "SW")):
+        np.testing.assert_array_equal(out[name], wx[key].astype(np.float32))
+    # the run starts where a run of the model over the first spinup_days days of the same weather ends
+    spun = hyd.simulate_bucket(wx["P"][:, :60], wx["T"][:, :60], wx["PET"][:, :60], prm).final_state
+    np.testing.assert_array_equal(res.theta1[:, 0], spun[0].astype(np.float32))
+    assert not np.allclose(spun[0], 0.5 * (prm.fc + prm.wp))  # the spin-up moved the state
+
+    bas = basin_sites(cfg, rmap)
+    wx_b, _ = simulate_land(
+        bas.lon[sl],
+        bas.lat[sl],
+        BASIN_KEY_BASE + idx,
+        cfg.basin_dates,
+        cfg.seed,
+        60,
+        hyd.simulate_hbv,
+        subset_params(bas.params, sl),
+    )
+    out_b = simulate_basins(cfg, bas, sl)
+    for key in ("P", "T", "PET"):
+        np.testing.assert_array_equal(out_b[key], wx_b[key])
+
+
+def test_a_pixel_and_a_basin_at_one_place_share_the_weather_field_not_the_site_noise() -> None:
+    """Weather does not depend on the land model; pixel and basin keys differ, so at one place on one
+    day they share the smooth space-time fields (same synoptic weather) but not the per-site noise."""
+    cfg = _tiny(n_pixels=2, n_basins=2)
+    rmap = vr.build_regions(cfg.region_seed, cfg.region_res)
+    bucket = subset_params(pixel_sites(cfg, rmap).params, slice(0, 1))
+    hbv = subset_params(basin_sites(cfg, rmap).params, slice(0, 1))
+    lon, lat = np.array([-90.0]), np.array([40.0])
+    dates = pd.date_range("2010-01-01", periods=365)
+
+    def weather(key: int, model: Callable[..., Any], prm: Any) -> dict[str, np.ndarray]:
+        return simulate_land(lon, lat, np.array([key]), dates, cfg.seed, 30, model, prm)[0]
+
+    same_key_bucket = weather(PIXEL_KEY_BASE, hyd.simulate_bucket, bucket)
+    same_key_hbv = weather(PIXEL_KEY_BASE, hyd.simulate_hbv, hbv)
+    for key in ("P", "T", "PET", "SW"):
+        np.testing.assert_array_equal(same_key_bucket[key], same_key_hbv[key])
+    basin = weather(BASIN_KEY_BASE, hyd.simulate_hbv, hbv)
+    t_pix, t_bas = same_key_bucket["T"][0], basin["T"][0]
+    assert not np.array_equal(t_pix, t_bas)
+    assert np.corrcoef(t_pix - t_pix.mean(), t_bas - t_bas.mean())[0, 1] > 0.8
 
 
 # --------------------------------------------------------------------------- observations

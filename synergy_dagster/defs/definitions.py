@@ -1,9 +1,12 @@
-"""The one top-level Definitions of synergy_dagster."""
+"""The one top-level Definitions of synergy_dagster.
+
+Nothing here reads the environment for paths: ``sources`` is configured at launch (its fields
+default to the ``SYNERGY_*`` variables, read when a run starts), and the store and both IO managers
+depend on it, so ``resources: {sources: {config: {data_dir: ...}}}`` in run config moves every
+file of a run.
+"""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import dagster as dg
 
@@ -12,13 +15,11 @@ from synergy_dagster.defs.assets import evaluation as evaluation_assets
 from synergy_dagster.defs.assets import regions as region_assets
 from synergy_dagster.defs.assets import sources as source_assets
 from synergy_dagster.defs.assets.training import ASSETS as TRAINING_ASSETS
-from synergy_dagster.defs.automation import full_defs
 from synergy_dagster.defs.executors import executor_from_env
 from synergy_dagster.defs.io_managers import JsonIOManager, ModelIOManager
+from synergy_dagster.defs.operations.definitions import full_defs
 from synergy_dagster.defs.partitions import SET_PARTITIONS
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
-
-_data = Path(os.environ.get("SYNERGY_DATA_DIR", "data")).resolve()
 
 # Everything from raw files to the plans: unpartitioned, one run.
 prepare_job = dg.define_asset_job(
@@ -50,6 +51,9 @@ budget_sensitivity_job = dg.define_asset_job(
 
 def _core() -> dg.Definitions:
     """The pipeline itself; operations (sensors, schedules, ingest) are merged in below."""
+    # configure_at_launch: the nested copies in the store and IO managers then take the run's
+    # `sources` config too (a plain instance would keep its import-time values there).
+    sources = SourceConfig.configure_at_launch()
     return dg.Definitions(
         assets=[
             *dg.load_assets_from_modules([source_assets, region_assets, evaluation_assets, budget_assets]),
@@ -57,11 +61,11 @@ def _core() -> dg.Definitions:
         ],
         jobs=[prepare_job, *train_jobs.values(), evaluation_job, budget_sensitivity_job],
         resources={
-            "sources": SourceConfig(),
+            "sources": sources,
             "study": StudyConfig(),
-            "store": DuckDBStore(),
-            "json_io_manager": JsonIOManager(base_dir=str(_data / "assets")),
-            "model_io_manager": ModelIOManager(base_dir=str(_data / "models")),
+            "store": DuckDBStore(sources=sources),
+            "json_io_manager": JsonIOManager(sources=sources),
+            "model_io_manager": ModelIOManager(sources=sources),
         },
         executor=executor_from_env(),
     )

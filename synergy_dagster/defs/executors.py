@@ -7,24 +7,21 @@ and the scale-out engines ``k8s``, ``celery`` and ``docker`` when their packages
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
+from synergy_dagster.env import env_int, env_str
 from synergy_dagster.errors import ConfigError
 
 EXECUTORS = ("in_process", "multiprocess", "k8s", "celery", "docker")
 
 
 def executor_from_env(name: str | None = None) -> dg.ExecutorDefinition:
-    name = name or os.environ.get("SYNERGY_EXECUTOR", "in_process")
+    name = name or env_str("SYNERGY_EXECUTOR", "in_process")
     if name == "in_process":
         return dg.in_process_executor
     if name == "multiprocess":
         # DuckDB steps carry pool "duckdb"; its limit (1) lives in dagster.yaml.
-        return dg.multiprocess_executor.configured(
-            {"max_concurrent": int(os.environ.get("SYNERGY_MAX_CONCURRENT", "2"))}
-        )
+        return dg.multiprocess_executor.configured({"max_concurrent": env_int("SYNERGY_MAX_CONCURRENT", 2)})
     try:
         if name == "k8s":
             from dagster_k8s import k8s_job_executor

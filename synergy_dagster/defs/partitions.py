@@ -7,13 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from synergy_dagster.config import DOMAINS
-from synergy_dagster.experiments.plan import parse_set_key
 
 SET_PARTITIONS: dict[str, dg.DynamicPartitionsDefinition] = {
     d: dg.DynamicPartitionsDefinition(name=f"{d}_sets") for d in DOMAINS
 }
-
-
-def split_key(key: str) -> tuple[str, str]:
-    """``"local+far:8.3.5"`` -> ``("local+far", "8.3.5")``; an unknown scenario is an InputError."""
-    return parse_set_key(key)

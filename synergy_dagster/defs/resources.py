@@ -1,13 +1,15 @@
 """Resources: where the data come from, how the study is run, and the DuckDB store.
 
-Each is a small ConfigurableResource; its defaults come from environment variables so the same
-definitions run the embedded virtual CONUS (default) or real data (``SYNERGY_SOURCE=real``), and
-any field can still be overridden in YAML run config.
+Each is a small ConfigurableResource; its defaults come from environment variables (read with the
+typed readers of :mod:`synergy_dagster.env`) so the same definitions run the embedded virtual CONUS
+(default) or real data (``SYNERGY_SOURCE=real``), and any field can still be overridden in run
+config. The working folder is ``sources.data_dir``: the store and the IO managers depend on the
+``sources`` resource and take every path from its :class:`Layout`, so a ``data_dir`` given in run
+config moves every file.
 """
 
-from __future__ import annotations
-
-import os
+# No `from __future__ import annotations`: Dagster reads the ResourceDependency annotation at
+# class creation, and a string annotation fails validation against a configure_at_launch resource.
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +17,7 @@ from pydantic import Field
 
 from synergy_dagster.config import (
     BUDGET_MODES,
+    DOMAINS,
     PERIODS,
     Budget,
     DomainPeriods,
@@ -22,12 +25,10 @@ from synergy_dagster.config import (
     Profile,
     get_profile,
 )
+from synergy_dagster.env import env_float, env_int, env_list, env_str
 from synergy_dagster.errors import ConfigError
+from synergy_dagster.layout import Layout
 from synergy_dagster.store import MetadataStore
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
 
 
 class SourceConfig(dg.ConfigurableResource):
@@ -35,12 +36,12 @@ class SourceConfig(dg.ConfigurableResource):
     ``data_dir/virtual_conus``; ``kind="real"`` reads the layout of ``$SYNERGY_REAL_DATA``.
     Any explicit path overrides the layout's default for that source."""
 
-    kind: str = Field(default_factory=lambda: _env("SYNERGY_SOURCE", "virtual"))
-    data_dir: str = Field(default_factory=lambda: _env("SYNERGY_DATA_DIR", "data"))
-    real_data: str = Field(default_factory=lambda: _env("SYNERGY_REAL_DATA", "../shared/data"))
+    kind: str = Field(default_factory=lambda: env_str("SYNERGY_SOURCE", "virtual"))
+    data_dir: str = Field(default_factory=lambda: env_str("SYNERGY_DATA_DIR", "data"))
+    real_data: str = Field(default_factory=lambda: env_str("SYNERGY_REAL_DATA", "../shared/data"))
     virtual_seed: int = 42
-    virtual_pixels: int = Field(default_factory=lambda: int(_env("SYNERGY_VIRTUAL_PIXELS", "1200")))
-    virtual_basins: int = Field(default_factory=lambda: int(_env("SYNERGY_VIRTUAL_BASINS", "300")))
+    virtual_pixels: int = Field(default_factory=lambda: env_int("SYNERGY_VIRTUAL_PIXELS", 1200))
+    virtual_basins: int = Field(default_factory=lambda: env_int("SYNERGY_VIRTUAL_BASINS", 300))
     ecoregions_path: str = ""
     caravan_root: str = ""
     caravan_subset: str = ""
@@ -59,11 +60,12 @@ class SourceConfig(dg.ConfigurableResource):
         return Path(self.data_dir).resolve()
 
     @property
-    def virtual_dir(self) -> Path:
-        return self.work_dir / "virtual_conus"
+    def layout(self) -> Layout:
+        """Every file under the working folder."""
+        return Layout(self.work_dir)
 
     def _root(self) -> Path:
-        return self.virtual_dir if self.kind == "virtual" else Path(self.real_data).resolve()
+        return self.layout.virtual_dir() if self.kind == "virtual" else Path(self.real_data).resolve()
 
     def _pick(self, override: str, virtual: str, real: str | None) -> Path | None:
         if override:
@@ -97,41 +99,39 @@ class SourceConfig(dg.ConfigurableResource):
 class StudyConfig(dg.ConfigurableResource):
     """How the study is run: the training profile, its overrides, and the plan thresholds."""
 
-    profile: str = Field(default_factory=lambda: _env("SYNERGY_PROFILE", "demo"))
-    epochs: int = Field(default_factory=lambda: int(_env("SYNERGY_EPOCHS", "0")))  # 0 = the profile's
-    hidden: int = Field(default_factory=lambda: int(_env("SYNERGY_HIDDEN", "0")))  # 0 = the profile's
+    profile: str = Field(default_factory=lambda: env_str("SYNERGY_PROFILE", "demo"))
+    epochs: int = Field(default_factory=lambda: env_int("SYNERGY_EPOCHS", 0))  # 0 = the profile's
+    hidden: int = Field(default_factory=lambda: env_int("SYNERGY_HIDDEN", 0))  # 0 = the profile's
     seeds: list[int] = Field(  # empty = the profile's
-        default_factory=lambda: [int(s) for s in _env("SYNERGY_SEEDS", "").split(",") if s.strip()]
+        default_factory=lambda: env_list("SYNERGY_SEEDS", [], int)
     )
-    min_sites_subregion: int = Field(default_factory=lambda: int(_env("SYNERGY_MIN_SITES", "10")))
-    min_sites_roi: int = Field(default_factory=lambda: int(_env("SYNERGY_MIN_SITES_ROI", "10")))
+    min_sites_subregion: int = Field(default_factory=lambda: env_int("SYNERGY_MIN_SITES", 10))
+    min_sites_roi: int = Field(default_factory=lambda: env_int("SYNERGY_MIN_SITES_ROI", 10))
     coverage: float = 0.9
     per_set_normalization: bool = False
     log_transform: bool = True  # log(x+1) for precipitation and runoff (streamflow)
-    device: str = Field(default_factory=lambda: _env("SYNERGY_DEVICE", "auto"))
-    torch_threads: int = Field(default_factory=lambda: int(_env("SYNERGY_TORCH_THREADS", "0")))  # 0 = auto
+    device: str = Field(default_factory=lambda: env_str("SYNERGY_DEVICE", "auto"))
+    torch_threads: int = Field(default_factory=lambda: env_int("SYNERGY_TORCH_THREADS", 0))  # 0 = auto
     # Training budget (see config.Budget): "" / 0 keep the profile's value.
-    budget: str = Field(default_factory=lambda: _env("SYNERGY_BUDGET", ""))
-    budget_updates: int = Field(default_factory=lambda: int(_env("SYNERGY_BUDGET_UPDATES", "0")))
+    budget: str = Field(default_factory=lambda: env_str("SYNERGY_BUDGET", ""))
+    budget_updates: int = Field(default_factory=lambda: env_int("SYNERGY_BUDGET_UPDATES", 0))
     budget_passes: float = 0.0
-    budget_seconds: float = Field(default_factory=lambda: float(_env("SYNERGY_BUDGET_SECONDS", "0")))
-    max_updates: int = Field(default_factory=lambda: int(_env("SYNERGY_MAX_UPDATES", "0")))
+    budget_seconds: float = Field(default_factory=lambda: env_float("SYNERGY_BUDGET_SECONDS", 0.0))
+    max_updates: int = Field(default_factory=lambda: env_int("SYNERGY_MAX_UPDATES", 0))
     patience: int = 0
-    eval_every: int = Field(default_factory=lambda: int(_env("SYNERGY_EVAL_EVERY", "0")))
+    eval_every: int = Field(default_factory=lambda: env_int("SYNERGY_EVAL_EVERY", 0))
     # Modes the budget_sensitivity asset compares global vs local under (at least two).
     sensitivity_modes: list[str] = Field(
-        default_factory=lambda: [
-            m for m in _env("SYNERGY_SENSITIVITY_MODES", "paper,equal_updates,converge").split(",") if m
-        ]
+        default_factory=lambda: env_list(
+            "SYNERGY_SENSITIVITY_MODES", ["paper", "equal_updates", "converge"], str
+        )
     )
     domains: list[str] = Field(  # which domains the study trains and evaluates
-        default_factory=lambda: [
-            d for d in _env("SYNERGY_DOMAINS", "soil_moisture,streamflow").split(",") if d
-        ]
+        default_factory=lambda: env_list("SYNERGY_DOMAINS", DOMAINS, str)
     )
 
     def resolved_domains(self) -> list[str]:
-        bad = [d for d in self.domains if d not in ("soil_moisture", "streamflow")]
+        bad = [d for d in self.domains if d not in DOMAINS]
         if bad or not self.domains:
             raise ConfigError("study.domains", f"unknown or empty domains {bad or self.domains}")
         return list(self.domains)
@@ -187,9 +187,17 @@ class StudyConfig(dg.ConfigurableResource):
 
 
 class DuckDBStore(dg.ConfigurableResource):
-    """The metadata store (one DuckDB file); every use opens and closes its own connection."""
+    """The metadata store (one DuckDB file); every use opens and closes its own connection.
 
-    path: str = Field(default_factory=lambda: str(Path(_env("SYNERGY_DATA_DIR", "data")) / "synergy.duckdb"))
+    The file is the working folder's (``Layout.database``) unless ``path`` names another one.
+    """
+
+    sources: dg.ResourceDependency[SourceConfig]
+    path: str = ""  # empty = <sources.data_dir>/synergy.duckdb
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.path).resolve() if self.path else self.sources.layout.database()
 
     def store(self) -> MetadataStore:
-        return MetadataStore(self.path)
+        return MetadataStore(self.db_path)

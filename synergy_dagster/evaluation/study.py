@@ -15,7 +15,7 @@ import xarray as xr
 
 from synergy_dagster.evaluation.metrics import all_metrics, common_mask
 from synergy_dagster.models.normalization import Normalizer, prepare_arrays
-from synergy_dagster.models.predict import predict
+from synergy_dagster.models.predict import predict, warmup_window
 from synergy_dagster.sources.sitedata import target_name
 
 METRIC_NAMES = ("rmse", "ubrmse", "bias", "corr", "nse", "kge")
@@ -38,14 +38,6 @@ COMPARISONS: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
-def test_window(ds: xr.Dataset, test: slice, warmup: int) -> tuple[slice, pd.DatetimeIndex]:
-    """Input window starting ``warmup`` days before the test period (clipped at the record start)."""
-    t = pd.DatetimeIndex(ds["time"].values)
-    start = max(pd.Timestamp(test.start) - pd.Timedelta(days=warmup), t[0])
-    test_days = t[(t >= pd.Timestamp(test.start)) & (t <= pd.Timestamp(test.stop))]
-    return slice(start, pd.Timestamp(test.stop)), test_days
-
-
 def predict_test(
     ds: xr.Dataset,
     states: Mapping[int, Mapping[str, torch.Tensor]],
@@ -58,7 +50,7 @@ def predict_test(
 ) -> dict[int, np.ndarray]:
     """Physical-unit predictions [site, test day] per seed from one full-sequence pass that starts
     ``warmup`` days before the test period; the warm-up days are cut off before scoring."""
-    window, test_days = test_window(ds, test, warmup)
+    window, test_days = warmup_window(ds, test, warmup)
     arrays = prepare_arrays(ds, normalizer, window, list(sites))
     keep = arrays.time.isin(test_days)
     out = {}
@@ -85,7 +77,7 @@ def evaluate_domain(
     ``"std"`` for the spread of each metric across seeds.
     """
     domain = ds.attrs["domain"]
-    _, test_days = test_window(ds, test, warmup)
+    _, test_days = warmup_window(ds, test, warmup)
     obs_all = ds[target_name(ds)].sel(time=test_days)
     # Predict each model once, on the union of the sites it is judged on.
     need: dict[str, set[str]] = {}

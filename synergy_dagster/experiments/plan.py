@@ -193,9 +193,10 @@ def build_plan(
     """Build the plan from tagged sites (columns site_id, l1, l2, l3, subregion).
 
     ``rois_preferred``: ROIs to use where they hold at least ``cfg.min_sites_roi`` sites (the
-    paper's are in :data:`PAPER_ROIS`); if none qualifies, or None is given, every Level III region
-    with enough sites is an ROI. ``size_controlled=False`` skips the sized sets (the paper ran them
-    for soil moisture only). ``periods`` adds train_period/test_period text columns to the sets."""
+    paper's are in :data:`synergy_dagster.config.PAPER_ROIS`); if none qualifies, or None is given,
+    every Level III region with enough sites is an ROI. ``size_controlled=False`` skips the sized
+    sets (the paper ran them for soil moisture only). ``periods`` adds train_period/test_period
+    text columns to the sets."""
     if domain not in DOMAINS:
         raise InputError("domain", f"unknown domain {domain!r}; expected one of {DOMAINS}")
     df = _check_tagged(tagged)

@@ -5,7 +5,8 @@ Free of Dagster; everything is device-agnostic (CUDA when present, else CPU).
 
 from synergy_dagster.models.checkpoint import load_checkpoint, save_checkpoint
 from synergy_dagster.models.device import as_device, pick_device
-from synergy_dagster.models.lstm import SynergyLSTM, build_model, masked_rmse
+from synergy_dagster.models.files import load_state, save_state
+from synergy_dagster.models.lstm import SynergyLSTM, masked_rmse
 from synergy_dagster.models.normalization import (
     Arrays,
     Normalizer,
@@ -13,7 +14,7 @@ from synergy_dagster.models.normalization import (
     log_candidates,
     prepare_arrays,
 )
-from synergy_dagster.models.predict import load_state, model_from_state, predict, save_state
+from synergy_dagster.models.predict import model_from_state, predict
 from synergy_dagster.models.sampling import (
     effective_batch,
     full_inputs,
@@ -21,15 +22,15 @@ from synergy_dagster.models.sampling import (
     iterations_per_epoch,
     sample_indices,
 )
-from synergy_dagster.models.training import TrainResult, train_model
+from synergy_dagster.models.training import TrainResult, TrainSpec, train_model
 
 __all__ = [
     "Arrays",
     "Normalizer",
     "SynergyLSTM",
     "TrainResult",
+    "TrainSpec",
     "as_device",
-    "build_model",
     "default_method",
     "effective_batch",
     "full_inputs",

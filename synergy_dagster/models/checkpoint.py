@@ -1,13 +1,13 @@
 """Atomic training checkpoints that resume bit-identically.
 
-A checkpoint holds the model and optimiser state dicts, the number of completed epochs, the loss
-history, the numpy Generator state (a dict of str/int: loadable with ``weights_only=True``), the
-DropConnect generator state (a uint8 tensor) and a fingerprint of the run configuration. It is
-written with ``torch.save`` to a temp file beside the target and renamed (never half-written) and
-read with ``torch.load(weights_only=True)`` (no arbitrary code from pickles). It also holds a
-SHA-256 digest of its own contents: a flipped bit in the tensor data still unpickles fine, so only the
-digest tells a damaged checkpoint from a good one. A corrupt, unreadable, undigested or mismatched
-checkpoint is reported with a warning and training starts over.
+A checkpoint holds the model and optimiser state dicts, the number of completed blocks (updates
+between validation checks), the loss history, the numpy Generator state (a dict of str/int: loadable
+with ``weights_only=True``), the DropConnect generator state (a uint8 tensor) and a fingerprint of
+the run configuration. It is written with ``torch.save`` to a temp file beside the target and
+renamed (never half-written) and read with ``torch.load(weights_only=True)`` (no arbitrary code from
+pickles). It also holds a SHA-256 digest of its own contents: a flipped bit in the tensor data still
+unpickles fine, so only the digest tells a damaged checkpoint from a good one. A corrupt,
+unreadable, undigested or mismatched checkpoint is reported with a warning and training starts over.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import torch
 
 from synergy_dagster.io_utils import atomic_path
 
-_REQUIRED = ("model_state", "optimizer_state", "epoch", "losses", "numpy_rng", "fingerprint")
+# "blocks" (updates between validation checks) was "epoch" before: such older checkpoints are
+# refused as lacking a field, and training starts over.
+_REQUIRED = ("model_state", "optimizer_state", "blocks", "losses", "numpy_rng", "fingerprint")
 
 
 def _digest(obj: Any, h: Any = None) -> str:

@@ -67,11 +67,6 @@ class SynergyLSTM(nn.Module):
         return self.linear_out(out)
 
 
-def build_model(n_in: int, hidden: int, dropconnect: float = 0.0, n_out: int = 1) -> SynergyLSTM:
-    """Construct the paper's network (weights from torch's current RNG state)."""
-    return SynergyLSTM(n_in, hidden, n_out=n_out, dropconnect=dropconnect)
-
-
 def masked_rmse(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
     """RMSE over all non-NaN cells of the batch, per target (last dim), summed over targets.
 

@@ -1,4 +1,4 @@
-"""Full-sequence prediction with a trained network, and model-state files.
+"""Full-sequence prediction with a trained network (model files: :mod:`synergy_dagster.models.files`).
 
 As in the paper: one forward pass over the whole record from a zero state (no sliding window),
 in evaluation mode (no DropConnect) under ``torch.inference_mode``. Sites are processed in chunks so
@@ -8,18 +8,18 @@ that a long streamflow record fits in memory; each chunk is still one full-seque
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+import xarray as xr
 
 from synergy_dagster.errors import InputError
-from synergy_dagster.io_utils import atomic_path
 from synergy_dagster.models.device import as_device
-from synergy_dagster.models.lstm import SynergyLSTM, build_model
+from synergy_dagster.models.lstm import SynergyLSTM
 from synergy_dagster.models.normalization import Arrays, Normalizer
 
-__all__ = ["build_model", "load_state", "model_from_state", "predict", "save_state"]
+__all__ = ["model_from_state", "predict", "warmup_window"]
 
 
 def model_from_state(state: Mapping[str, torch.Tensor], n_in: int | None = None) -> SynergyLSTM:
@@ -34,7 +34,7 @@ def model_from_state(state: Mapping[str, torch.Tensor], n_in: int | None = None)
         raise InputError(
             "model state", f"model expects {n_in_state} inputs but the data have {n_in}", "linear_in.weight"
         )
-    model = build_model(n_in_state, hidden, dropconnect=0.0, n_out=n_out)
+    model = SynergyLSTM(n_in_state, hidden, n_out=n_out)
     model.load_state_dict(dict(state))
     return model
 
@@ -89,25 +89,10 @@ def predict(
     return sim
 
 
-def save_state(path: str | Path, state_dict: Mapping[str, torch.Tensor]) -> Path:
-    """Write a model state dict atomically with ``torch.save`` (tensors only; CPU copies)."""
-    cpu = {k: v.detach().to("cpu") for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
-        torch.save(cpu, tmp)
-    return Path(path)
-
-
-def load_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a model state dict (or a training checkpoint's model) with ``torch.load(weights_only=True)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "model file not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors vary by torch version; all mean a bad file
-        raise InputError(path, f"not a readable model file ({type(exc).__name__}: {exc})") from exc
-    if isinstance(data, dict) and "model_state" in data:
-        data = data["model_state"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise InputError(path, "file does not hold a state dict of tensors")
-    return dict(data)
+def warmup_window(ds: xr.Dataset, period: slice, warmup: int) -> tuple[slice, pd.DatetimeIndex]:
+    """Input window starting ``warmup`` days before ``period`` (clipped at the record start), and the
+    days of ``period`` itself: the warm-up feeds the LSTM's state and is never scored."""
+    t = pd.DatetimeIndex(ds["time"].values)
+    start = max(pd.Timestamp(period.start) - pd.Timedelta(days=warmup), t[0])
+    days = t[(t >= pd.Timestamp(period.start)) & (t <= pd.Timestamp(period.stop))]
+    return slice(start, pd.Timestamp(period.stop)), days

@@ -1,4 +1,7 @@
-"""Train the paper's LSTM on normalised :class:`Arrays`, with per-epoch checkpoints and exact resume.
+"""Train the paper's LSTM on normalised :class:`Arrays`, with per-block checkpoints and exact resume.
+
+What to train is a :class:`TrainSpec` (validated once); what a run carries between blocks, and
+what a checkpoint holds, is a :class:`TrainState`.
 
 Reproducibility: the initial weights come from ``torch.manual_seed(seed)`` (inside a forked RNG so
 the caller's global state is untouched), minibatch indices from ``np.random.default_rng(seed)``,
@@ -27,12 +30,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synergy_dagster.config import Budget
+from synergy_dagster.config import Budget, Profile
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.evaluation.metrics import nse, rmse
 from synergy_dagster.models.checkpoint import load_checkpoint, save_checkpoint
 from synergy_dagster.models.device import as_device
-from synergy_dagster.models.lstm import SynergyLSTM, build_model, masked_rmse
+from synergy_dagster.models.lstm import SynergyLSTM, masked_rmse
 from synergy_dagster.models.normalization import Arrays, Normalizer
 from synergy_dagster.models.predict import predict
 from synergy_dagster.models.sampling import (
@@ -88,7 +91,7 @@ class TrainResult:
     n_iterations: int  # weight updates over all blocks
     iters_per_epoch: int  # the paper rule's epoch length (scaled, clipped) for these data
     seconds: float  # wall time of this call
-    resumed_from_epoch: int  # blocks already done when this call started (0 = fresh)
+    resumed_from_block: int  # blocks already done when this call started (0 = fresh)
     n_train_samples: int  # valid target cells in the training arrays
     n_in: int
     hidden: int
@@ -128,19 +131,234 @@ def _data_digest(arrays: Arrays) -> str:
     return h.hexdigest()
 
 
-def _fresh_state(
-    n_in: int, hidden: int, dropconnect: float, seed: int, dev: torch.device
-) -> tuple[SynergyLSTM, torch.Generator, torch.optim.Optimizer, np.random.Generator]:
-    """Seeded model, DropConnect generator, AdaDelta optimiser and minibatch generator."""
-    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
-        torch.manual_seed(seed)
-        model = build_model(n_in, hidden, dropconnect)
-    model.to(dev)
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(int(seed))
-    model.mask_generator = gen
-    opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.9, eps=1e-6)
-    return model, gen, opt, np.random.default_rng(seed)
+@dataclass(frozen=True)
+class TrainSpec:
+    """What one model is trained with: its hyper-parameters, seed and training budget.
+
+    Validated once, here; :func:`train_model` takes the data and the runtime hooks (checkpoint file,
+    device, logging) separately. A paper epoch is :func:`iterations_per_epoch` updates, times
+    ``epoch_scale`` (a budget knob that keeps the paper's "more data, more updates" proportion),
+    clipped to [``min_iters_per_epoch``, ``max_iters_per_epoch``]. ``checkpoint_every`` counts
+    blocks (the updates between two validation checks). ``loss_last_n`` scores only the last n days
+    of each window (1 = the last-day loss of many-to-one setups); default every day, as the paper.
+    ``deterministic`` defaults to True on CPU.
+    """
+
+    hidden: int
+    epochs: int
+    rho: int
+    batch: int
+    dropconnect: float
+    seed: int
+    max_iters_per_epoch: int | None = None
+    epoch_scale: float = 1.0
+    min_iters_per_epoch: int = 1
+    checkpoint_every: int = 1
+    budget: Budget = dataclasses.field(default_factory=Budget)
+    loss_last_n: int | None = None
+    deterministic: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "epochs", "rho", "batch", "min_iters_per_epoch", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, f"must be positive, got {getattr(self, name)}")
+        if self.max_iters_per_epoch is not None and self.max_iters_per_epoch <= 0:
+            raise ConfigError("max_iters_per_epoch", f"must be positive, got {self.max_iters_per_epoch}")
+        if not 0.0 < self.epoch_scale <= 1e6:
+            raise ConfigError("epoch_scale", f"must be positive, got {self.epoch_scale}")
+        if not 0.0 <= self.dropconnect < 1.0:
+            raise ConfigError("dropconnect", f"must be in [0, 1), got {self.dropconnect}")
+        # numpy's generators reject negative seeds deep inside training; say so here
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer) or self.seed < 0:
+            raise ConfigError("seed", f"must be an integer >= 0, got {self.seed!r}")
+        if self.loss_last_n is not None and not 1 <= self.loss_last_n <= self.rho:
+            raise ConfigError("loss_last_n", f"must be in [1, rho={self.rho}], got {self.loss_last_n}")
+
+    @classmethod
+    def from_profile(
+        cls, profile: Profile, domain: str, seed: int, budget: Budget | None = None
+    ) -> TrainSpec:
+        """The spec of one seed of a ``domain`` model under ``profile`` (default: its own budget)."""
+        dom = profile.for_domain(domain)
+        return cls(
+            hidden=profile.hidden,
+            epochs=profile.epochs,
+            rho=dom.rho,
+            batch=dom.batch,
+            dropconnect=profile.dropconnect,
+            seed=seed,
+            max_iters_per_epoch=profile.max_iters_per_epoch,
+            epoch_scale=profile.epoch_scale,
+            min_iters_per_epoch=profile.min_iters_per_epoch,
+            checkpoint_every=profile.checkpoint_every,
+            budget=(budget or profile.budget).for_domain(domain),
+        )
+
+    def replace(self, **changes: Any) -> TrainSpec:
+        return dataclasses.replace(self, **changes)
+
+    def schedule(self, n_sites: int, n_days: int) -> Schedule:
+        """How many updates of which batch this spec gives data of ``n_sites`` x ``n_days``."""
+        iters = max(
+            int(self.min_iters_per_epoch),
+            math.ceil(self.epoch_scale * iterations_per_epoch(self.batch, self.rho, n_sites, n_days)),
+        )
+        if self.max_iters_per_epoch is not None:
+            iters = min(iters, int(self.max_iters_per_epoch))
+        total, block = budget_updates(
+            self.budget,
+            epochs=self.epochs,
+            iters_per_epoch=iters,
+            batch=self.batch,
+            rho=self.rho,
+            n_sites=n_sites,
+            n_days=n_days,
+        )
+        return Schedule(iters, effective_batch(self.batch, n_sites), total, block)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A spec applied to a data size."""
+
+    iters_per_epoch: int  # the paper rule's epoch length (scaled, clipped)
+    batch: int  # effective batch (capped at n_sites)
+    total: int | None  # updates in all; None: open-ended (wall clock without a cap)
+    block: int  # updates between validation checks
+
+
+@dataclass
+class TrainState:
+    """Everything a run carries from one block to the next, i.e. everything a checkpoint holds, so
+    that a resumed run ends with exactly the weights of an uninterrupted one."""
+
+    model: SynergyLSTM
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator  # minibatch indices
+    mask_rng: torch.Generator  # DropConnect masks
+    losses: list[float] = dataclasses.field(default_factory=list)  # mean minibatch loss per block
+    curve: list[CurvePoint] = dataclasses.field(default_factory=list)
+    blocks: int = 0  # blocks done
+    updates: int = 0  # weight updates done
+    bad: int = 0  # checks since the last improvement
+    best: float | None = None  # best validation metric so far
+    best_update: int = 0
+    best_state: dict[str, torch.Tensor] | None = None  # weights of the best check (converge only)
+    train_s: float = 0.0  # training wall time, checks excluded
+    val_s: float = 0.0  # wall time of the validation checks
+
+    @classmethod
+    def fresh(cls, n_in: int, hidden: int, dropconnect: float, seed: int, device: torch.device) -> TrainState:
+        """Seeded model, AdaDelta optimiser (lr 1.0, rho 0.9, eps 1e-6) and both generators."""
+        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+            torch.manual_seed(seed)
+            model = SynergyLSTM(n_in, hidden, dropconnect=dropconnect)
+        model.to(device)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(seed))
+        model.mask_generator = gen
+        opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.9, eps=1e-6)
+        return cls(model, opt, np.random.default_rng(seed), gen)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        ckpt: dict[str, Any],
+        n_in: int,
+        hidden: int,
+        dropconnect: float,
+        seed: int,
+        device: torch.device,
+    ) -> TrainState:
+        """A fresh state with the checkpoint loaded into it; raises (RuntimeError, KeyError,
+        ValueError, TypeError) when the checkpoint does not fit the model."""
+        state = cls.fresh(n_in, hidden, dropconnect, seed, device)
+        state.model.load_state_dict(ckpt["model_state"])
+        state.optimizer.load_state_dict(ckpt["optimizer_state"])
+        state.rng.bit_generator.state = ckpt["numpy_rng"]
+        state.mask_rng.set_state(ckpt["mask_rng"])
+        state.losses = [float(v) for v in ckpt["losses"]]
+        state.curve = [CurvePoint(**p) for p in ckpt["curve"]]
+        state.blocks, state.updates, state.bad = int(ckpt["blocks"]), int(ckpt["updates"]), int(ckpt["bad"])
+        state.best = None if ckpt["best"] is None else float(ckpt["best"])
+        state.best_update = int(ckpt["best_update"])
+        state.best_state = ckpt["best_state"]
+        state.train_s, state.val_s = float(ckpt["train_s"]), float(ckpt["val_s"])
+        return state
+
+    def to_checkpoint(self, fingerprint: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint payload (tensors and plain containers: loadable with weights_only=True)."""
+        return {
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "blocks": self.blocks,
+            "updates": self.updates,
+            "losses": list(self.losses),
+            "curve": [dataclasses.asdict(p) for p in self.curve],
+            "bad": self.bad,
+            "best": self.best,
+            "best_update": self.best_update,
+            "best_state": self.best_state,
+            "train_s": self.train_s,
+            "val_s": self.val_s,
+            "numpy_rng": self.rng.bit_generator.state,
+            "mask_rng": self.mask_rng.get_state(),
+            "fingerprint": fingerprint,
+        }
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """CPU copies of the current weights."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+
+def _fingerprint(
+    spec: TrainSpec, sched: Schedule, arrays: Arrays, validation: Validation | None
+) -> dict[str, Any]:
+    """What a checkpoint must have been written for to be resumed."""
+    return {
+        "hidden": int(spec.hidden),
+        "rho": int(spec.rho),
+        "batch": int(sched.batch),
+        "dropconnect": float(spec.dropconnect),
+        "seed": int(spec.seed),
+        "n_in": int(arrays.n_in),
+        "n_sites": arrays.n_sites,
+        "n_days": arrays.n_days,
+        "iters_per_epoch": int(sched.iters_per_epoch),
+        "data": _data_digest(arrays),
+        "budget": spec.budget.to_dict(),
+        "block": int(sched.block),
+        "loss_last_n": spec.loss_last_n,
+        "validation": None if validation is None else _data_digest(validation.arrays),
+    }
+
+
+def _resume(
+    path: str | Path | None,
+    fingerprint: dict[str, Any],
+    spec: TrainSpec,
+    sched: Schedule,
+    arrays: Arrays,
+    dev: torch.device,
+) -> TrainState:
+    """The state of a checkpoint of this configuration, else a fresh one (with a warning when a
+    checkpoint was there but could not be used)."""
+    args = (arrays.n_in, spec.hidden, spec.dropconnect, spec.seed, dev)
+    ckpt = load_checkpoint(path, fingerprint) if path is not None else None
+    if ckpt is not None and sched.total is not None and int(ckpt.get("updates", 0)) > sched.total:
+        warnings.warn(
+            f"checkpoint {path} is at update {ckpt.get('updates')}, beyond the {sched.total} requested; "
+            "starting over",
+            stacklevel=3,
+        )
+        ckpt = None
+    if ckpt is None:
+        return TrainState.fresh(*args)
+    try:
+        return TrainState.from_checkpoint(ckpt, *args)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        warnings.warn(f"checkpoint {path} does not fit this model ({exc}); starting over", stacklevel=3)
+        return TrainState.fresh(*args)
 
 
 def passes_to_updates(passes: float, batch: int, rho: int, n_sites: int, n_days: int) -> int:
@@ -200,144 +418,54 @@ def improved(metric: str, value: float, best: float | None, min_delta: float = 0
 
 def train_model(
     arrays: Arrays,
+    spec: TrainSpec,
     *,
-    hidden: int,
-    epochs: int,
-    rho: int,
-    batch: int,
-    dropconnect: float,
-    seed: int,
-    max_iters_per_epoch: int | None = None,
-    epoch_scale: float = 1.0,
-    min_iters_per_epoch: int = 1,
+    validation: Validation | None = None,
     checkpoint_path: str | Path | None = None,
-    checkpoint_every: int = 1,
     device: torch.device | str | None = None,
     log: LogFn | None = None,
     progress: bool = True,
-    deterministic: bool | None = None,
-    budget: Budget | None = None,
-    validation: Validation | None = None,
-    loss_last_n: int | None = None,
     on_check: Callable[[CurvePoint], bool | None] | None = None,
 ) -> TrainResult:
-    """Train with AdaDelta (lr 1.0, rho 0.9, eps 1e-6) under a training ``budget`` (default: the
-    paper's epoch rule for ``epochs`` epochs).
+    """Train with AdaDelta under ``spec``'s training budget (default: the paper's epoch rule).
 
-    A paper epoch is :func:`iterations_per_epoch` updates, times ``epoch_scale`` (a budget knob that
-    keeps the paper's "more data, more updates" proportion), clipped to
-    [``min_iters_per_epoch``, ``max_iters_per_epoch``], of ``batch`` random windows of ``rho`` days.
-    Other budget modes are described in :class:`~synergy_dagster.config.Budget`. Updates run in
-    blocks of ``budget.eval_every`` (default one paper epoch); after each block the validation
-    metrics are computed on ``validation`` (a :class:`CurvePoint` of the learning curve) and
-    ``log(block, loss)`` and ``on_check(point)`` are called (``on_check`` returning True stops).
-    ``converge`` returns the weights of the best check; every other mode the last weights.
+    Budget modes are described in :class:`~synergy_dagster.config.Budget`. Updates run in blocks of
+    ``budget.eval_every`` (default one paper epoch); after each block the validation metrics are
+    computed on ``validation`` (a :class:`CurvePoint` of the learning curve) and ``log(block, loss)``
+    and ``on_check(point)`` are called (``on_check`` returning True stops). ``converge`` returns the
+    weights of the best check; every other mode the last weights.
 
-    ``loss_last_n`` scores only the last n days of each window (1 = the last-day loss of
-    many-to-one setups); default: every day of the window, as the paper.
-
-    With ``checkpoint_path`` the state is saved atomically every ``checkpoint_every`` blocks and at
-    the end; an existing checkpoint of the same configuration is resumed exactly (a corrupt or
-    foreign one is ignored with a warning). ``deterministic`` defaults to True on CPU.
+    With ``checkpoint_path`` the state is saved atomically every ``spec.checkpoint_every`` blocks
+    and at the end; an existing checkpoint of the same configuration is resumed exactly (a corrupt
+    or foreign one is ignored with a warning).
     """
-    budget = budget or Budget()
-    if epochs <= 0:
-        raise ConfigError("epochs", f"must be positive, got {epochs}")
-    if hidden <= 0:
-        raise ConfigError("hidden", f"must be positive, got {hidden}")
-    if batch <= 0:
-        raise ConfigError("batch", f"must be positive, got {batch}")
-    if max_iters_per_epoch is not None and max_iters_per_epoch <= 0:
-        raise ConfigError("max_iters_per_epoch", f"must be positive, got {max_iters_per_epoch}")
-    if not 0.0 < epoch_scale <= 1e6:
-        raise ConfigError("epoch_scale", f"must be positive, got {epoch_scale}")
-    if min_iters_per_epoch <= 0:
-        raise ConfigError("min_iters_per_epoch", f"must be positive, got {min_iters_per_epoch}")
-    if checkpoint_every <= 0:
-        raise ConfigError("checkpoint_every", f"must be positive, got {checkpoint_every}")
-    if loss_last_n is not None and not 1 <= loss_last_n <= rho:
-        raise ConfigError("loss_last_n", f"must be in [1, rho={rho}], got {loss_last_n}")
+    budget = spec.budget
     if budget.mode == "converge" and validation is None:
         raise ConfigError("budget.mode", "'converge' needs validation data to stop on")
     n_sites, n_days = arrays.n_sites, arrays.n_days
-    check_window(rho, n_days)
+    check_window(spec.rho, n_days)
     n_valid = arrays.n_valid_targets
     if n_valid == 0:
         raise InputError("training data", "no valid target value in the training period", arrays.target_name)
 
     dev = as_device(device)
-    if deterministic is None:
-        deterministic = dev.type == "cpu"
-    iters = max(
-        int(min_iters_per_epoch), math.ceil(epoch_scale * iterations_per_epoch(batch, rho, n_sites, n_days))
-    )
-    if max_iters_per_epoch is not None:
-        iters = min(iters, int(max_iters_per_epoch))
-    b = effective_batch(batch, n_sites)
-    total, block = budget_updates(
-        budget, epochs=epochs, iters_per_epoch=iters, batch=batch, rho=rho, n_sites=n_sites, n_days=n_days
-    )
-    fingerprint = {
-        "hidden": int(hidden),
-        "rho": int(rho),
-        "batch": int(b),
-        "dropconnect": float(dropconnect),
-        "seed": int(seed),
-        "n_in": int(arrays.n_in),
-        "n_sites": n_sites,
-        "n_days": n_days,
-        "iters_per_epoch": int(iters),
-        "data": _data_digest(arrays),
-        "budget": budget.to_dict(),
-        "block": int(block),
-        "loss_last_n": loss_last_n,
-        "validation": None if validation is None else _data_digest(validation.arrays),
-    }
+    deterministic = dev.type == "cpu" if spec.deterministic is None else spec.deterministic
+    sched = spec.schedule(n_sites, n_days)
+    total, block, b = sched.total, sched.block, sched.batch
+    fingerprint = _fingerprint(spec, sched, arrays, validation)
     t_start = time.perf_counter()
     keep_best = budget.mode == "converge"
     metric = "nse" if budget.metric == "auto" else budget.metric  # callers resolve auto per domain
+    loss_last_n = spec.loss_last_n
 
     with _deterministic(deterministic):
-        model, gen, opt, rng = _fresh_state(arrays.n_in, hidden, dropconnect, seed, dev)
-        losses: list[float] = []
-        curve: list[CurvePoint] = []
-        done, blocks_done, bad = 0, 0, 0
-        best: float | None = None
-        best_update = 0
-        best_state: dict[str, torch.Tensor] | None = None
-        train_s = val_s = 0.0
-        ckpt = load_checkpoint(checkpoint_path, fingerprint) if checkpoint_path is not None else None
-        if ckpt is not None and total is not None and int(ckpt.get("updates", 0)) > total:
-            warnings.warn(
-                f"checkpoint {checkpoint_path} is at update {ckpt.get('updates')}, beyond the {total} "
-                "requested; starting over",
-                stacklevel=2,
-            )
-            ckpt = None
-        if ckpt is not None:
-            try:
-                model.load_state_dict(ckpt["model_state"])
-                opt.load_state_dict(ckpt["optimizer_state"])
-                rng.bit_generator.state = ckpt["numpy_rng"]
-                gen.set_state(ckpt["mask_rng"])
-                losses = [float(v) for v in ckpt["losses"]]
-                curve = [CurvePoint(**p) for p in ckpt["curve"]]
-                blocks_done, done, bad = int(ckpt["epoch"]), int(ckpt["updates"]), int(ckpt["bad"])
-                best = None if ckpt["best"] is None else float(ckpt["best"])
-                best_update = int(ckpt["best_update"])
-                best_state = ckpt["best_state"]
-                train_s, val_s = float(ckpt["train_s"]), float(ckpt["val_s"])
-            except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-                warnings.warn(
-                    f"checkpoint {checkpoint_path} does not fit this model ({exc}); starting over",
-                    stacklevel=2,
-                )
-                model, gen, opt, rng = _fresh_state(arrays.n_in, hidden, dropconnect, seed, dev)
-                losses, curve, blocks_done, done, bad = [], [], 0, 0, 0
-                best, best_update, best_state, train_s, val_s = None, 0, None, 0.0, 0.0
-        start_blocks, start_update = blocks_done, done
+        st = _resume(checkpoint_path, fingerprint, spec, sched, arrays, dev)
+        model, opt, rng = st.model, st.optimizer, st.rng
+        start_blocks, start_update = st.blocks, st.updates
         stop_reason = (
-            "converged" if (keep_best and bad >= budget.patience and done >= budget.min_updates) else ""
+            "converged"
+            if (keep_best and st.bad >= budget.patience and st.updates >= budget.min_updates)
+            else ""
         )
 
         x_t = torch.from_numpy(np.ascontiguousarray(arrays.x, dtype=np.float32)).to(dev)
@@ -347,51 +475,27 @@ def train_model(
         show = progress and sys.stderr.isatty()
         bar = tqdm(
             total=total,
-            initial=done,
+            initial=st.updates,
             disable=not show,
             desc=f"train ({budget.mode})",
             unit="upd",
             leave=False,
         )
 
-        def save() -> None:
-            if checkpoint_path is None:
-                return
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "model_state": model.state_dict(),
-                    "optimizer_state": opt.state_dict(),
-                    "epoch": blocks_done,
-                    "updates": done,
-                    "losses": list(losses),
-                    "curve": [dataclasses.asdict(p) for p in curve],
-                    "bad": bad,
-                    "best": best,
-                    "best_update": best_update,
-                    "best_state": best_state,
-                    "train_s": train_s,
-                    "val_s": val_s,
-                    "numpy_rng": rng.bit_generator.state,
-                    "mask_rng": gen.get_state(),
-                    "fingerprint": fingerprint,
-                },
-            )
-
         while not stop_reason:
-            if total is not None and done >= total:
+            if total is not None and st.updates >= total:
                 stop_reason = "budget"
                 break
-            if budget.mode == "wall_clock" and train_s + val_s >= budget.seconds:
+            if budget.mode == "wall_clock" and st.train_s + st.val_s >= budget.seconds:
                 stop_reason = "wall_clock"
                 break
-            n = block if total is None else min(block, total - done)
+            n = block if total is None else min(block, total - st.updates)
             t0 = time.perf_counter()
             acc = torch.zeros((), device=dev)
             ran = 0
             for _ in range(n):
-                s_idx, t_idx = sample_indices(rng, n_sites, n_days, b, rho)
-                xb, yb = gather_windows(x_t, c_t, y_t, s_idx, t_idx, rho)
+                s_idx, t_idx = sample_indices(rng, n_sites, n_days, b, spec.rho)
+                xb, yb = gather_windows(x_t, c_t, y_t, s_idx, t_idx, spec.rho)
                 opt.zero_grad(set_to_none=True)
                 out = model(xb)
                 if loss_last_n is not None:
@@ -404,14 +508,14 @@ def train_model(
                 # a wall-clock budget may end inside a block
                 if (
                     budget.mode == "wall_clock"
-                    and train_s + val_s + time.perf_counter() - t0 >= budget.seconds
+                    and st.train_s + st.val_s + time.perf_counter() - t0 >= budget.seconds
                 ):
                     break
             block_loss = float(acc) / ran  # one device sync per block
-            train_s += time.perf_counter() - t0
-            done += ran
-            blocks_done += 1
-            losses.append(block_loss)
+            st.train_s += time.perf_counter() - t0
+            st.updates += ran
+            st.blocks += 1
+            st.losses.append(block_loss)
             bar.update(ran)
             bar.set_postfix(loss=f"{block_loss:.4f}")
             t1 = time.perf_counter()
@@ -419,47 +523,47 @@ def train_model(
             if validation is not None:
                 v_nse, v_rmse = validation_scores(model, validation, dev)
                 model.train()
-            val_s += time.perf_counter() - t1
-            point = CurvePoint(done, train_s, val_s, block_loss, v_nse, v_rmse)
-            curve.append(point)
+            st.val_s += time.perf_counter() - t1
+            point = CurvePoint(st.updates, st.train_s, st.val_s, block_loss, v_nse, v_rmse)
+            st.curve.append(point)
             value = v_nse if metric == "nse" else v_rmse
-            if improved(metric, value, best, budget.min_delta):
-                best, best_update, bad = value, done, 0
+            if improved(metric, value, st.best, budget.min_delta):
+                st.best, st.best_update, st.bad = value, st.updates, 0
                 if keep_best:
-                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    st.best_state = st.weights()
             else:
-                bad += 1
+                st.bad += 1
             if log is not None:
-                log(blocks_done, block_loss)
+                log(st.blocks, block_loss)
             if on_check is not None and on_check(point):
                 stop_reason = "callback"
-            elif keep_best and bad >= budget.patience and done >= budget.min_updates:
+            elif keep_best and st.bad >= budget.patience and st.updates >= budget.min_updates:
                 stop_reason = "converged"
-            finished = bool(stop_reason) or (total is not None and done >= total)
-            if blocks_done % checkpoint_every == 0 or finished:
-                save()
+            finished = bool(stop_reason) or (total is not None and st.updates >= total)
+            if checkpoint_path is not None and (st.blocks % spec.checkpoint_every == 0 or finished):
+                save_checkpoint(checkpoint_path, st.to_checkpoint(fingerprint))
         bar.close()
 
-    if keep_best and best_state is not None:
-        state = {k: v.clone() for k, v in best_state.items()}
+    if keep_best and st.best_state is not None:
+        state = {k: v.clone() for k, v in st.best_state.items()}
     else:
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        state = st.weights()
     return TrainResult(
         state_dict=state,
-        losses=losses,
-        n_iterations=done,
-        iters_per_epoch=iters,
+        losses=st.losses,
+        n_iterations=st.updates,
+        iters_per_epoch=sched.iters_per_epoch,
         seconds=time.perf_counter() - t_start,
-        resumed_from_epoch=start_blocks,
+        resumed_from_block=start_blocks,
         n_train_samples=n_valid,
         n_in=arrays.n_in,
-        hidden=hidden,
+        hidden=spec.hidden,
         batch=b,
         device=str(dev),
         budget=budget,
-        curve=curve,
+        curve=st.curve,
         stop_reason=stop_reason,
-        best_update=best_update,
+        best_update=st.best_update,
         block=block,
         resumed_from_update=start_update,
     )
@@ -467,7 +571,7 @@ def train_model(
 
 def initial_state(n_in: int, hidden: int, seed: int, dropconnect: float = 0.0) -> dict[str, torch.Tensor]:
     """The weights :func:`train_model` starts from for ``seed`` (to measure what training gained)."""
-    model, *_ = _fresh_state(n_in, hidden, dropconnect, seed, torch.device("cpu"))
+    model = TrainState.fresh(n_in, hidden, dropconnect, seed, torch.device("cpu")).model
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

@@ -84,23 +84,3 @@ def subregions_of(l1: pd.Series | np.ndarray | list, l2: pd.Series | np.ndarray 
     arr = by2.where(by2.notna(), by1).to_numpy(dtype=object)
     arr[pd.isna(arr)] = None  # None, not NaN: callers compare letters with ``==``
     return arr
-
-
-# The paper's regions of interest (Level III) for the similarity experiments, per domain.
-PAPER_ROIS: dict[str, tuple[str, ...]] = {
-    "soil_moisture": ("8.3.5", "9.3.3", "9.4.1", "9.4.2", "10.1.5", "10.2.4"),
-    "streamflow": (
-        "5.3.1",
-        "8.1.7",
-        "8.2.3",
-        "8.2.4",
-        "8.3.1",
-        "8.3.4",
-        "8.3.5",
-        "8.4.1",
-        "8.4.2",
-        "8.5.3",
-        "9.2.3",
-        "9.4.2",
-    ),
-}

@@ -7,11 +7,17 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
+from pyproj import Geod
 
 from synergy_dagster.errors import InputError
-from synergy_dagster.sources.ecoregions import WGS84, check_crs, check_geometries, read_vector
+from synergy_dagster.sources.ecoregions import check_crs, check_geometries, read_vector, to_wgs84
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
+# A gauge sits at its basin's outlet, on or next to the boundary; digitising and snapping put it a
+# few hundred metres off. Kilometres off means the wrong polygon or a wrong gauge location.
+GAUGE_TOLERANCE_KM = 5.0
+_GEOD = Geod(ellps="WGS84")
 
 
 def gauge_ids(s: pd.Series) -> pd.Series:
@@ -23,13 +29,67 @@ def gauge_ids(s: pd.Series) -> pd.Series:
         if s.isna().any() or not np.all(np.mod(s.to_numpy(), 1) == 0):
             return s.astype(str)
         return s.astype(np.int64).astype(str).str.zfill(8)
-    return s.astype(str).str.strip()
+    # A missing cell is "" (never the text "nan"/"<NA>"), so check_ids_present refuses it.
+    return s.astype(object).where(s.notna(), "").astype(str).str.strip()
 
 
-def read_basin_polygons(path: str | Path, id_column: str = "gauge_id") -> gpd.GeoDataFrame:
+def check_ids_present(ids: pd.Series, path: str | Path, column: str) -> None:
+    """Every feature names its gauge: an empty id cell is an InputError naming the feature."""
+    empty = ids.isin(["", "nan", "None", "<NA>"]).to_numpy()
+    if empty.any():
+        i = int(np.argmax(empty))
+        raise InputError(path, f"feature {i} has no {column}", f"feature {i}")
+
+
+def check_gauges_in_basins(
+    polygons: gpd.GeoDataFrame,
+    gauges: pd.DataFrame,
+    source: str | Path,
+    tolerance_km: float = GAUGE_TOLERANCE_KM,
+) -> None:
+    """Each gauge point (``gauges``: lat, lon indexed by gauge id) within ``tolerance_km`` of its own
+    basin polygon (``polygons`` in EPSG:4326, indexed by gauge id); gauges without a polygon are
+    skipped. The distance is geodesic from the point to the nearest point of the polygon."""
+    common = [g for g in polygons.index if g in gauges.index]
+    if not common:
+        return
+    pts = shapely.points(
+        gauges.loc[common, "lon"].to_numpy(dtype=np.float64),
+        gauges.loc[common, "lat"].to_numpy(dtype=np.float64),
+    )
+    geoms = polygons.loc[common].geometry.values
+    inside = np.asarray(shapely.intersects(geoms, pts))
+    if inside.all():
+        return
+    near = shapely.shortest_line(pts, geoms)  # point -> nearest point of the polygon, in degrees
+    xy = shapely.get_coordinates(near).reshape(-1, 2, 2)
+    _, _, dist = _GEOD.inv(xy[:, 0, 0], xy[:, 0, 1], xy[:, 1, 0], xy[:, 1, 1])
+    km = np.where(inside, 0.0, np.asarray(dist) / 1000.0)
+    far = km > tolerance_km
+    if far.any():
+        i = int(np.argmax(far))
+        g = common[i]
+        raise InputError(
+            source,
+            f"gauge {g!r} at lat {float(gauges.loc[g, 'lat']):g}, lon {float(gauges.loc[g, 'lon']):g} lies "
+            f"{km[i]:.1f} km outside its basin polygon (tolerance {tolerance_km:g} km): wrong polygon or "
+            f"wrong gauge location ({int(far.sum())} such gauge{'s' * (int(far.sum()) != 1)})",
+            f"gauge {g}",
+        )
+
+
+def read_basin_polygons(
+    path: str | Path,
+    id_column: str = "gauge_id",
+    *,
+    gauges: pd.DataFrame | None = None,
+    tolerance_km: float = GAUGE_TOLERANCE_KM,
+) -> gpd.GeoDataFrame:
     """Basin polygons indexed by gauge id (str, index name = ``id_column``), in EPSG:4326.
 
-    Requires a CRS, the id column, unique ids and valid, non-empty (multi)polygons.
+    Requires a CRS, the id column, unique ids and valid, non-empty (multi)polygons. With
+    ``gauges`` (lat, lon indexed by gauge id, e.g. a site dataset's coords), each gauge must lie
+    within ``tolerance_km`` of its own polygon (:func:`check_gauges_in_basins`).
     """
     gdf = read_vector(path)
     if id_column not in gdf.columns:
@@ -39,10 +99,7 @@ def read_basin_polygons(path: str | Path, id_column: str = "gauge_id") -> gpd.Ge
         )
     check_crs(gdf, path)
     ids = gauge_ids(gdf[id_column])
-    empty = ids.isin(["", "nan", "None"]).to_numpy()
-    if empty.any():
-        i = int(np.argmax(empty))
-        raise InputError(path, f"feature {i} has no {id_column}", f"feature {i}")
+    check_ids_present(ids, path, id_column)
     dup = ids.duplicated()
     if dup.any():
         raise InputError(path, f"duplicate gauge ids {ids[dup].unique()[:5].tolist()}", id_column)
@@ -53,4 +110,7 @@ def read_basin_polygons(path: str | Path, id_column: str = "gauge_id") -> gpd.Ge
         i = int(np.argmax(notpoly))
         raise InputError(path, f"feature {i} ({ids.iloc[i]}) is a {types[i]}, not a polygon", f"feature {i}")
     out = gdf.drop(columns=[id_column]).set_index(pd.Index(ids.to_numpy(), name=id_column))
-    return out.to_crs(WGS84) if not out.crs.equals(WGS84) else out
+    out = to_wgs84(out, path)
+    if gauges is not None:
+        check_gauges_in_basins(out, gauges, path, tolerance_km)
+    return out

@@ -25,6 +25,15 @@ from synergy_dagster.sources.caravan import (
     check_temperature_celsius,
     stack_daily,
 )
+from synergy_dagster.sources.plausibility import (
+    MissingValues,
+    check_attribute_columns,
+    check_file_gauge,
+    check_id_padding,
+    check_periods_overlap,
+    check_variable,
+    check_within_extent,
+)
 from synergy_dagster.sources.sitedata import make_site_dataset
 
 ATTR_DIR = "camels_attributes_v2.0"
@@ -43,6 +52,7 @@ def read_camels_attributes(root: str | Path) -> pd.DataFrame:
     if not files:
         raise InputError(folder, "no CAMELS attribute tables (camels_*.txt)")
     joined: pd.DataFrame | None = None
+    table_ids: dict[str, pd.Series] = {}
     for f in files:
         if f.stat().st_size == 0:
             raise InputError(f, "empty file")
@@ -52,7 +62,10 @@ def read_camels_attributes(root: str | Path) -> pd.DataFrame:
             raise InputError(f, f"cannot parse as ';'-separated table: {exc}") from exc
         if "gauge_id" not in df.columns:
             raise InputError(f, f"no 'gauge_id' column; columns are {list(df.columns)}", "line 1")
+        check_attribute_columns(df, f, text_columns=_TEXT_COLUMNS)
         ids = df["gauge_id"].str.strip()
+        table_ids[str(f)] = ids
+        check_id_padding(table_ids)
         if ids.duplicated().any():
             raise InputError(
                 f, f"duplicate gauge ids {ids[ids.duplicated()].unique()[:5].tolist()}", "gauge_id"
@@ -70,7 +83,7 @@ def _find(folder: Path, pattern: str) -> dict[str, Path]:
     """gauge id -> file, searching sub-folders (huc2 layout) and the flat layout alike."""
     found: dict[str, Path] = {}
     for p in sorted(folder.rglob(pattern)):
-        gid = p.name[:8]
+        gid = p.name.split("_", 1)[0]
         if gid in found:
             raise InputError(p, f"gauge {gid} has two files: {found[gid]} and {p}")
         found[gid] = p
@@ -127,9 +140,9 @@ def read_forcing_file(path: Path) -> tuple[dict[str, float], pd.DataFrame, dict[
         name, u = _split_name(c)
         out[name] = num[c].to_numpy()
         units[name] = u
-    frame = pd.DataFrame(out, index=index)
-    frame[frame <= MISSING_Q] = np.nan  # -999 / -9999 fill values
-    return header, frame, units
+    # No missing flag is declared for forcing files: a -999 there is screened (and refused unless
+    # declared) by read_camels_us like any other fill value.
+    return header, pd.DataFrame(out, index=index), units
 
 
 def read_streamflow_file(path: Path) -> pd.DataFrame:
@@ -159,8 +172,11 @@ def read_streamflow_file(path: Path) -> pd.DataFrame:
     gauges = df["gauge"].unique()
     if len(gauges) != 1:
         raise InputError(path, f"several gauge ids in one file: {gauges[:5].tolist()}")
+    expected = path.name.split("_", 1)[0]
+    if gauges[0] != expected:
+        check_file_gauge(gauges, expected, path, "line 1, column 1")
     q = num["q_cfs"].to_numpy(dtype=np.float64, copy=True)
-    q[q <= MISSING_Q] = np.nan
+    q[q == MISSING_Q] = np.nan  # CAMELS' declared missing flag in streamflow files
     return pd.DataFrame({"q_cfs": q, "flag": df["flag"].to_numpy()}, index=index)
 
 
@@ -174,6 +190,9 @@ def read_camels_us(
     forcing: str = "nldas",
     gauges: Iterable[str] | None = None,
     attributes_root: str | Path | None = None,
+    *,
+    missing_values: MissingValues | None = None,
+    extent: tuple[float, float, float, float] | None = None,
 ) -> xr.Dataset:
     """Read CAMELS-US text files into the sitedata contract (target ``streamflow`` in mm/d).
 
@@ -181,6 +200,10 @@ def read_camels_us(
     Attributes (statics, lon, area_gages2) come from ``camels_attributes_v2.0`` under ``root`` or,
     where the data set has none (e.g. a sample), under ``attributes_root``. Without attributes the
     longitude is unknown, which is an error.
+
+    -999 in a streamflow file is missing (CAMELS' flag); ``missing_values`` declares more values
+    missing (for every variable, or a mapping per variable); any other fill value or implausible
+    value is an error. ``extent`` (lon_min, lat_min, lon_max, lat_max) refuses gauges outside it.
     """
     root = Path(root)
     if not root.is_dir():
@@ -213,6 +236,13 @@ def read_camels_us(
             "attributes_root pointing at a folder that holds camels_attributes_v2.0",
         )
     attrs = read_camels_attributes(attr_base)
+    check_id_padding(
+        {
+            str(fdir): forcing_files,
+            str(root / "usgs_streamflow"): flow_files,
+            str(attr_base / ATTR_DIR): attrs.index,
+        }
+    )
     no_attr = [g for g in ids if g not in attrs.index]
     if no_attr:
         raise InputError(attr_base / ATTR_DIR, f"no attribute rows for gauges {no_attr}")
@@ -229,38 +259,64 @@ def read_camels_us(
         elif set(u) != set(units):
             raise InputError(forcing_files[g], f"columns {sorted(u)} differ from {sorted(units)}")
         flow = read_streamflow_file(flow_files[g])
+        # Screen fill values in cfs, before the conversion to mm/d would disguise them.
+        q_cfs = check_variable(
+            flow["q_cfs"].to_numpy()[None, :], "streamflow", "ft3/s", [g], pd.DatetimeIndex(flow.index),
+            flow_files[g], missing_values=missing_values, check_range=False,
+        )[0]  # fmt: skip
         area = float(table["area_gages2"].loc[g]) if "area_gages2" in table.columns else np.nan
         if not np.isfinite(area) or area <= 0:
             area = header["area_km2"]  # the forcing header's area where the attribute is missing
         areas.append(area)
         idx = forc.index.union(flow.index)
         both = forc.reindex(idx)
-        both["streamflow"] = cfs_to_mm_per_day(flow["q_cfs"].reindex(idx).to_numpy(), area)
+        both["streamflow"] = cfs_to_mm_per_day(pd.Series(q_cfs, flow.index).reindex(idx).to_numpy(), area)
         frames.append(both)
     assert units is not None
     columns = ["streamflow", *units]
-    time, cube = stack_daily(frames, columns)
     sources = [str(flow_files[g]) for g in ids]
+    fsources = [str(forcing_files[g]) for g in ids]
+    check_periods_overlap([f.index[0] for f in frames], [f.index[-1] for f in frames], fsources)
+    time, cube = stack_daily(frames, columns)
+    for j, name in enumerate(columns):  # fill values first, named as such
+        cube[:, :, j] = check_variable(
+            cube[:, :, j], name, "", ids, time, sources if j == 0 else fsources,
+            missing_values=missing_values, check_range=False,
+        )  # fmt: skip
     q = cube[:, :, 0]
     check_streamflow_sanity(q, ids, sources)
+    check_variable(q, "streamflow", "mm/d", ids, time, sources)
     dynamic = {}
     for j, name in enumerate(units, start=1):
         if units[name] == "degC":
-            check_temperature_celsius(cube[:, :, j], name, ids, [str(forcing_files[g]) for g in ids])
+            check_temperature_celsius(cube[:, :, j], name, ids, fsources)
+        check_variable(cube[:, :, j], name, units[name], ids, time, fsources)
         dynamic[name] = (cube[:, :, j], units[name])
+    lat = table["gauge_lat"].to_numpy(dtype=np.float64)
+    lon = table["gauge_lon"].to_numpy(dtype=np.float64)
+    if extent is not None:
+        check_within_extent(lat, lon, ids, extent, attr_base / ATTR_DIR / "camels_topo.txt")
+    # Text columns (names, classes) stay out; a numeric column with a text cell was refused when
+    # its table was read.
     static = {
-        c: (table[c].to_numpy(dtype=np.float64), "km2" if c.startswith("area") else "")
+        c: (
+            check_variable(
+                table[c].to_numpy(dtype=np.float64), c, "", ids, None, attr_base / ATTR_DIR,
+                missing_values=missing_values,
+            ),
+            "km2" if c.startswith("area") else "",
+        )
         for c in table.select_dtypes("number").columns
         if c not in ("gauge_lat", "gauge_lon")
-    }
+    }  # fmt: skip
     static["area"] = (np.asarray(areas), "km2")
     return make_site_dataset(
         domain="streamflow",
         source=str(root),
         site_ids=ids,
         time=time,
-        lat=table["gauge_lat"].to_numpy(dtype=np.float64),
-        lon=table["gauge_lon"].to_numpy(dtype=np.float64),
+        lat=lat,
+        lon=lon,
         target=("streamflow", q, "mm/d"),
         dynamic=dynamic,
         static=static,

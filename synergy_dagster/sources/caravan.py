@@ -12,6 +12,7 @@ Layout under ``root``::
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -21,6 +22,17 @@ import xarray as xr
 
 from synergy_dagster.errors import InputError
 from synergy_dagster.io_utils import atomic_path
+from synergy_dagster.sources.plausibility import (
+    MissingValues,
+    check_attribute_columns,
+    check_daily_dates,
+    check_file_gauge,
+    check_id_padding,
+    check_periods_overlap,
+    check_time_units,
+    check_variable,
+    check_within_extent,
+)
 from synergy_dagster.sources.sitedata import dynamic_names, make_site_dataset, static_names, target_name
 
 TARGET = "streamflow"
@@ -84,59 +96,6 @@ def check_numeric_frame(df: pd.DataFrame, source: str | Path, first_line: int = 
             )
         out[col] = num.astype("float64")
     return pd.DataFrame(out, index=df.index)
-
-
-def check_daily_dates(
-    dates: pd.Series | pd.DatetimeIndex, source: str | Path, first_line: int = 2, column: str = "date"
-) -> pd.DatetimeIndex:
-    """Parse dates and require them unique, increasing and continuous daily; errors name the line."""
-    raw = pd.Series(dates).reset_index(drop=True)
-    days: np.ndarray | None = None
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        if raw.isna().any():
-            i = int(np.argmax(raw.isna().to_numpy()))
-            raise InputError(source, "missing date", f"line {first_line + i}, column {column}")
-        days = raw.to_numpy().astype("datetime64[D]")
-    else:
-        try:  # numpy's C parser handles plain ISO dates fast; fall back to pandas to locate a bad one
-            days = np.asarray(raw.to_numpy(dtype=object, na_value=""), dtype="datetime64[D]")
-            if np.isnat(days).any():
-                days = None
-        except (ValueError, TypeError):
-            days = None
-        if days is None:
-            parsed = pd.to_datetime(raw, format="ISO8601", errors="coerce")
-            bad = parsed.isna().to_numpy()
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise InputError(
-                    source,
-                    f"missing or unparseable date {raw.iloc[i]!r}",
-                    f"line {first_line + i}, column {column}",
-                )
-            days = parsed.to_numpy().astype("datetime64[D]")
-    idx = pd.DatetimeIndex(days.astype("datetime64[ns]"))
-    if len(idx) > 1:
-        steps = np.diff(days.astype(np.int64))
-        if (steps == 0).any():
-            i = int(np.argmax(steps == 0)) + 1
-            raise InputError(source, f"duplicate date {idx[i]:%Y-%m-%d}", f"line {first_line + i}")
-        if (steps < 0).any():
-            i = int(np.argmax(steps < 0)) + 1
-            raise InputError(
-                source,
-                f"dates not increasing: {idx[i]:%Y-%m-%d} after {idx[i - 1]:%Y-%m-%d}",
-                f"line {first_line + i}",
-            )
-        if (steps > 1).any():
-            i = int(np.argmax(steps > 1)) + 1
-            raise InputError(
-                source,
-                f"dates not continuous daily: {int(steps[i - 1]) - 1} day(s) missing "
-                f"between {idx[i - 1]:%Y-%m-%d} and {idx[i]:%Y-%m-%d}",
-                f"line {first_line + i}",
-            )
-    return idx
 
 
 def stack_daily(
@@ -216,11 +175,22 @@ def _read_csv_table(path: Path, **kw: object) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise InputError(path, "empty file")
     try:
-        return pd.read_csv(path, engine="c", **kw)  # type: ignore[arg-type]
+        df = pd.read_csv(path, engine="c", **kw)  # type: ignore[arg-type]
     except pd.errors.EmptyDataError as exc:
         raise InputError(path, "empty file") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(path, f"cannot parse as CSV: {exc}") from exc
+    _check_row_widths(path, len(df.columns))
+    return df
+
+
+def _check_row_widths(path: Path, width: int) -> None:
+    """pandas pads a short row with NaN: a row split by a stray line break would shift cells into
+    other columns silently. Every non-blank row must have the header's number of fields."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        for line, row in enumerate(csv.reader(fh), 1):
+            if row and any(c.strip() for c in row) and len(row) != width:
+                raise InputError(path, f"{len(row)} fields where the header has {width}", f"line {line}")
 
 
 def read_caravan_attributes(root: str | Path, subset: str = "camels") -> pd.DataFrame:
@@ -230,11 +200,15 @@ def read_caravan_attributes(root: str | Path, subset: str = "camels") -> pd.Data
     if not files:
         raise InputError(folder, f"no attribute tables (*.csv) for subset {subset!r}")
     joined: pd.DataFrame | None = None
+    table_ids: dict[str, pd.Series] = {}
     for f in files:
         df = _read_csv_table(f, dtype={"gauge_id": str})
         if "gauge_id" not in df.columns:
             raise InputError(f, f"no 'gauge_id' column; columns are {list(df.columns)}")
+        check_attribute_columns(df, f)
         ids = df["gauge_id"].astype(str).str.strip()
+        table_ids[str(f)] = ids
+        check_id_padding(table_ids)
         if ids.duplicated().any():
             dup = ids[ids.duplicated()].unique()[:5].tolist()
             raise InputError(f, f"duplicate gauge ids {dup}", "gauge_id")
@@ -265,11 +239,14 @@ def _list_timeseries(root: Path, subset: str, fmt: str) -> tuple[str, dict[str, 
 
 
 def _read_timeseries_file(path: Path, fmt: str) -> pd.DataFrame:
-    """One gauge's table, indexed by validated daily dates, every column float64."""
+    """One gauge's table, indexed by validated daily dates, every column float64.
+
+    A ``gauge_id`` column, where the file has one, must name the file's own gauge.
+    """
     if path.stat().st_size == 0:
         raise InputError(path, "empty file")
     if fmt == "csv":
-        df = _read_csv_table(path)
+        df = _read_csv_table(path, dtype={"gauge_id": str})
         if "date" not in df.columns:
             raise InputError(path, f"no 'date' column; columns are {list(df.columns)}", "line 1")
         if df.empty:
@@ -280,6 +257,8 @@ def _read_timeseries_file(path: Path, fmt: str) -> pd.DataFrame:
             with xr.open_dataset(path) as nc:
                 if "date" not in nc.dims and "date" not in nc.coords:
                     raise InputError(path, f"no 'date' dimension; dims are {list(nc.dims)}")
+                date = nc["date"]
+                check_time_units(date.encoding.get("units") or date.attrs.get("units"), path, "date")
                 df = nc.load().to_dataframe().reset_index()
         except InputError:
             raise
@@ -288,6 +267,12 @@ def _read_timeseries_file(path: Path, fmt: str) -> pd.DataFrame:
         if df.empty:
             raise InputError(path, "no data rows")
         dates = df.pop("date")
+    if "gauge_id" in df.columns:
+        ids = df.pop("gauge_id").astype(str).str.strip()
+        bad = (ids != path.stem).to_numpy() & (ids != path.stem.split("_", 1)[-1]).to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            check_file_gauge([ids.iloc[i]], path.stem, path, f"line {2 + i}, column gauge_id")
     index = check_daily_dates(dates, path)
     df = check_numeric_frame(df, path)
     df.index = index
@@ -295,13 +280,23 @@ def _read_timeseries_file(path: Path, fmt: str) -> pd.DataFrame:
 
 
 def read_caravan(
-    root: str | Path, subset: str = "camels", gauges: Iterable[str] | None = None, fmt: str = "auto"
+    root: str | Path,
+    subset: str = "camels",
+    gauges: Iterable[str] | None = None,
+    fmt: str = "auto",
+    *,
+    missing_values: MissingValues | None = None,
+    extent: tuple[float, float, float, float] | None = None,
 ) -> xr.Dataset:
     """Read a Caravan subset into the sitedata contract (domain ``streamflow``, target ``streamflow``).
 
     ``gauges`` selects gauge ids (``camels_01022500`` or just ``01022500``); default all.
     Dynamic inputs are every other numeric time-series column; statics are the numeric
     attribute columns (``area`` in km2 kept); lat/lon come from ``attributes_other_<subset>.csv``.
+    Empty cells, -999 and -9999 are missing; ``missing_values`` declares more (for every variable,
+    or a mapping per variable); any other fill value or implausible value is an error
+    (:mod:`synergy_dagster.sources.plausibility`). ``extent`` (lon_min, lat_min, lon_max, lat_max),
+    e.g. the ecoregion layer's bounds plus a margin, refuses gauges outside it.
     """
     root = Path(root)
     if not root.is_dir():
@@ -323,6 +318,7 @@ def read_caravan(
         if c not in attrs.columns:
             raise InputError(other, f"no {c!r} column in the attribute tables")
     ids = list(files)
+    check_id_padding({str(files[ids[0]].parent): ids, str(other.parent): attrs.index})
     missing = [g for g in ids if g not in attrs.index]
     if missing:
         raise InputError(
@@ -340,18 +336,25 @@ def read_caravan(
             raise InputError(
                 files[g], f"columns {sorted(f.columns)} differ from {files[ids[0]].name}'s {sorted(columns)}"
             )
+    sources = [str(files[g]) for g in ids]
+    check_periods_overlap([f.index[0] for f in frames], [f.index[-1] for f in frames], sources)
     time, cube = stack_daily(frames, columns)
     cube[np.isin(cube, MISSING_FLAGS)] = np.nan
-    sources = [str(files[g]) for g in ids]
+    # Fill values first (so a -1e20 is named as such, not as "negative"), then the unit checks
+    # with their specific hints, then the plausible range of every variable.
+    for j, c in enumerate(columns):
+        cube[:, :, j] = check_variable(
+            cube[:, :, j], c, "", ids, time, sources, missing_values=missing_values, check_range=False
+        )
     q = cube[:, :, columns.index(TARGET)]
     check_streamflow_sanity(q, ids, sources)
     dynamic = {}
     for j, c in enumerate(columns):
-        if c == TARGET:
-            continue
         if "temperature" in c:
             check_temperature_celsius(cube[:, :, j], c, ids, sources)
-        dynamic[c] = (cube[:, :, j], caravan_units(c))
+        check_variable(cube[:, :, j], c, caravan_units(c), ids, time, sources)
+        if c != TARGET:
+            dynamic[c] = (cube[:, :, j], caravan_units(c))
 
     table = attrs.loc[ids]
     lat = pd.to_numeric(table["gauge_lat"], errors="coerce").to_numpy()
@@ -365,8 +368,17 @@ def read_caravan(
             f"gauge {ids[i]!r} has no valid location (gauge_lat {lat[i]}, gauge_lon {lon[i]})",
             f"gauge_id {ids[i]}",
         )
+    if extent is not None:
+        check_within_extent(lat, lon, ids, extent, other)
+    # Text columns (names, country) stay out; a numeric column with a text cell was refused when
+    # the attribute table was read.
     static = {
-        c: (table[c].to_numpy(dtype=np.float64), _STATIC_UNITS.get(c, ""))
+        c: (
+            check_variable(
+                table[c].to_numpy(dtype=np.float64), c, "", ids, None, other, missing_values=missing_values
+            ),
+            _STATIC_UNITS.get(c, ""),
+        )
         for c in table.select_dtypes("number").columns
         if c not in _COORD_COLUMNS
     }

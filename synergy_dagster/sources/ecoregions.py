@@ -9,12 +9,18 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from pyproj.exceptions import CRSError, ProjError
 
 from synergy_dagster.errors import InputError
 
 CODE_COLUMNS = ("US_L3CODE", "NA_L3CODE", "NA_L2CODE", "NA_L1CODE")
 NAME_COLUMNS = ("US_L3NAME", "NA_L3NAME", "NA_L2NAME", "NA_L1NAME")
 WGS84 = "EPSG:4326"
+# Regions must tile: polygons of different Level III codes may share edges, and simplified layers
+# overlap by slivers, but an overlap above this share of the smaller polygon means a site could
+# belong to two regions. Polygons with the same code are parts of one region, never an overlap.
+MAX_OVERLAP_SHARE = 0.01
+_POLYGONAL = ("Polygon", "MultiPolygon")
 
 
 def read_vector(
@@ -62,6 +68,19 @@ def check_crs(gdf: gpd.GeoDataFrame, path: str | Path) -> None:
         )
 
 
+def to_wgs84(gdf: gpd.GeoDataFrame | gpd.GeoSeries, path: str | Path) -> gpd.GeoDataFrame | gpd.GeoSeries:
+    """``gdf`` in EPSG:4326; a CRS that PROJ cannot transform (a damaged .prj, a non-Earth
+    ellipsoid) is an InputError naming the file, not a pyproj exception."""
+    if gdf.crs is not None and gdf.crs.equals(WGS84):
+        return gdf
+    try:
+        return gdf.to_crs(WGS84)
+    except (CRSError, ProjError) as exc:
+        raise InputError(
+            path, f"cannot transform the declared CRS {gdf.crs.name!r} to {WGS84}: {exc}"
+        ) from exc
+
+
 def check_geometries(gdf: gpd.GeoDataFrame, path: str | Path, labels: pd.Series | None = None) -> None:
     """Every geometry present, non-empty and valid; errors name the feature (index and label) and
     shapely's reason."""
@@ -78,11 +97,47 @@ def check_geometries(gdf: gpd.GeoDataFrame, path: str | Path, labels: pd.Series 
         raise InputError(path, f"feature {i} ({lab[i]}) has an invalid geometry: {reason}", f"feature {i}")
 
 
+def check_polygon_layer(
+    gdf: gpd.GeoDataFrame, path: str | Path, codes: pd.Series, max_overlap: float = MAX_OVERLAP_SHARE
+) -> None:
+    """Every feature a (multi)polygon, and polygons of different codes not overlapping by more than
+    ``max_overlap`` of the smaller one's area; errors name both features and codes."""
+    types = gdf.geometry.geom_type.to_numpy()
+    notpoly = ~np.isin(types, _POLYGONAL)
+    if notpoly.any():
+        i = int(np.argmax(notpoly))
+        raise InputError(
+            path,
+            f"feature {i} ({codes.iloc[i]}) is a {types[i]}, not a polygon: a region layer needs polygons",
+            f"feature {i}",
+        )
+    geoms = gdf.geometry.values
+    lab = codes.to_numpy()
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    keep = (left < right) & (lab[left] != lab[right])
+    left, right = left[keep], right[keep]
+    if not len(left):
+        return
+    inter = shapely.area(shapely.intersection(geoms[left], geoms[right]))
+    smaller = np.minimum(shapely.area(geoms[left]), shapely.area(geoms[right]))
+    share = np.where(smaller > 0, inter / np.where(smaller > 0, smaller, 1.0), 0.0)
+    if (share > max_overlap).any():
+        k = int(np.argmax(share))
+        i, j = int(left[k]), int(right[k])
+        raise InputError(
+            path,
+            f"feature {i} ({lab[i]}) and feature {j} ({lab[j]}) overlap by {share[k]:.1%} of the smaller "
+            f"one's area (more than {max_overlap:.0%}): regions must not overlap",
+            f"features {i} and {j}",
+        )
+
+
 def _code(s: pd.Series) -> pd.Series:
     """Codes as trimmed text (a shapefile may store '8' as a number)."""
     if pd.api.types.is_float_dtype(s):
         s = s.map(lambda v: "" if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
-    return s.astype(str).str.strip()
+    # fillna first: pandas' string dtype keeps a missing value as NaN through astype(str).
+    return s.astype(object).where(s.notna(), "").astype(str).str.strip()
 
 
 def _code_key(code: str) -> tuple[int, ...]:
@@ -114,6 +169,7 @@ def read_ecoregions(path: str | Path, layer: str | None = None) -> gpd.GeoDataFr
             i = int(np.argmax(empty.to_numpy()))
             raise InputError(path, f"feature {i} has no {c}", f"feature {i}, column {c}")
     check_geometries(gdf, path, labels=codes["NA_L3CODE"])
+    check_polygon_layer(gdf, path, codes["NA_L3CODE"])
     l3, l2, l1 = codes["NA_L3CODE"], codes["NA_L2CODE"], codes["NA_L1CODE"]
     nested = np.array([a.startswith(b + ".") for a, b in zip(l3, l2, strict=True)]) & np.array(
         [a.startswith(b + ".") for a, b in zip(l2, l1, strict=True)]
@@ -158,7 +214,7 @@ def read_ecoregions(path: str | Path, layer: str | None = None) -> gpd.GeoDataFr
             "us_l3code": lambda s: ",".join(sorted(set(s), key=_code_key)),
         },
     ).reset_index()
-    out = out.to_crs(WGS84) if not out.crs.equals(WGS84) else out
+    out = to_wgs84(out, path)
     out = out.iloc[sorted(range(len(out)), key=lambda i: _code_key(out["l3"].iloc[i]))].reset_index(drop=True)
     return out[["l3", "l2", "l1", "us_l3code", "l3_name", "l2_name", "l1_name", "geometry"]]
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from synergy_dagster.errors import InputError
-from synergy_dagster.sources.basin_polygons import gauge_ids
-from synergy_dagster.sources.ecoregions import WGS84, check_crs, read_vector
+from synergy_dagster.sources.basin_polygons import check_ids_present, gauge_ids
+from synergy_dagster.sources.ecoregions import check_crs, read_vector, to_wgs84
 
 REQUIRED = ("STAID", "CLASS", "DRAIN_SQKM", "HUC02", "AGGECOREGI", "STATE")
 _CLASSES = {"ref": "Ref", "non-ref": "Non-ref", "nonref": "Non-ref"}
@@ -27,6 +27,16 @@ def read_gages2(path: str | Path) -> pd.DataFrame:
         raise InputError(path, f"missing GAGES-II columns {missing}")
     check_crs(gdf, path)
     ids = gauge_ids(gdf["STAID"])
+    check_ids_present(ids, path, "STAID")
+    # A USGS station number has 8 to 15 digits; anything else is a damaged or foreign id.
+    bad_id = ~ids.str.fullmatch(r"\d{8,15}").fillna(False).to_numpy(dtype=bool)
+    if bad_id.any():
+        i = int(np.argmax(bad_id))
+        raise InputError(
+            path,
+            f"STAID {ids.iloc[i]!r} is not a USGS station number (8-15 digits)",
+            f"feature {i}, column STAID",
+        )
     dup = ids.duplicated()
     if dup.any():
         raise InputError(path, f"duplicate STAID {ids[dup].unique()[:5].tolist()}", "STAID")
@@ -42,7 +52,7 @@ def read_gages2(path: str | Path) -> pd.DataFrame:
         lat = pd.to_numeric(gdf["LAT_GAGE"], errors="coerce").to_numpy(dtype=np.float64)
         lon = pd.to_numeric(gdf["LNG_GAGE"], errors="coerce").to_numpy(dtype=np.float64)
     else:
-        pts = gdf.geometry.to_crs(WGS84)
+        pts = to_wgs84(gdf.geometry, path)
         if not (pts.geom_type == "Point").all():
             raise InputError(path, "no LAT_GAGE/LNG_GAGE columns and the geometries are not points")
         lat, lon = pts.y.to_numpy(), pts.x.to_numpy()

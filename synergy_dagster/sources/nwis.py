@@ -22,6 +22,12 @@ import xarray as xr
 from synergy_dagster.errors import InputError
 from synergy_dagster.io_utils import atomic_path
 from synergy_dagster.sources.camels_us import cfs_to_mm_per_day
+from synergy_dagster.sources.plausibility import (
+    MissingValues,
+    check_daily_dates,
+    check_file_gauge,
+    check_variable,
+)
 from synergy_dagster.sources.sitedata import target_name, validate_site_dataset
 
 _VALUE_COL = re.compile(r"^\d+_00060_00003$")
@@ -29,15 +35,25 @@ _FORMAT_TOKEN = re.compile(r"^\d+[sdnt]$")
 # NWIS value codes are short tokens (Ice, Eqp, Bkw, Ssn, Dis, Rat, Fld, Mnt, Pr, ZFl, ***, --).
 _CODE = re.compile(r"^(\*+|--|[A-Za-z]{2,4})$")
 COLUMNS = ["site_no", "date", "value", "qualifier"]
+# NWIS names the site of each block in a comment above it; a file named for one site starts with it.
+_SITE_COMMENT = re.compile(r"^#\s*Data (?:provided )?for site (?:number )?(\d{8,15})\b", re.IGNORECASE)
+_SITE_FILE = re.compile(r"^(\d{8,15})(?:\D|$)")
 
 
-def _blocks(lines: list[str], path: Path) -> list[tuple[int, list[str], list[int], list[str]]]:
-    """Split into (header line no, header fields, data line numbers, data lines) per header row."""
-    out: list[tuple[int, list[str], list[int], list[str]]] = []
+def _blocks(
+    lines: list[str], path: Path
+) -> list[tuple[int, list[str], list[int], list[str], tuple[str, int] | None]]:
+    """Split into (header line no, header fields, data line numbers, data lines, (site, line) named
+    by the comment above the block or None) per header row."""
+    out: list[tuple[int, list[str], list[int], list[str], tuple[str, int] | None]] = []
     i, n = 0, len(lines)
+    named: tuple[str, int] | None = None
     while i < n:
         line = lines[i].rstrip("\r\n")
         if not line.strip() or line.startswith("#"):
+            m = _SITE_COMMENT.match(line)
+            if m:
+                named = (m.group(1), i + 1)
             i += 1
             continue
         fields = line.split("\t")
@@ -66,16 +82,20 @@ def _blocks(lines: list[str], path: Path) -> list[tuple[int, list[str], list[int
                 nums.append(j + 1)
                 data.append(lines[j].rstrip("\r\n"))
             j += 1
-        out.append((i + 1, fields, nums, data))
+        out.append((i + 1, fields, nums, data, named))
+        named = None
         i = j
     return out
 
 
-def read_nwis_rdb(path: str | Path) -> pd.DataFrame:
+def read_nwis_rdb(path: str | Path, *, missing_values: MissingValues | None = None) -> pd.DataFrame:
     """Read daily-mean discharge from an NWIS RDB file: columns site_no, date, value (cfs), qualifier.
 
     Errors name the file and line. Several sites in one file are allowed; a (site, date) twice
-    is an error.
+    is an error. Rows must name the site their block's ``# Data provided for site`` comment names,
+    and the site a file name starts with (``01022500.rdb``). Dates are plain days (no time, no
+    time-zone offset). Value codes and empty cells are missing, ``missing_values`` declares more;
+    other fill values and negative discharge are errors.
     """
     path = Path(path)
     if not path.is_file():
@@ -88,12 +108,27 @@ def read_nwis_rdb(path: str | Path) -> pd.DataFrame:
     if not blocks:
         raise InputError(path, "no RDB header row (only comments)")
     parts = []
-    for hline, fields, nums, data in blocks:
+    m_file = _SITE_FILE.match(path.name)
+    for hline, fields, nums, data, named in blocks:
         vcols = [k for k, f in enumerate(fields) if _VALUE_COL.match(f)]
         if not vcols:
             raise InputError(
                 path,
                 f"no daily-mean discharge column (<ts_id>_00060_00003) in header {fields}",
+                f"line {hline}",
+            )
+        # A qualifier column must name its value column: a damaged name would drop every
+        # qualifier (provisional, estimated) silently.
+        orphan = [
+            f
+            for f in fields
+            if (f.endswith("_cd") and f != "agency_cd" and f[:-3] not in fields)
+            or ("_00060_00003" in f and not _VALUE_COL.match(f) and f[:-3] not in fields)
+        ]
+        if orphan:
+            raise InputError(
+                path,
+                f"qualifier column {orphan[0]!r} has no value column {orphan[0][:-3]!r}",
                 f"line {hline}",
             )
         if not data:
@@ -126,23 +161,39 @@ def read_nwis_rdb(path: str | Path) -> pd.DataFrame:
                 f"discharge value {raw.iloc[k]!r} is neither a number nor an NWIS code",
                 f"line {nums[k]}, column {vname}",
             )
-        dates = pd.to_datetime(df["datetime"].str.strip(), format="%Y-%m-%d", errors="coerce")
-        bad_d = dates.isna().to_numpy()
-        if bad_d.any():
-            k = int(np.argmax(bad_d))
-            raise InputError(
-                path,
-                f"unparseable date {df['datetime'].iloc[k]!r} (expected YYYY-MM-DD)",
-                f"line {nums[k]}, column datetime",
-            )
+        sites = df["site_no"].str.strip()
+        claimed = [c for c in (named[0] if named else None, m_file.group(1) if m_file else None) if c]
+        for expected in claimed:
+            bad_s = (sites != expected).to_numpy()
+            if bad_s.any():
+                k = int(np.argmax(bad_s))
+                check_file_gauge([sites.iloc[k]], expected, path, f"line {nums[k]}, column site_no")
         qcol = f"{vname}_cd"
         qual = df[qcol].str.strip() if qcol in df.columns else pd.Series("", index=df.index)
+        dates = np.empty(len(df), dtype="datetime64[ns]")
+        val = value.to_numpy(dtype=np.float64, copy=True)
+        for site, rows in df.groupby(sites, sort=False):
+            pos = df.index.get_indexer(rows.index)
+            days = check_daily_dates(
+                rows["datetime"], path, column="datetime", continuous=False, ordered=False,
+                line_numbers=[nums[k] for k in pos], subject=f"site {site}",
+            )  # fmt: skip
+            dates[pos] = days.to_numpy()
+            try:
+                val[pos] = check_variable(
+                    val[pos][None, :], "streamflow", "ft3/s", [str(site)], days, path,
+                    missing_values=missing_values,
+                )[0]  # fmt: skip
+            except InputError as exc:  # add the line: a date alone is hard to find in a long file
+                day = re.search(r"date (\d{4}-\d{2}-\d{2})", exc.where or "")
+                k = pos[int(np.argmax(days == pd.Timestamp(day.group(1))))] if day else pos[0]
+                raise InputError(path, exc.problem, f"line {nums[k]}, column {vname}") from exc
         parts.append(
             pd.DataFrame(
                 {
-                    "site_no": df["site_no"].str.strip().to_numpy(),
-                    "date": dates.to_numpy(),
-                    "value": value.to_numpy(dtype=np.float64),
+                    "site_no": sites.to_numpy(),
+                    "date": dates,
+                    "value": val,
                     "qualifier": qual.to_numpy(),
                     "_line": nums,
                 }

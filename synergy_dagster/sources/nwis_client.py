@@ -24,7 +24,7 @@ import pandas as pd
 import requests
 
 from synergy_dagster.errors import InputError
-from synergy_dagster.io_utils import atomic_path, file_sha256
+from synergy_dagster.io_utils import atomic_path
 from synergy_dagster.sources.camels_us import cfs_to_mm_per_day, read_streamflow_file
 from synergy_dagster.sources.caravan import check_daily_dates, check_numeric_frame
 from synergy_dagster.sources.nwis import read_nwis_rdb
@@ -319,8 +319,3 @@ def to_streamflow_mm(
     return pd.DataFrame(
         {"site_id": site.to_numpy(), "date": pd.to_datetime(known["date"]).to_numpy(), "streamflow_mm": value}
     )
-
-
-def landed_sha256(path: str | Path) -> str:
-    """Content hash of a landed file (what the sensor's cursor records)."""
-    return file_sha256(path)

@@ -11,6 +11,13 @@ import pandas as pd
 import xarray as xr
 
 from synergy_dagster.errors import InputError
+from synergy_dagster.sources.plausibility import (
+    MissingValues,
+    check_daily_dates,
+    check_time_units,
+    check_variable,
+    check_within_extent,
+)
 from synergy_dagster.sources.sitedata import make_site_dataset
 
 KELVIN_MEDIAN = 200.0
@@ -117,11 +124,17 @@ def read_pixel_cube(
     target: str = "SMAP_AM",
     dynamic: Sequence[str] | None = None,
     static: Sequence[str] | None = None,
+    *,
+    missing_values: MissingValues | None = None,
+    extent: tuple[float, float, float, float] | None = None,
 ) -> xr.Dataset:
     """Read a soil-moisture pixel cube into the sitedata contract (domain ``soil_moisture``).
 
     ``dynamic`` defaults to every (pixel, time) variable but the target, ``static`` to every
     (pixel,) variable. Temperatures in K become degC. The target (m3/m3) must lie in [0, 1].
+    ``_FillValue`` / ``missing_value`` attributes are missing; ``missing_values`` declares more
+    (for every variable, or a mapping per variable); any other fill value or implausible value is
+    an error. ``extent`` (lon_min, lat_min, lon_max, lat_max) refuses pixels outside it.
     """
     path = Path(path)
     raw = _open(path)
@@ -154,9 +167,23 @@ def read_pixel_cube(
                 raise InputError(
                     path, f"variables {absent} not found as {kind}; the file has {sorted(have)}", absent[0]
                 )
+        for k in (target, *dyn, *sta):
+            if ds[k].dtype.kind not in "biuf":
+                raise InputError(
+                    path,
+                    f"variable {k!r} holds {ds[k].dtype} values (text?), not numbers; convert it or "
+                    "leave it out of dynamic/static",
+                    k,
+                )
+        check_time_units(ds["time"].encoding.get("units") or ds["time"].attrs.get("units"), path)
         if not np.issubdtype(ds["time"].dtype, np.datetime64):
             raise InputError(path, f"time axis is not decoded as dates (dtype {ds['time'].dtype})", "time")
-        time = pd.DatetimeIndex(ds["time"].values).normalize()
+        # A time of day is refused, never rounded onto the day before or after; order, duplicates
+        # and gaps are the dataset contract's check (validate_site_dataset).
+        time = check_daily_dates(
+            pd.Series(ds["time"].values), path, first_line=0, column="time", row_label="time index",
+            sequence=False,
+        )  # fmt: skip
         lat = np.asarray(ds["lat"].values, dtype=np.float64)
         lon = np.asarray(ds["lon"].values, dtype=np.float64)
         lon = np.where(lon > 180, lon - 360, lon)  # CF allows 0..360 east
@@ -170,6 +197,8 @@ def read_pixel_cube(
                     c,
                 )
         ids = _site_ids(ds, "pixel")
+        if extent is not None:
+            check_within_extent(lat, lon, ids, extent, path)
 
         def grab(name: str) -> np.ndarray:
             v = ds[name]
@@ -177,7 +206,14 @@ def read_pixel_cube(
                 v = v.transpose("pixel", "time")
             return np.asarray(v.values, dtype=np.float32)
 
-        y = grab(target)
+        def screen(name: str) -> np.ndarray:
+            arr = grab(name)
+            return check_variable(
+                arr, name, "", ids, time if arr.ndim == 2 else None, path,
+                missing_values=missing_values, check_range=False,
+            )  # fmt: skip
+
+        y = screen(target)
         finite = np.isfinite(y)
         outside = finite & ((y < 0) | (y > 1))
         if outside.any():
@@ -190,11 +226,13 @@ def read_pixel_cube(
             )
         dyn_out = {}
         for k in dyn:
-            arr, u = _convert_units(k, grab(k), ds[k], path)
+            arr, u = _convert_units(k, screen(k), ds[k], path)
+            std = str(ds[k].attrs.get("standard_name", ""))
+            check_variable(arr, k, u, ids, time, path, standard_name=std)
             dyn_out[k] = (arr, u)
         sta_out = {}
         for k in sta:
-            arr, u = _convert_units(k, grab(k), ds[k], path)
+            arr, u = _convert_units(k, screen(k), ds[k], path)
             sta_out[k] = (arr, u)
     finally:
         raw.close()

@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from synergy_dagster.errors import InputError
-from synergy_dagster.store.schema import MIGRATION_DEFAULTS, TABLES
+from synergy_dagster.store.schema import MIGRATION_DEFAULTS, MIGRATION_RENAMES, TABLES
 
 _LOCK_MARKERS = ("lock", "Conflicting lock", "Could not set lock")
 
@@ -107,14 +107,15 @@ class MetadataStore:
 
 def _migrate(con: duckdb.DuckDBPyConnection, table: str, cols: str) -> None:
     """Bring a table made by an older version up to the current columns (and keys) in one
-    transaction: rebuild it and copy the rows, new columns NULL or their migration default."""
+    transaction: rebuild it and copy the rows; a renamed column keeps its values, a new column is
+    NULL or its migration default, a dropped one is left behind."""
     have = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
     con.execute(f"CREATE TEMP TABLE __probe ({cols})")
     want = [r[0] for r in con.execute("DESCRIBE __probe").fetchall()]
     con.execute("DROP TABLE __probe")
     if not set(want) - set(have):
         return
-    select = ", ".join(c if c in have else f"{MIGRATION_DEFAULTS.get(c, 'NULL')} AS {c}" for c in want)
+    select = ", ".join(_migrated_column(c, have) for c in want)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"ALTER TABLE {table} RENAME TO {table}__old")
@@ -125,3 +126,13 @@ def _migrate(con: duckdb.DuckDBPyConnection, table: str, cols: str) -> None:
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _migrated_column(col: str, have: list[str]) -> str:
+    """The SELECT expression that fills ``col`` from an older table with columns ``have``."""
+    if col in have:
+        return col
+    old = MIGRATION_RENAMES.get(col)
+    if old is not None and old in have:
+        return f"{old} AS {col}"
+    return f"{MIGRATION_DEFAULTS.get(col, 'NULL')} AS {col}"

@@ -25,7 +25,7 @@ TABLES: dict[str, str] = {
         domain VARCHAR, scenario VARCHAR, region VARCHAR, set_key VARCHAR, seed INTEGER,
         profile VARCHAR, n_sites INTEGER, n_train_samples BIGINT, data_hash VARCHAR,
         config_json VARCHAR, path VARCHAR, file_sha256 VARCHAR, train_seconds DOUBLE,
-        final_loss DOUBLE, first_loss DOUBLE, n_iterations INTEGER, resumed_from_epoch INTEGER,
+        final_loss DOUBLE, first_loss DOUBLE, n_iterations INTEGER, resumed_from_block INTEGER,
         device VARCHAR, torch_threads INTEGER, code_version VARCHAR, created_at TIMESTAMP,
         budget VARCHAR, budget_json VARCHAR, stop_reason VARCHAR, best_update INTEGER,
         best_val_nse DOUBLE, best_val_rmse DOUBLE, validation VARCHAR,
@@ -54,8 +54,18 @@ TABLES: dict[str, str] = {
         share_global_better DOUBLE, winner VARCHAR, sign_changed BOOLEAN,
         PRIMARY KEY (domain, region, metric, budget)
     """,
+    # Landed files refused by validation and moved to landed/rejected (one row per content).
+    "landing_rejections": """
+        sha256 VARCHAR PRIMARY KEY, file_name VARCHAR, reason VARCHAR, stored_as VARCHAR,
+        rejected_at TIMESTAMP, batch VARCHAR
+    """,
 }
 
 # Values given to columns added after a table was first created, when an older database is
 # migrated: every model trained before budget modes existed followed the paper's epoch rule.
 MIGRATION_DEFAULTS: dict[str, str] = {"budget": "'paper'"}
+
+# Columns renamed since a table was first created (new name -> old name): an older database's
+# values are copied over when it is migrated. A "block" is the updates between validation checks;
+# it was called an epoch before budget modes made the two differ.
+MIGRATION_RENAMES: dict[str, str] = {"resumed_from_block": "resumed_from_epoch"}

@@ -1,7 +1,6 @@
 """Training budgets made visible: every model's learning curve, and whether the global-vs-local
 answer survives a change of training budget (issue 8)."""
 
-import json
 from typing import Any
 
 import dagster as dg
@@ -10,8 +9,6 @@ import torch
 import xarray as xr
 
 from synergy_dagster.defs.assets.evaluation import MODEL_KEYS, PAPER_METRICS, evaluation, significance_for
-from synergy_dagster.defs.assets.training import fit_set, load_plan
-from synergy_dagster.defs.io_managers import store_models
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.budget import sensitivity_matrix, sign_changes
@@ -21,6 +18,8 @@ from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import atomic_path, atomic_write_bytes
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
+from synergy_dagster.models.files import save_models
+from synergy_dagster.models.fit import fit_set, load_plan, load_training_set
 from synergy_dagster.models.normalization import Normalizer
 
 EXPERIMENT = "global_vs_local"
@@ -62,8 +61,9 @@ def learning_curves(sources: SourceConfig, study: StudyConfig, store: DuckDBStor
                 "(make study)"
             )
         png = learning_curves_by_scenario(curves, f"{domain}: learning curves [{budget.mode}]", metric=metric)
-        name = f"{domain}_learning_curves.png"
-        atomic_write_bytes(layout.figures_dir() / name, png)
+        png_path = layout.learning_curves_png(domain)
+        name = png_path.name
+        atomic_write_bytes(png_path, png)
         stops = (
             models.groupby(["scenario", "stop_reason"])
             .agg(
@@ -100,7 +100,7 @@ def budget_sensitivity(
     profile = study.resolved_profile()
     modes = study.resolved_sensitivity_modes()
     # Every mode shares the profile's budget parameters (updates, passes, cap, patience, K).
-    budgets = [profile.budget.with_mode(mode) for mode in modes]
+    budgets = [profile.budget.replace(mode=mode) for mode in modes]
     for b in budgets:  # every mode must be able to run before any trains
         profile.check_budget(b)
     threads = configure_threads(study.torch_threads, profile.hidden)
@@ -116,14 +116,13 @@ def budget_sensitivity(
             continue
         ds = xr.load_dataset(layout.sites_nc(domain))
         keys = sorted(set(evals["model_key"]))
-        sets = {key: _training_set(layout, domain, key) for key in keys}
+        sets = {key: load_training_set(layout, domain, key) for key in keys}
         periods = sources.periods(domain)
         dom = profile.for_domain(domain)
         for budget in budgets:
             fitted: dict[str, tuple[dict[int, Any], Normalizer]] = {}
             for key in keys:
                 fit = fit_set(
-                    domain,
                     sets[key],
                     profile,
                     budget,
@@ -134,12 +133,8 @@ def budget_sensitivity(
                     context.log.info,
                     threads,
                 )
-                store_models(
-                    layout.models_dir(),
-                    {"domain": domain, "set_key": key, "budget": budget.mode, "seeds": fit.seeds,
-                     "rows": fit.rows, "curves": fit.curves, "db_path": store.path},
-                )  # fmt: skip
-                fitted[key] = (fit.seeds, Normalizer.from_dict(sets[key]["normalizer"]))
+                save_models(layout, store.store(), domain, key, budget.mode, fit.seeds, fit.rows, fit.curves)
+                fitted[key] = (fit.seeds, sets[key].norm)
             with torch.inference_mode():
                 frame = evaluate_domain(
                     ds, evals, fitted.__getitem__, profile.hidden, periods.test.slice, dom.warmup, device
@@ -159,8 +154,11 @@ def budget_sensitivity(
         [("budget_sensitivity", table[table["domain"] == d], {"domain": d}) for d in table["domain"].unique()]
     )
     out = layout.sensitivity_dir()
-    for name, df in (("sensitivity.parquet", table), ("site_metrics.parquet", pd.concat(metric_frames))):
-        with atomic_path(out / name) as tmp:
+    for path, df in (
+        (layout.sensitivity_table(), table),
+        (layout.sensitivity_site_metrics(), pd.concat(metric_frames)),
+    ):
+        with atomic_path(path) as tmp:
             df.to_parquet(tmp, index=False)
     meta: dict[str, Any] = {"modes": modes, "path": dg.MetadataValue.path(str(out))}
     for domain in table["domain"].unique():
@@ -173,12 +171,3 @@ def budget_sensitivity(
         meta[f"{domain}_regions_sign_changed"] = int(regions.groupby("region")["sign_changed"].any().sum())
         meta[f"{domain}_regions"] = int(regions["region"].nunique())
     return dg.MaterializeResult(metadata=meta)
-
-
-def _training_set(layout: Layout, domain: str, key: str) -> dict[str, Any]:
-    path = layout.assets_dir() / f"{domain}_training_set" / f"{key.replace(':', '__')}.json"
-    if not path.exists():
-        raise dg.Failure(
-            f"training set {domain} [{key}] was never materialised ({path}); run the study first (make study)"
-        )
-    return json.loads(path.read_text())

@@ -11,8 +11,6 @@ import torch
 import xarray as xr
 
 from synergy_dagster.config import DOMAINS
-from synergy_dagster.defs.assets.training import load_plan
-from synergy_dagster.defs.io_managers import load_state_dict
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import boxplot_by_region, error_matrix
@@ -22,6 +20,8 @@ from synergy_dagster.evaluation.summary import markdown_table, study_summary
 from synergy_dagster.io_utils import atomic_path, atomic_write_bytes, atomic_write_text
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
+from synergy_dagster.models.files import load_state
+from synergy_dagster.models.fit import load_plan
 from synergy_dagster.models.normalization import Normalizer
 
 GROUP = "evaluation"
@@ -79,17 +79,16 @@ def evaluation(
         missing = [k for k in needed if k not in have]
         if missing:
             raise dg.Failure(_missing_message(domain, missing, budget))
-        ts_dir = layout.assets_dir() / f"{domain}_training_set"
 
         def load_model(
-            key: str, models: pd.DataFrame = models, ts_dir: Any = ts_dir
+            key: str, models: pd.DataFrame = models, domain: str = domain
         ) -> tuple[dict[int, Any], Normalizer]:
             rows = models[models["set_key"] == key]
             try:
-                states = {int(r.seed): load_state_dict(r.path, r.file_sha256) for r in rows.itertuples()}
+                states = {int(r.seed): load_state(r.path, r.file_sha256) for r in rows.itertuples()}
             except (FileNotFoundError, ValueError) as exc:
                 raise dg.Failure(f"{exc}. Re-train it with:\n  {STUDY_COMMAND}") from exc
-            ts = json.loads((ts_dir / f"{key.replace(':', '__')}.json").read_text())
+            ts = json.loads(layout.training_set(domain, key).read_text())
             return states, Normalizer.from_dict(ts["normalizer"])
 
         ds = xr.load_dataset(layout.sites_nc(domain))
@@ -110,7 +109,7 @@ def evaluation(
         store.store().replace_rows("site_metrics", frame, {"domain": domain, "budget": budget})
         context.log.info(f"{domain}: {frame['site_id'].nunique()} sites scored, {len(frame)} metric rows")
     metrics = pd.concat(frames, ignore_index=True)
-    _write_parquet(metrics, layout.evaluation_dir() / "site_metrics.parquet")
+    _write_parquet(metrics, layout.site_metrics())
     med = (
         metrics[metrics["seed"] == "mean"]
         .groupby(["domain", "experiment", "scenario"])[list(METRIC_NAMES)]
@@ -121,7 +120,7 @@ def evaluation(
         metadata={
             "budget": budget,
             "n_rows": len(metrics),
-            "path": dg.MetadataValue.path(str(layout.evaluation_dir() / "site_metrics.parquet")),
+            "path": dg.MetadataValue.path(str(layout.site_metrics())),
             "medians": dg.MetadataValue.md(markdown_table(med)),
         }
     )
@@ -163,14 +162,14 @@ def significance_for(metrics: pd.DataFrame) -> pd.DataFrame:
 )
 def significance(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
     layout = Layout(sources.work_dir)
-    metrics = pd.read_parquet(layout.evaluation_dir() / "site_metrics.parquet")
+    metrics = pd.read_parquet(layout.site_metrics())
     table = significance_for(metrics)
     budget = str(metrics["budget"].iloc[0])
     for domain in metrics["domain"].unique():  # also clears a domain whose table is now empty
         store.store().replace_rows(
             "significance", table[table["domain"] == domain], {"domain": domain, "budget": budget}
         )
-    _write_parquet(table, layout.evaluation_dir() / "significance.parquet")
+    _write_parquet(table, layout.significance())
     md = {}
     for (domain, experiment), g in table[table["seed"] == "mean"].groupby(["domain", "experiment"]):
         g = g[g["metric"].isin(PAPER_METRICS[domain])]
@@ -206,7 +205,7 @@ def significance(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeRes
 )
 def figures(sources: SourceConfig) -> dg.MaterializeResult:
     layout = Layout(sources.work_dir)
-    metrics = pd.read_parquet(layout.evaluation_dir() / "site_metrics.parquet")
+    metrics = pd.read_parquet(layout.site_metrics())
     metrics = metrics[metrics["seed"] == "mean"]
     meta: dict[str, Any] = {}
     for domain in metrics["domain"].unique():
@@ -219,7 +218,7 @@ def figures(sources: SourceConfig) -> dg.MaterializeResult:
             for metric in PAPER_METRICS[domain]:
                 png = boxplot_by_region(em, metric, scenarios, title=f"{domain} {experiment}: {metric}")
                 name = f"{domain}_{experiment}_{metric}_boxplot.png"
-                atomic_write_bytes(layout.figures_dir() / name, png)
+                atomic_write_bytes(layout.figure(name), png)
                 meta[name] = png_markdown(png)
         sized = dm[dm["experiment"].isin(["similarity", "similarity_sized"])]
         if not sized.empty:
@@ -229,7 +228,7 @@ def figures(sources: SourceConfig) -> dg.MaterializeResult:
                     table, value=metric, title=f"{domain}: median {metric} per ROI and scenario"
                 )
                 name = f"{domain}_error_matrix_{metric}.png"
-                atomic_write_bytes(layout.figures_dir() / name, png)
+                atomic_write_bytes(layout.figure(name), png)
                 meta[name] = png_markdown(png)
     meta["folder"] = dg.MetadataValue.path(str(layout.figures_dir()))
     return dg.MaterializeResult(metadata=meta)
@@ -246,15 +245,15 @@ def figures(sources: SourceConfig) -> dg.MaterializeResult:
 )
 def summary(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.MaterializeResult:
     layout = Layout(sources.work_dir)
-    metrics = pd.read_parquet(layout.evaluation_dir() / "site_metrics.parquet")
-    table = pd.read_parquet(layout.evaluation_dir() / "significance.parquet")
+    metrics = pd.read_parquet(layout.site_metrics())
+    table = pd.read_parquet(layout.significance())
     text = study_summary(metrics[metrics["seed"] == "mean"], table[table["seed"] == "mean"])
     budget = str(metrics["budget"].iloc[0])
     head, _, rest = text.partition("\n")
     text = (
         f"{head}\n\nTraining budget: **{budget}** (see the learning curves under evaluation/figures).\n{rest}"
     )
-    path = layout.evaluation_dir() / "summary.md"
+    path = layout.summary()
     atomic_write_text(path, text)
     context.log.info(f"summary written to {path}")
     return dg.MaterializeResult(

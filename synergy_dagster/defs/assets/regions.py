@@ -128,7 +128,7 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
             .reset_index()
         )
         png = region_map(l3.rename(columns={"l3": "code"}), rows[rows["kept"]], color_by="subregion")
-        map_path = layout.figures_dir() / f"{domain}_region_map.png"  # the paper's Figure 1
+        map_path = layout.region_map(domain)  # the paper's Figure 1
         atomic_write_bytes(map_path, png)
         context.log.info(
             f"{domain}: {len(rows)} tagged, {len(tagging.dropped)} outside every region, "

@@ -14,7 +14,13 @@ import xarray as xr
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.summary import markdown_table
-from synergy_dagster.io_utils import atomic_path, file_sha256, sweep_stale_temps, tree_sha256
+from synergy_dagster.io_utils import (  # write_netcdf: re-exported for regions.py
+    atomic_path,
+    file_sha256,
+    sweep_stale_temps,
+    tree_sha256,
+    write_netcdf,
+)
 from synergy_dagster.layout import Layout
 from synergy_dagster.sources.caravan import read_caravan
 from synergy_dagster.sources.ecoregions import read_ecoregions
@@ -22,12 +28,6 @@ from synergy_dagster.sources.pixels import read_pixel_cube
 from synergy_dagster.sources.sitedata import target_name
 
 GROUP = "sources"
-
-
-def write_netcdf(ds: xr.Dataset, path: Path) -> None:
-    """Atomic NetCDF write (a crash never leaves a truncated cache behind)."""
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4")
 
 
 def _source_row(
@@ -69,18 +69,19 @@ def source_files(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg
     if stale:
         context.log.warning(f"removed {len(stale)} stale temp file(s): {[str(p) for p in stale[:5]]}")
     if sources.kind == "virtual":
-        from synergy_dagster.sources.virtual_conus import VirtualConusConfig, generate_virtual_conus
+        from synergy_dagster.sources.virtual import VirtualConusConfig, generate_virtual_conus
 
         cfg = VirtualConusConfig(
             seed=sources.virtual_seed, n_pixels=sources.virtual_pixels, n_basins=sources.virtual_basins
         )
-        manifest_path = sources.virtual_dir / "manifest.json"
+        layout = Layout(sources.work_dir)
+        manifest_path = layout.virtual_manifest()
         wanted = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
         if manifest_path.exists() and json.loads(manifest_path.read_text()).get("config") == wanted:
-            context.log.info(f"virtual CONUS already generated with this config in {sources.virtual_dir}")
+            context.log.info(f"virtual CONUS already generated with this config in {layout.virtual_dir()}")
         else:
-            context.log.info(f"generating the virtual CONUS into {sources.virtual_dir}")
-            generate_virtual_conus(sources.virtual_dir, cfg)
+            context.log.info(f"generating the virtual CONUS into {layout.virtual_dir()}")
+            generate_virtual_conus(layout.virtual_dir(), cfg)
     paths = {"ecoregions": sources.ecoregions(), "caravan": sources.caravan()[0], "pixels": sources.pixels()}
     for name, p in paths.items():
         if not p.exists():

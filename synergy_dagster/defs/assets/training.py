@@ -1,65 +1,40 @@
-"""Stages 3-4: the experiment plan, training sets and trained LSTMs, per domain, partitioned by
-training set (scenario:region)."""
+"""Stages 3-4 as Dagster assets: the experiment plan, training sets and trained LSTMs, per domain,
+partitioned by training set (scenario:region).
 
-import dataclasses
-import hashlib
+The work is done in the core (:mod:`synergy_dagster.models.fit`, :mod:`synergy_dagster.experiments`);
+these assets call it, register partitions and report metadata and check results."""
+
 import json
 import platform
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-import torch
 import xarray as xr
 
-import synergy_dagster
-from synergy_dagster.config import Budget, DomainTraining, Period, Profile
+from synergy_dagster.config import DOMAINS, PAPER_ROIS
 from synergy_dagster.defs.assets.regions import soil_moisture_sites, streamflow_sites
-from synergy_dagster.defs.io_managers import load_state_dict
 from synergy_dagster.defs.metadata import png_markdown
-from synergy_dagster.defs.partitions import SET_PARTITIONS, split_key
+from synergy_dagster.defs.partitions import SET_PARTITIONS
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import learning_curve
-from synergy_dagster.evaluation.study import test_window
 from synergy_dagster.evaluation.summary import markdown_table
-from synergy_dagster.experiments.plan import Plan, build_plan
-from synergy_dagster.io_utils import atomic_write_text, file_sha256
+from synergy_dagster.experiments.plan import build_plan
+from synergy_dagster.io_utils import atomic_write_text
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
-from synergy_dagster.models.normalization import Normalizer, default_method, log_candidates, prepare_arrays
-from synergy_dagster.models.predict import predict
-from synergy_dagster.models.training import Validation, initial_state, train_model, training_rmse
-from synergy_dagster.regions.subregions import PAPER_ROIS
-from synergy_dagster.store import MetadataStore
+from synergy_dagster.models.fit import (
+    TrainingSet,
+    build_training_set,
+    check_models,
+    fit_set,
+    normalizer_options,
+)
+from synergy_dagster.models.normalization import Normalizer
 
 SITES_ASSETS = {"soil_moisture": soil_moisture_sites, "streamflow": streamflow_sites}
-
-
-def normalizer_options(domain: str, ds: xr.Dataset, log_transform: bool) -> dict[str, Any]:
-    """Paper: z-scores for soil moisture; (x-p10)/(p90-p10) with log(x+1) for precipitation,
-    runoff, area and contact time for streamflow (log optional)."""
-    return {"method": default_method(domain), "log_vars": log_candidates(ds) if log_transform else []}
-
-
-def load_plan(layout: Layout, domain: str) -> Plan:
-    path = layout.plan(domain)
-    if not path.exists():
-        raise dg.Failure(f"no experiment plan for {domain}: materialise {domain}_plan first")
-    return Plan.from_dict(json.loads(path.read_text()))
-
-
-def arrays_hash(arrays: Any) -> str:
-    """SHA-256 of the exact training tensors (inputs, statics, targets) and their site order."""
-    h = hashlib.sha256()
-    for a in (arrays.x, arrays.c, arrays.y):
-        h.update(np.ascontiguousarray(a).tobytes())
-    h.update("\n".join(map(str, arrays.site_ids)).encode())
-    return h.hexdigest()
 
 
 def build_plan_asset(domain: str) -> dg.AssetsDefinition:
@@ -158,238 +133,25 @@ def build_training_set_asset(domain: str, plan_asset: dg.AssetsDefinition) -> dg
     def _training_set(
         context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig
     ) -> dict[str, Any]:
-        layout = Layout(sources.work_dir)
-        key = context.partition_key
-        plan = load_plan(layout, domain)
-        row = plan.sets[plan.sets["key"] == key]
-        if row.empty:
-            raise dg.Failure(f"{key!r} is not a training set of the current {domain} plan")
-        row = row.iloc[0]
-        periods = sources.periods(domain)
-        ds = xr.load_dataset(layout.sites_nc(domain))
-        site_ids = list(row["site_ids"])
-        if study.per_set_normalization:
-            opts = normalizer_options(domain, ds, study.log_transform)
-            norm = Normalizer.fit(ds.sel(site=site_ids), periods.train.slice, **opts)
-        else:
-            norm = Normalizer.from_dict(json.loads(layout.normalizer(domain).read_text()))
-        arrays = prepare_arrays(ds, norm, periods.train.slice, site_ids)
-        n_valid = int(np.isfinite(arrays.y).sum())
+        ts = build_training_set(
+            Layout(sources.work_dir),
+            domain,
+            context.partition_key,
+            sources.periods(domain),
+            study.per_set_normalization,
+            study.log_transform,
+        )
         context.add_output_metadata(
             {
-                "n_sites": len(site_ids),
-                "n_valid_targets": n_valid,
-                "sites_hash": row["sites_hash"],
-                "train": f"{periods.train.start}..{periods.train.end}",
+                "n_sites": len(ts.site_ids),
+                "n_valid_targets": ts.n_train_samples,
+                "sites_hash": ts.sites_hash,
+                "train": f"{ts.train.start}..{ts.train.end}",
             }
         )
-        scenario, region = split_key(key)
-        return {
-            "domain": domain,
-            "key": key,
-            "scenario": scenario,
-            "region": region,
-            "experiment": row["experiment"],
-            "site_ids": site_ids,
-            "sites_hash": row["sites_hash"],
-            "data_hash": arrays_hash(arrays),
-            "train": [periods.train.start, periods.train.end],
-            "test": [periods.test.start, periods.test.end],
-            "normalizer": norm.to_dict(),
-            "n_train_samples": n_valid,
-        }
+        return ts.to_dict()
 
     return _training_set
-
-
-def code_version() -> str:
-    """Package version plus the git commit when run from a checkout (recorded with each model)."""
-    import subprocess
-    from pathlib import Path
-
-    root = Path(synergy_dagster.__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = "nogit"
-    return f"{synergy_dagster.__version__}+{sha}"
-
-
-@dataclass
-class FitOutcome:
-    """What training one set under one budget produced (or reused)."""
-
-    seeds: dict[int, dict[str, torch.Tensor]]
-    rows: list[dict[str, Any]]  # one `models` row per seed
-    curves: pd.DataFrame  # `learning_curves` rows of every seed
-    losses: dict[int, list[float]]
-    arrays: Any  # the training Arrays (for the checks)
-    n_in: int
-    validation: str
-
-
-def validation_split(
-    ds: xr.Dataset, norm: Normalizer, train: Period, sites: list[str], dom: DomainTraining
-) -> tuple[Any, Validation, str]:
-    """Training arrays and the validation data of the learning curve.
-
-    With ``validation_days`` the last days of the training period are held out (their input window
-    starts ``warmup`` days earlier, as in the test pass); without, the curve is scored in-sample.
-    """
-    if dom.validation_days <= 0:
-        arrays = prepare_arrays(ds, norm, train.slice, sites)
-        return arrays, Validation(arrays, 0, norm, held_out=False), "training period (in-sample)"
-    fit, val = train.carve_validation(dom.validation_days)
-    arrays = prepare_arrays(ds, norm, fit.slice, sites)
-    window, _ = test_window(ds, val.slice, dom.warmup)
-    val_arrays = prepare_arrays(ds, norm, window, sites)
-    skip = int((val_arrays.time < pd.Timestamp(val.start)).sum())
-    return arrays, Validation(val_arrays, skip, norm), f"held out {val.start}..{val.end}"
-
-
-def fit_set(
-    domain: str,
-    training_set: dict[str, Any],
-    profile: Profile,
-    budget: Budget,
-    layout: Layout,
-    store: MetadataStore,
-    device: torch.device,
-    ds: xr.Dataset,
-    log: Callable[[str], None],
-    threads: int,
-) -> FitOutcome:
-    """Train (or reuse) every seed of one training set under ``budget``.
-
-    A seed is reused when an intact model of the same data hash and config (budget included) is in
-    the store; otherwise it trains, resuming its checkpoint if a run was killed. No DuckDB
-    connection is open while a model trains.
-    """
-    profile.check_budget(budget)
-    budget = budget.for_domain(domain)
-    dom = profile.for_domain(domain)
-    norm = Normalizer.from_dict(training_set["normalizer"])
-    train = Period(*training_set["train"])
-    arrays, validation, val_label = validation_split(ds, norm, train, training_set["site_ids"], dom)
-    n_in = arrays.x.shape[-1] + arrays.c.shape[-1]
-    data_hash = arrays_hash(arrays)
-    config = {
-        "profile": profile.name,
-        "hidden": profile.hidden,
-        "epochs": profile.epochs,
-        "dropconnect": profile.dropconnect,
-        "rho": dom.rho,
-        "batch": dom.batch,
-        "max_iters_per_epoch": profile.max_iters_per_epoch,
-        "epoch_scale": profile.epoch_scale,
-        "min_iters_per_epoch": profile.min_iters_per_epoch,
-        "n_in": n_in,
-        "inputs": list(arrays.dynamic_names) + list(arrays.static_names),
-        "normalizer": training_set["normalizer"],
-        "train": training_set["train"],
-        "budget": budget.to_dict(),
-        "validation": val_label,
-    }
-    config_json = json.dumps(config, sort_keys=True)
-    key = training_set["key"]
-    where = "domain=? AND set_key=? AND budget=?"
-    previous = store.query(f"SELECT * FROM models WHERE {where}", [domain, key, budget.mode])
-    old_curves = store.query(f"SELECT * FROM learning_curves WHERE {where}", [domain, key, budget.mode])
-    out = FitOutcome({}, [], pd.DataFrame(), {}, arrays, n_in, val_label)
-    curves = []
-    for seed in profile.seeds:
-        reuse = previous[
-            (previous["seed"] == seed)
-            & (previous["data_hash"] == data_hash)
-            & (previous["config_json"] == config_json)
-        ]
-        if len(reuse) and _intact(reuse.iloc[0]):
-            log(
-                f"{key} seed {seed} [{budget.mode}]: reusing the intact model trained on the same data and config"
-            )
-            row = reuse.iloc[0].to_dict()
-            out.seeds[seed] = load_state_dict(row["path"], row["file_sha256"])
-            out.rows.append(row)
-            out.losses[seed] = [float(row["first_loss"]), float(row["final_loss"])]
-            curves.append(old_curves[old_curves["seed"] == seed])
-            continue
-        t0 = time.perf_counter()
-
-        def log_block(block: int, loss: float, seed: int = seed) -> None:
-            log(f"{key} seed {seed} [{budget.mode}] check {block}: loss {loss:.4f}")
-
-        result = train_model(
-            arrays,
-            hidden=profile.hidden,
-            epochs=profile.epochs,
-            rho=dom.rho,
-            batch=dom.batch,
-            dropconnect=profile.dropconnect,
-            seed=seed,
-            max_iters_per_epoch=profile.max_iters_per_epoch,
-            epoch_scale=profile.epoch_scale,
-            min_iters_per_epoch=profile.min_iters_per_epoch,
-            checkpoint_path=layout.checkpoint(domain, key, seed, budget.mode),
-            checkpoint_every=profile.checkpoint_every,
-            device=device,
-            log=log_block,
-            progress=True,
-            budget=budget,
-            validation=validation,
-        )
-        best = next((pt for pt in result.curve if pt.update == result.best_update), None)
-        out.seeds[seed] = result.state_dict
-        out.losses[seed] = list(result.losses)
-        out.rows.append(
-            {
-                "domain": domain,
-                "scenario": training_set["scenario"],
-                "region": training_set["region"],
-                "set_key": key,
-                "seed": seed,
-                "profile": profile.name,
-                "n_sites": len(arrays.site_ids),
-                "n_train_samples": int(result.n_train_samples),
-                "data_hash": data_hash,
-                "config_json": config_json,
-                "train_seconds": time.perf_counter() - t0,
-                "final_loss": float(result.losses[-1]),
-                "first_loss": float(result.losses[0]),
-                "n_iterations": int(result.n_iterations),
-                "resumed_from_epoch": int(result.resumed_from_epoch or 0),
-                "device": str(device),
-                "torch_threads": threads,
-                "code_version": code_version(),
-                "created_at": datetime.now(),
-                "budget": budget.mode,
-                "budget_json": json.dumps(budget.to_dict(), sort_keys=True),
-                "stop_reason": result.stop_reason,
-                "best_update": int(result.best_update),
-                "best_val_nse": None if best is None else best.val_nse,
-                "best_val_rmse": None if best is None else best.val_rmse,
-                "validation": val_label,
-            }
-        )
-        curve = pd.DataFrame([dataclasses.asdict(pt) for pt in result.curve])
-        curves.append(
-            curve.assign(
-                domain=domain,
-                set_key=key,
-                scenario=training_set["scenario"],
-                region=training_set["region"],
-                seed=seed,
-                budget=budget.mode,
-                validation=val_label,
-            )
-        )
-    out.curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
-    return out
 
 
 def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
@@ -430,7 +192,7 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
         sources: SourceConfig,
         study: StudyConfig,
         store: DuckDBStore,
-    ):
+    ) -> Iterator[dg.AssetCheckResult | dg.Output]:
         layout = Layout(sources.work_dir)
         profile = study.resolved_profile()
         budget = profile.budget
@@ -438,8 +200,7 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
         device = pick_device(study.device)
         ds = xr.load_dataset(layout.sites_nc(domain))
         fit = fit_set(
-            domain,
-            training_set,
+            TrainingSet.from_dict(training_set, source=f"{domain}_training_set [{context.partition_key}]"),
             profile,
             budget,
             layout,
@@ -449,36 +210,23 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
             context.log.info,
             threads,
         )
-        arrays, n_in = fit.arrays, fit.n_in
-        key = training_set["key"]
-        # Checks: run before the output is stored so a failing blocking check stops evaluation.
-        # "Fell" compares the full-sequence training RMSE of the trained weights with that of the
-        # seed's initial weights: block means of random windows are too noisy for short runs.
-        nan_sites, rmse = 0, {}
-        for seed, state in fit.seeds.items():
-            pred = predict(state, arrays, hidden=profile.hidden, device=device)
-            nan_sites += int((~np.isfinite(pred)).any(axis=1).sum())
-            start = predict(
-                initial_state(n_in, profile.hidden, seed, profile.dropconnect), arrays, device=device
-            )
-            rmse[str(seed)] = {
-                "initial": training_rmse(start, arrays),
-                "trained": training_rmse(pred, arrays),
-            }
-        finite = all(np.isfinite(v).all() for v in fit.losses.values())
-        fell = all(r["trained"] < r["initial"] for r in rmse.values())
+        arrays, key = fit.arrays, fit.set_key
+        # Checks run before the output is stored, so a failing blocking check stops evaluation.
+        checks = check_models(fit, profile.hidden, profile.dropconnect, device)
         yield dg.AssetCheckResult(
             check_name="loss_finite_and_fell",
-            passed=bool(finite and fell),
+            passed=checks.loss_ok,
             metadata={
-                "training_rmse": dg.MetadataValue.json(rmse),
+                "training_rmse": dg.MetadataValue.json(checks.training_rmse),
                 "block_losses": {
                     str(s): [round(x, 5) for x in v[:: max(1, len(v) // 20)]] for s, v in fit.losses.items()
                 },
             },
         )
         yield dg.AssetCheckResult(
-            check_name="predictions_finite", passed=nan_sites == 0, metadata={"sites_with_nan": nan_sites}
+            check_name="predictions_finite",
+            passed=checks.nan_sites == 0,
+            metadata={"sites_with_nan": checks.nan_sites},
         )
         rows = fit.rows
         curve_png = learning_curve(fit.curves, title=f"{domain} {key} [{budget.mode}]")
@@ -490,7 +238,7 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
                 "seeds": fit.seeds,
                 "rows": rows,
                 "curves": fit.curves,
-                "db_path": store.path,
+                "db_path": str(store.db_path),
             },
             metadata={
                 "n_sites": len(arrays.site_ids),
@@ -516,15 +264,8 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
     return _model
 
 
-def _intact(row: pd.Series) -> bool:
-    from pathlib import Path
-
-    p = Path(row["path"])
-    return p.exists() and file_sha256(p) == row["file_sha256"]
-
-
 ASSETS: list[dg.AssetsDefinition] = []
-for _domain in ("soil_moisture", "streamflow"):
+for _domain in DOMAINS:
     _plan_asset = build_plan_asset(_domain)
     _ts_asset = build_training_set_asset(_domain, _plan_asset)
     ASSETS += [_plan_asset, _ts_asset, build_model_asset(_domain, _ts_asset)]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from synergy_dagster.sources.virtual_regions import COS_LAT
+from synergy_dagster.sources.virtual.regions import COS_LAT
 
 GAMMA_SHAPE = 0.75  # daily wet-day amounts: shape of the gamma distribution (typical 0.6-0.9)
 EPOCH = np.datetime64("1970-01-01", "D")

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from synergy_dagster.config import PAPER_ROIS
 from synergy_dagster.io_utils import atomic_path
-from synergy_dagster.regions.subregions import PAPER_ROIS
 
 BOX: tuple[float, float, float, float] = (-125.0, 25.0, -67.0, 49.0)  # lon0, lat0, lon1, lat1
 COS_LAT = float(np.cos(np.deg2rad(37.0)))  # east-west shrink so distances are roughly isotropic

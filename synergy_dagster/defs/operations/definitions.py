@@ -1,0 +1,40 @@
+"""What the operations package adds to the project's Definitions, and the merge that adds it."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from synergy_dagster.defs.operations.automation import automation_enabled, automation_sensor, with_automation
+from synergy_dagster.defs.operations.landing import landed_streamflow, landed_streamflow_job
+from synergy_dagster.defs.operations.nwis import nwis_daily_fetch, nwis_fetch_job
+from synergy_dagster.defs.operations.resources import LandingConfig
+from synergy_dagster.defs.operations.sensors import (
+    landed_evaluation_sensor,
+    landed_training_sensor,
+    landing_sensor,
+)
+
+ASSETS = [landed_streamflow]
+JOBS = [landed_streamflow_job, nwis_fetch_job]
+RESOURCES = {"landing": LandingConfig()}
+# Decided at import (as the code location loads); full_defs adds the sensor later when asked explicitly.
+SENSORS: list[dg.SensorDefinition] = [landing_sensor, landed_training_sensor, landed_evaluation_sensor] + (
+    [automation_sensor] if automation_enabled() else []
+)
+SCHEDULES = [nwis_daily_fetch]
+
+
+def operations_defs() -> dg.Definitions:
+    """Everything the operations package adds, to merge into the project's Definitions."""
+    return dg.Definitions(assets=ASSETS, jobs=JOBS, sensors=SENSORS, schedules=SCHEDULES, resources=RESOURCES)
+
+
+def full_defs(base: dg.Definitions, automation: bool | None = None) -> dg.Definitions:
+    """``base`` + operations (+ automation when enabled): what definitions.py should expose."""
+    merged = dg.Definitions.merge(base, operations_defs())
+    if not (automation if automation is not None else automation_enabled()):
+        return merged
+    merged = with_automation(merged, True)
+    if automation_sensor in SENSORS:
+        return merged
+    return dg.Definitions.merge(merged, dg.Definitions(sensors=[automation_sensor]))

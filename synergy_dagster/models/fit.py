@@ -1,0 +1,427 @@
+"""Training orchestration, free of Dagster: from a training set to trained (or reused) seeds.
+
+A :class:`TrainingSet` is one partition's description (sites, periods, normalisation, data hash);
+:func:`fit_set` trains every seed of it under one training budget, reusing an intact model of the
+same data and configuration from the metadata store and resuming a killed run from its checkpoint;
+:func:`check_models` computes what the model asset's checks judge. The Dagster assets
+(``defs/assets/training.py``, ``defs/assets/budget.py``) only call these and report the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from synergy_dagster.config import Budget, DomainPeriods, DomainTraining, Period, Profile
+from synergy_dagster.errors import InputError
+from synergy_dagster.experiments.plan import Plan, parse_set_key
+from synergy_dagster.io_utils import file_sha256
+from synergy_dagster.layout import Layout
+from synergy_dagster.models.files import load_state
+from synergy_dagster.models.normalization import (
+    Arrays,
+    Normalizer,
+    default_method,
+    log_candidates,
+    prepare_arrays,
+)
+from synergy_dagster.models.predict import predict, warmup_window
+from synergy_dagster.models.training import TrainSpec, Validation, initial_state, train_model, training_rmse
+from synergy_dagster.store import MetadataStore
+
+_TRAINING_SET_FIELDS = (
+    "domain",
+    "key",
+    "scenario",
+    "region",
+    "experiment",
+    "site_ids",
+    "sites_hash",
+    "data_hash",
+    "train",
+    "test",
+    "normalizer",
+    "n_train_samples",
+)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """One training set (a partition ``scenario:region``): its sites, periods, normalisation
+    statistics (fitted on training data only) and the hash of its exact training tensors.
+
+    ``normalizer`` is kept as the stored dict, verbatim: it enters each model's recorded config, so
+    re-serialising it must not change a byte (or intact models would no longer be reused).
+    """
+
+    domain: str
+    key: str
+    scenario: str
+    region: str
+    experiment: str
+    site_ids: tuple[str, ...]
+    sites_hash: str
+    data_hash: str
+    train: Period
+    test: Period
+    normalizer: dict[str, Any]
+    n_train_samples: int
+
+    @property
+    def norm(self) -> Normalizer:
+        return Normalizer.from_dict(self.normalizer, source=f"training set {self.domain} [{self.key}]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written by the ``<domain>_training_set`` asset (periods as [start, end])."""
+        return {
+            "domain": self.domain,
+            "key": self.key,
+            "scenario": self.scenario,
+            "region": self.region,
+            "experiment": self.experiment,
+            "site_ids": list(self.site_ids),
+            "sites_hash": self.sites_hash,
+            "data_hash": self.data_hash,
+            "train": [self.train.start, self.train.end],
+            "test": [self.test.start, self.test.end],
+            "normalizer": self.normalizer,
+            "n_train_samples": self.n_train_samples,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "training set") -> TrainingSet:
+        """Inverse of :meth:`to_dict`; a missing or malformed field is an InputError naming it."""
+        if not isinstance(data, dict):
+            raise InputError(source, f"expected a JSON object, got {type(data).__name__}")
+        for name in _TRAINING_SET_FIELDS:
+            if name not in data:
+                raise InputError(source, "missing field", name)
+        for name in ("train", "test"):
+            if not isinstance(data[name], list | tuple) or len(data[name]) != 2:
+                raise InputError(source, f"expected [start, end], got {data[name]!r}", name)
+        if not isinstance(data["normalizer"], dict):
+            raise InputError(source, "expected the normalisation statistics as an object", "normalizer")
+        return cls(
+            domain=str(data["domain"]),
+            key=str(data["key"]),
+            scenario=str(data["scenario"]),
+            region=str(data["region"]),
+            experiment=str(data["experiment"]),
+            site_ids=tuple(str(s) for s in data["site_ids"]),
+            sites_hash=str(data["sites_hash"]),
+            data_hash=str(data["data_hash"]),
+            train=Period(*data["train"]),
+            test=Period(*data["test"]),
+            normalizer=data["normalizer"],
+            n_train_samples=int(data["n_train_samples"]),
+        )
+
+
+def normalizer_options(domain: str, ds: xr.Dataset, log_transform: bool) -> dict[str, Any]:
+    """Paper: z-scores for soil moisture; (x-p10)/(p90-p10) with log(x+1) for precipitation,
+    runoff, area and contact time for streamflow (log optional)."""
+    return {"method": default_method(domain), "log_vars": log_candidates(ds) if log_transform else []}
+
+
+def load_plan(layout: Layout, domain: str) -> Plan:
+    """The domain's experiment plan; an InputError naming the asset to materialise when absent."""
+    path = layout.plan(domain)
+    if not path.exists():
+        raise InputError(path, f"no experiment plan for {domain}: materialise {domain}_plan first")
+    return Plan.from_dict(json.loads(path.read_text()))
+
+
+def load_training_set(layout: Layout, domain: str, key: str) -> TrainingSet:
+    """The stored description of training set ``key`` (the ``<domain>_training_set`` asset's value)."""
+    path = layout.training_set(domain, key)
+    if not path.exists():
+        raise InputError(
+            path, f"training set {domain} [{key}] was never materialised: materialise {domain}_training_set"
+        )
+    return TrainingSet.from_dict(json.loads(path.read_text()), source=str(path))
+
+
+def arrays_hash(arrays: Arrays) -> str:
+    """SHA-256 of the exact training tensors (inputs, statics, targets) and their site order."""
+    h = hashlib.sha256()
+    for a in (arrays.x, arrays.c, arrays.y):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update("\n".join(map(str, arrays.site_ids)).encode())
+    return h.hexdigest()
+
+
+def build_training_set(
+    layout: Layout,
+    domain: str,
+    key: str,
+    periods: DomainPeriods,
+    per_set_normalization: bool,
+    log_transform: bool,
+) -> TrainingSet:
+    """Describe training set ``key`` of the current plan: its sites, periods and normalisation
+    (the domain's shared statistics, or fitted on this set's sites with ``per_set_normalization``)."""
+    plan = load_plan(layout, domain)
+    row = plan.sets[plan.sets["key"] == key]
+    if row.empty:
+        raise InputError(
+            layout.plan(domain),
+            f"{key!r} is not a training set of the current {domain} plan: materialise {domain}_plan",
+        )
+    row = row.iloc[0]
+    ds = xr.load_dataset(layout.sites_nc(domain))
+    site_ids = [str(s) for s in row["site_ids"]]
+    if per_set_normalization:
+        opts = normalizer_options(domain, ds, log_transform)
+        norm = Normalizer.fit(ds.sel(site=site_ids), periods.train.slice, **opts)
+    else:
+        norm = Normalizer.from_dict(json.loads(layout.normalizer(domain).read_text()))
+    arrays = prepare_arrays(ds, norm, periods.train.slice, site_ids)
+    scenario, region = parse_set_key(key)
+    return TrainingSet(
+        domain=domain,
+        key=key,
+        scenario=scenario,
+        region=region,
+        experiment=str(row["experiment"]),
+        site_ids=tuple(site_ids),
+        sites_hash=str(row["sites_hash"]),
+        data_hash=arrays_hash(arrays),
+        train=periods.train,
+        test=periods.test,
+        normalizer=norm.to_dict(),
+        n_train_samples=int(np.isfinite(arrays.y).sum()),
+    )
+
+
+def code_version() -> str:
+    """Package version plus the git commit when run from a checkout (recorded with each model)."""
+    try:
+        version = importlib.metadata.version("synergy_dagster")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was not installed
+        version = "0+unknown"
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = "nogit"
+    return f"{version}+{sha}"
+
+
+@dataclass
+class FitOutcome:
+    """What training one set under one budget produced (or reused)."""
+
+    domain: str
+    set_key: str
+    budget: str  # the budget mode
+    seeds: dict[int, dict[str, torch.Tensor]]
+    rows: list[dict[str, Any]]  # one `models` row per seed
+    curves: pd.DataFrame  # `learning_curves` rows of every seed
+    losses: dict[int, list[float]]
+    arrays: Arrays  # the training arrays (for the checks)
+    n_in: int
+    validation: str  # the validation period, in words
+
+
+def validation_split(
+    ds: xr.Dataset, norm: Normalizer, train: Period, sites: list[str], dom: DomainTraining
+) -> tuple[Arrays, Validation, str]:
+    """Training arrays and the validation data of the learning curve.
+
+    With ``validation_days`` the last days of the training period are held out (their input window
+    starts ``warmup`` days earlier, as in the test pass); without, the curve is scored in-sample.
+    """
+    if dom.validation_days <= 0:
+        arrays = prepare_arrays(ds, norm, train.slice, sites)
+        return arrays, Validation(arrays, 0, norm, held_out=False), "training period (in-sample)"
+    fit, val = train.carve_validation(dom.validation_days)
+    arrays = prepare_arrays(ds, norm, fit.slice, sites)
+    window, _ = warmup_window(ds, val.slice, dom.warmup)
+    val_arrays = prepare_arrays(ds, norm, window, sites)
+    skip = int((val_arrays.time < pd.Timestamp(val.start)).sum())
+    return arrays, Validation(val_arrays, skip, norm), f"held out {val.start}..{val.end}"
+
+
+def fit_set(
+    training_set: TrainingSet,
+    profile: Profile,
+    budget: Budget,
+    layout: Layout,
+    store: MetadataStore,
+    device: torch.device,
+    ds: xr.Dataset,
+    log: Callable[[str], None],
+    threads: int,
+) -> FitOutcome:
+    """Train (or reuse) every seed of one training set under ``budget``.
+
+    A seed is reused when an intact model of the same data hash and config (budget included) is in
+    the store; otherwise it trains, resuming its checkpoint if a run was killed. No DuckDB
+    connection is open while a model trains. ``layout`` only places the checkpoints.
+    """
+    domain, key = training_set.domain, training_set.key
+    profile.check_budget(budget)
+    budget = budget.for_domain(domain)
+    dom = profile.for_domain(domain)
+    arrays, validation, val_label = validation_split(
+        ds, training_set.norm, training_set.train, list(training_set.site_ids), dom
+    )
+    n_in = arrays.x.shape[-1] + arrays.c.shape[-1]
+    data_hash = arrays_hash(arrays)
+    # The recorded config decides reuse: its JSON must stay byte-stable across versions.
+    config = {
+        "profile": profile.name,
+        "hidden": profile.hidden,
+        "epochs": profile.epochs,
+        "dropconnect": profile.dropconnect,
+        "rho": dom.rho,
+        "batch": dom.batch,
+        "max_iters_per_epoch": profile.max_iters_per_epoch,
+        "epoch_scale": profile.epoch_scale,
+        "min_iters_per_epoch": profile.min_iters_per_epoch,
+        "n_in": n_in,
+        "inputs": list(arrays.dynamic_names) + list(arrays.static_names),
+        "normalizer": training_set.normalizer,
+        "train": [training_set.train.start, training_set.train.end],
+        "budget": budget.to_dict(),
+        "validation": val_label,
+    }
+    config_json = json.dumps(config, sort_keys=True)
+    where = "domain=? AND set_key=? AND budget=?"
+    previous = store.query(f"SELECT * FROM models WHERE {where}", [domain, key, budget.mode])
+    old_curves = store.query(f"SELECT * FROM learning_curves WHERE {where}", [domain, key, budget.mode])
+    out = FitOutcome(domain, key, budget.mode, {}, [], pd.DataFrame(), {}, arrays, n_in, val_label)
+    curves = []
+    for seed in profile.seeds:
+        reuse = previous[
+            (previous["seed"] == seed)
+            & (previous["data_hash"] == data_hash)
+            & (previous["config_json"] == config_json)
+        ]
+        if len(reuse) and _intact(reuse.iloc[0]):
+            log(
+                f"{key} seed {seed} [{budget.mode}]: reusing the intact model trained on the same data and config"
+            )
+            row = reuse.iloc[0].to_dict()
+            out.seeds[seed] = load_state(row["path"], row["file_sha256"])
+            out.rows.append(row)
+            out.losses[seed] = [float(row["first_loss"]), float(row["final_loss"])]
+            curves.append(old_curves[old_curves["seed"] == seed])
+            continue
+        t0 = time.perf_counter()
+
+        def log_block(block: int, loss: float, seed: int = seed) -> None:
+            log(f"{key} seed {seed} [{budget.mode}] check {block}: loss {loss:.4f}")
+
+        result = train_model(
+            arrays,
+            TrainSpec.from_profile(profile, domain, seed, budget),
+            validation=validation,
+            checkpoint_path=layout.checkpoint(domain, budget.mode, key, seed),
+            device=device,
+            log=log_block,
+            progress=True,
+        )
+        best = next((pt for pt in result.curve if pt.update == result.best_update), None)
+        out.seeds[seed] = result.state_dict
+        out.losses[seed] = list(result.losses)
+        out.rows.append(
+            {
+                "domain": domain,
+                "scenario": training_set.scenario,
+                "region": training_set.region,
+                "set_key": key,
+                "seed": seed,
+                "profile": profile.name,
+                "n_sites": len(arrays.site_ids),
+                "n_train_samples": int(result.n_train_samples),
+                "data_hash": data_hash,
+                "config_json": config_json,
+                "train_seconds": time.perf_counter() - t0,
+                "final_loss": float(result.losses[-1]),
+                "first_loss": float(result.losses[0]),
+                "n_iterations": int(result.n_iterations),
+                "resumed_from_block": int(result.resumed_from_block or 0),
+                "device": str(device),
+                "torch_threads": threads,
+                "code_version": code_version(),
+                "created_at": datetime.now(),
+                "budget": budget.mode,
+                "budget_json": json.dumps(budget.to_dict(), sort_keys=True),
+                "stop_reason": result.stop_reason,
+                "best_update": int(result.best_update),
+                "best_val_nse": None if best is None else best.val_nse,
+                "best_val_rmse": None if best is None else best.val_rmse,
+                "validation": val_label,
+            }
+        )
+        curve = pd.DataFrame([dataclasses.asdict(pt) for pt in result.curve])
+        curves.append(
+            curve.assign(
+                domain=domain,
+                set_key=key,
+                scenario=training_set.scenario,
+                region=training_set.region,
+                seed=seed,
+                budget=budget.mode,
+                validation=val_label,
+            )
+        )
+    out.curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    return out
+
+
+@dataclass(frozen=True)
+class ModelChecks:
+    """What the model asset's blocking checks judge, per seed."""
+
+    training_rmse: dict[str, dict[str, float]]  # seed -> {"initial", "trained"} full-sequence RMSE
+    losses_finite: bool  # every block loss is finite
+    nan_sites: int  # sites with a NaN anywhere in a full-sequence prediction (all seeds)
+
+    @property
+    def fell(self) -> bool:
+        return all(r["trained"] < r["initial"] for r in self.training_rmse.values())
+
+    @property
+    def loss_ok(self) -> bool:
+        return self.losses_finite and self.fell
+
+
+def check_models(fit: FitOutcome, hidden: int, dropconnect: float, device: torch.device) -> ModelChecks:
+    """Full-sequence training RMSE of each seed's trained weights against its initial weights, and
+    NaN predictions. Block means of random windows are too noisy for short runs to say "fell"."""
+    arrays, nan_sites, rmse = fit.arrays, 0, {}
+    for seed, state in fit.seeds.items():
+        pred = predict(state, arrays, hidden=hidden, device=device)
+        nan_sites += int((~np.isfinite(pred)).any(axis=1).sum())
+        start = predict(initial_state(fit.n_in, hidden, seed, dropconnect), arrays, device=device)
+        rmse[str(seed)] = {"initial": training_rmse(start, arrays), "trained": training_rmse(pred, arrays)}
+    finite = all(np.isfinite(v).all() for v in fit.losses.values())
+    return ModelChecks(rmse, bool(finite), nan_sites)
+
+
+def _intact(row: pd.Series) -> bool:
+    """The model file of a ``models`` row exists and still has its recorded hash."""
+    p = Path(row["path"])
+    return p.exists() and file_sha256(p) == row["file_sha256"]

@@ -1,0 +1,357 @@
+"""Streamflow that arrives after the source was read: the ingest of landed files, without Dagster.
+
+Each landed file (NWIS RDB, CAMELS-US or Caravan CSV in the landing folder) is validated on its
+own first (:func:`check_landed`: read, converted to mm/d, range-checked and trial-merged into its
+sites of the source) from a private copy that keeps its name. A valid file is archived by content
+hash under ``<work>/landed/archive`` and added to the ledger of accumulated updates
+(``<work>/landed/streamflow_updates.parquet``); an invalid one is quarantined under
+``<work>/landed/rejected`` (the file and ``<stored name>.reason.txt``) and leaves the landing
+folder, so it never blocks later files. The ledger is then merged into the streamflow source and
+the tagged sites; it is written only after that merge succeeded in memory, so bad values never
+reach it (rows an older version let in are moved out on the next ingest). Re-running with no file
+re-applies the ledger (after ``raw_basins`` rebuilt the source). The Dagster asset
+``landed_streamflow`` wires resources to :func:`ingest_landed` and writes the store rows; errors
+are :class:`~synergy_dagster.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from synergy_dagster.errors import InputError
+from synergy_dagster.io_utils import atomic_path, file_sha256, write_netcdf
+from synergy_dagster.layout import Layout
+from synergy_dagster.sources.nwis import merge_streamflow
+from synergy_dagster.sources.nwis_client import (
+    landed_kind,
+    match_site_ids,
+    read_landed_file,
+    safe_landing_file,
+    to_streamflow_mm,
+    usgs_site_number,
+)
+from synergy_dagster.sources.plausibility import check_variable
+
+DOMAIN = "streamflow"  # landed data are streamflow only
+SOURCE_NAME = f"{DOMAIN}_landed"  # its row in the store's sources table
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class Quarantined:
+    """A landed file refused by validation and moved aside (``stored_as`` under landed/rejected)."""
+
+    name: str
+    sha256: str
+    reason: str
+    stored_as: str
+    rejected_at: datetime = field(default_factory=datetime.now)
+
+
+@dataclass
+class IngestResult:
+    """What one ingest did: per-file outcome and the whole ledger after it (None when empty)."""
+
+    ingested: list[dict[str, object]] = field(default_factory=list)  # name, sha256, rows
+    rejected: list[str] = field(default_factory=list)  # names refused (unsafe path, unknown kind)
+    quarantined: list[Quarantined] = field(default_factory=list)  # failed validation, moved aside
+    unknown: set[str] = field(default_factory=set)  # gauges not in the streamflow source
+    updates: pd.DataFrame | None = None
+    n_sites_patched: int = 0  # tagged sites whose series were patched
+
+
+@dataclass
+class CheckedFile:
+    """One landed file read and validated: its rows as landed, in mm/d for known sites, unknown gauges."""
+
+    frame: pd.DataFrame  # gauge, date, value, units (see read_landed_file)
+    tidy: pd.DataFrame  # site_id, date, streamflow_mm: finite values of known sites only
+    unknown: set[str]
+
+
+def landed_path(landing_dir: Path, name: str) -> tuple[Path, str]:
+    """The file ``name`` inside the landing folder and its kind; InputError when unsafe or unknown."""
+    path = safe_landing_file(landing_dir, name)
+    kind = landed_kind(name)
+    if kind is None:
+        raise InputError(
+            landing_dir / name, "not a landed streamflow file (.rdb, _streamflow_qc.txt or .csv)"
+        )
+    return path, kind
+
+
+def stored_name(name: str, sha: str) -> str:
+    """The name a landed file is archived or quarantined under: content hash prefix + its name."""
+    return f"{sha[:16]}__{name}"  # keeps the name: CAMELS-US files carry the gauge in it
+
+
+def archive_landed(path: Path, name: str, sha: str, archive: Path) -> Path:
+    """Copy a landed file into the archive under its content hash (once) and return the copy."""
+    kept = archive / stored_name(name, sha)
+    if not kept.exists():
+        with atomic_path(kept) as tmp:
+            shutil.copyfile(path, tmp)
+    return kept
+
+
+def quarantined_hashes(layout: Layout) -> set[str]:
+    """Hash prefixes (16 hex digits) of the files in the quarantine: the sensor never re-requests them."""
+    folder = layout.landed_rejected()
+    if not folder.is_dir():
+        return set()
+    return {p.name.split("__", 1)[0] for p in folder.glob("*__*.reason.txt")}
+
+
+def check_landed(
+    path: Path,
+    kind: str,
+    site_ids: Sequence[str],
+    areas: Mapping[str, float],
+    source: xr.Dataset | None = None,
+) -> CheckedFile:
+    """Read and validate one landed file on its own, before anything is merged; InputError if bad.
+
+    ``path`` must carry the landed file's own name (the readers check gauge ids against it). The
+    mm/d values of known sites are range-checked per site (the Caravan and CAMELS-US landing
+    readers check numbers, not physics) and, with ``source``, merged into a copy of just the
+    touched sites, so every check of the real merge runs here, on this file alone.
+    """
+    frame = read_landed_file(path, kind)
+    site_map = match_site_ids(frame["gauge"].unique(), site_ids)
+    unknown = set(frame["gauge"].astype(str)) - set(site_map)
+    tidy = to_streamflow_mm(frame, site_map, areas)
+    tidy = tidy[np.isfinite(tidy["streamflow_mm"].to_numpy())]  # missing values never erase
+    check_updates(tidy, path)
+    if source is not None and len(tidy):
+        touched = sorted(set(tidy["site_id"].astype(str)))
+        try:
+            merge_streamflow(source.sel(site=touched), tidy)
+        except InputError as exc:  # name the landed file, not the merge
+            raise InputError(path, exc.problem, exc.where) from exc
+    return CheckedFile(frame, tidy.reset_index(drop=True), unknown)
+
+
+def check_updates(tidy: pd.DataFrame, source: str | Path) -> None:
+    """Plausible mm/d streamflow and one value per (site, date); InputError naming site and date."""
+    dup = tidy.duplicated(["site_id", "date"])
+    if dup.any():
+        row = tidy[dup.to_numpy()].iloc[0]
+        raise InputError(
+            source, f"duplicate date {pd.Timestamp(row['date']):%Y-%m-%d} for site {row['site_id']}"
+        )
+    for site, g in tidy.groupby("site_id", sort=True):
+        days = pd.DatetimeIndex(g["date"])
+        check_variable(
+            g["streamflow_mm"].to_numpy(np.float64)[None, :], "streamflow", "mm/d", [str(site)], days, source
+        )
+
+
+def _reason(exc: Exception, staged: Path, shown: Path) -> str:
+    """The error as the user should read it: naming the landed file, not the private copy."""
+    msg = str(exc).replace(str(staged), str(shown))
+    if not isinstance(exc, InputError):  # a reader bug; still, one file must not block the others
+        msg = f"unexpected {type(exc).__name__} while reading (please report): {msg}"
+    return msg if msg.startswith(str(shown)) else f"{shown}: {msg}"
+
+
+def quarantine(staged: Path, name: str, sha: str, reason: str, layout: Layout) -> Quarantined:
+    """Move a staged copy into landed/rejected with ``<stored name>.reason.txt`` beside it."""
+    folder = layout.landed_rejected()
+    target = folder / stored_name(name, sha)
+    now = datetime.now()
+    note = (
+        f"file: {name}\nsha256: {sha}\nrejected_at: {now.isoformat(timespec='seconds')}\nreason: {reason}\n"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target.with_name(target.name + ".reason.txt")) as tmp:
+        tmp.write_text(note, encoding="utf-8")
+    os.replace(staged, target)  # same file system: the staging folder is under landed/
+    return Quarantined(name, sha, reason, str(target), now)
+
+
+def merge_updates(old: pd.DataFrame | None, new_frames: Sequence[pd.DataFrame]) -> pd.DataFrame | None:
+    """The ledger ``old`` with ``new_frames`` on top: the newest value per (site_id, date) wins."""
+    frames = [f for f in ([old] if old is not None else []) + list(new_frames) if len(f)]
+    if not frames:
+        return None
+    return (
+        pd.concat(frames, ignore_index=True)
+        .drop_duplicates(["site_id", "date"], keep="last")
+        .sort_values(["site_id", "date"])
+        .reset_index(drop=True)
+    )
+
+
+def _heal_ledger(
+    layout: Layout, old: pd.DataFrame, result: IngestResult, log: logging.Logger
+) -> tuple[pd.DataFrame, bool]:
+    """The ledger without the rows of files whose values fail today's checks (an older version
+    merged before validating); those files are quarantined. Returns (ledger, whether it changed)."""
+    keep = np.ones(len(old), dtype=bool)
+    for (name, sha), g in old.groupby(["file", "sha256"], sort=False):
+        try:
+            check_updates(g, str(name))
+        except InputError as exc:
+            keep[old.index.get_indexer(g.index)] = False
+            kept = layout.landed_archive() / stored_name(str(name), str(sha))
+            reason = f"removed from the ledger of landed updates: {exc}"
+            log.warning(f"quarantined {name}: {reason}")
+            if kept.exists():
+                result.quarantined.append(quarantine(kept, str(name), str(sha), reason, layout))
+            else:
+                result.quarantined.append(Quarantined(str(name), str(sha), reason, ""))
+    return old[keep].reset_index(drop=True), not keep.all()
+
+
+def ingest_landed(
+    layout: Layout,
+    landing_dir: Path,
+    files: Sequence[tuple[str, str]],
+    log: logging.Logger = _log,
+) -> IngestResult:
+    """Validate, then archive and merge the landed ``files`` ((name, expected sha256 or "")).
+
+    Unsafe or unknown names are logged and skipped (``rejected``); a file that fails validation is
+    quarantined (``quarantined``: moved from the landing folder to landed/rejected with its
+    reason) while the other files are ingested. Missing values never erase held ones. Writes the
+    ledger (when a file was ingested), the streamflow source and the tagged sites (when kept).
+    """
+    src_path = layout.source_nc(DOMAIN)
+    if not src_path.exists():
+        raise InputError(src_path, "no streamflow source here: materialise raw_basins (prepare_job) first")
+    ds = xr.load_dataset(src_path)
+    site_ids = [str(s) for s in ds["site"].values]
+    areas = dict(zip(site_ids, ds["area"].values.astype(float), strict=True)) if "area" in ds else {}
+    result = IngestResult()
+    new_frames = []
+    layout.landed_dir().mkdir(parents=True, exist_ok=True)
+    for name, expected_sha in files:
+        try:
+            path, kind = landed_path(landing_dir, name)
+        except InputError as exc:
+            log.error(f"skipped: {exc}")
+            result.rejected.append(name)
+            continue
+        # A private copy under its own name: validated, archived and quarantined as one content,
+        # whatever happens to the landing file meanwhile (and the readers see the real name).
+        with tempfile.TemporaryDirectory(prefix=".staging-", dir=layout.landed_dir()) as tmp_dir:
+            staged = Path(tmp_dir) / name
+            shutil.copyfile(path, staged)
+            sha = file_sha256(staged)
+            if expected_sha and sha != expected_sha:
+                log.warning(f"{name} changed since the sensor saw it; ingesting its current content")
+            try:
+                checked = check_landed(staged, kind, site_ids, areas, ds)
+            except (OSError, MemoryError):
+                raise  # the machine, not the file: fail the run, nothing was written
+            except Exception as exc:  # noqa: BLE001 - one bad file must never block the others
+                reason = _reason(exc, staged, landing_dir / name)
+                log.warning(f"quarantined {name}: {reason}")
+                result.quarantined.append(quarantine(staged, name, sha, reason, layout))
+                if path.is_file() and file_sha256(path) == sha:  # keep a correction dropped meanwhile
+                    path.unlink()
+                continue
+            # Archive only what passed: later rebuilds never depend on the landing folder.
+            archive_landed(staged, name, sha, layout.landed_archive())
+        result.unknown |= checked.unknown
+        new_frames.append(checked.tidy.assign(file=name, sha256=sha))
+        result.ingested.append({"name": name, "sha256": sha, "rows": len(checked.tidy)})
+    if result.unknown:
+        log.warning(f"gauges not in the streamflow source, ignored: {sorted(result.unknown)[:20]}")
+    upath = layout.landed_updates(DOMAIN)
+    old, healed = (None, False)
+    if upath.exists():
+        old, healed = _heal_ledger(layout, pd.read_parquet(upath), result, log)
+    updates = merge_updates(old, new_frames)
+    merged = None
+    if updates is not None and len(updates):
+        applied = updates[updates["site_id"].isin(site_ids)]
+        merged = merge_streamflow(ds, applied)  # in memory: the ledger is written only if this works
+    if (new_frames or healed) and updates is not None:
+        with atomic_path(upath) as tmp:
+            updates.to_parquet(tmp, index=False)
+    elif healed:
+        upath.unlink()
+    if merged is not None and updates is not None:
+        write_netcdf(merged, src_path)
+        result.n_sites_patched = _patch_tagged_sites(layout, updates[updates["site_id"].isin(site_ids)])
+    result.updates = updates
+    return result
+
+
+def _patch_tagged_sites(layout: Layout, updates: pd.DataFrame) -> int:
+    """Merge the updates into the tagged sites the training sets read; returns the sites patched."""
+    sites_nc = layout.sites_nc(DOMAIN)
+    if not sites_nc.exists():
+        return 0
+    sites_ds = xr.load_dataset(sites_nc)
+    kept_ids = {str(s) for s in sites_ds["site"].values}
+    part = updates[updates["site_id"].isin(kept_ids)]
+    if not len(part):
+        return 0
+    write_netcdf(merge_streamflow(sites_ds, part), sites_nc)
+    return int(part["site_id"].nunique())
+
+
+def landed_source_row(layout: Layout, updates: pd.DataFrame) -> pd.DataFrame:
+    """The store's ``sources`` row describing the ledger (hash over the contents of its files)."""
+    return pd.DataFrame(
+        [
+            {
+                "source_name": SOURCE_NAME,
+                "domain": DOMAIN,
+                "path": str(layout.landed_dir()),
+                "format": "landed",
+                "content_hash": hashlib.sha256(
+                    "".join(sorted(updates["sha256"].unique())).encode()
+                ).hexdigest(),
+                "n_sites": int(updates["site_id"].nunique()),
+                "period_start": updates["date"].min().date(),
+                "period_end": updates["date"].max().date(),
+                "n_rows": len(updates),
+                "n_valid_target": len(updates),
+                "loaded_at": datetime.now(),
+            }
+        ]
+    )
+
+
+def tracked_usgs_sites(layout: Layout, explicit: Sequence[str] = ()) -> list[str]:
+    """USGS numbers of the gauges the study tracks (kept sites, else every source site)."""
+    if explicit:
+        return sorted({usgs_site_number(s) or s for s in explicit})
+    table = layout.sites_table(DOMAIN)
+    if table.exists():
+        sites = pd.read_parquet(table)
+        ids = sites.loc[sites["kept"], "site_id"].astype(str)
+    elif layout.source_nc(DOMAIN).exists():
+        with xr.open_dataset(layout.source_nc(DOMAIN)) as ds:
+            ids = pd.Series([str(s) for s in ds["site"].values])
+    else:
+        return []
+    return sorted({n for n in map(usgs_site_number, ids) if n})
+
+
+def newest_date(layout: Layout) -> date | None:
+    """The newest day with data held: the source's time axis or the landed updates."""
+    days = []
+    if layout.source_nc(DOMAIN).exists():
+        with xr.open_dataset(layout.source_nc(DOMAIN)) as ds:
+            days.append(pd.Timestamp(ds["time"].values[-1]).date())
+    updates = layout.landed_updates(DOMAIN)
+    if updates.exists():
+        days.append(pd.read_parquet(updates, columns=["date"])["date"].max().date())
+    return max(days) if days else None

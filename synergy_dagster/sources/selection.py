@@ -1,0 +1,147 @@
+"""What a study feeds its models: the chosen inputs of a source, and periods checked against its record.
+
+A reader returns everything a source holds; a study lists the target, the dynamic inputs and the
+static attributes it wants (categorical ones one-hot encoded, never fed as codes), its periods must
+lie inside the record, and sites whose target is missing on every day are dropped with a reason
+instead of refusing the whole source. Free of Dagster; the sources assets call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from synergy_dagster.config import DomainPeriods, Period
+from synergy_dagster.errors import ConfigError, InputError
+from synergy_dagster.sources.sitedata import dynamic_names, static_names, target_name
+
+ALL_NUMERIC = "all_numeric"
+
+
+def _missing(wanted: Sequence[str], have: Sequence[str], key: str, where: str) -> None:
+    absent = [n for n in wanted if n not in have]
+    if absent:
+        raise ConfigError(
+            key, f"{absent} not in the data of {where}; it has {sorted(have)}", ", ".join(absent)
+        )
+
+
+def one_hot(ds: xr.Dataset, name: str, where: str) -> xr.Dataset:
+    """Replace the static ``name`` (class codes) by one 0/1 static per class, ``name=<code>``.
+
+    A site without a class gets NaN in every indicator (the normaliser and the models treat a
+    missing static as missing, not as a class of its own).
+    """
+    values = ds[name].values.astype(np.float64)
+    ok = np.isfinite(values)
+    codes = np.unique(values[ok])
+    if codes.size == 0:
+        raise InputError(where, f"categorical attribute {name!r} has no value at any site", name)
+    if codes.size > 64:
+        raise ConfigError(
+            "static",
+            f"categorical attribute {name!r} of {where} has {codes.size} classes: is it really categorical?",
+            name,
+        )
+    out = ds.drop_vars(name)
+    for code in codes:
+        label = f"{name}={int(code) if float(code).is_integer() else code}"
+        col = np.where(ok, (values == code).astype(np.float32), np.nan)
+        out[label] = xr.Variable(("site",), col.astype(np.float32), {"role": "static", "units": "1"})
+        out[label].attrs["categorical_of"] = name
+    return out
+
+
+def select_inputs(
+    ds: xr.Dataset,
+    *,
+    target: str,
+    dynamic: Sequence[str],
+    static: Sequence[str] | str,
+    categorical: Sequence[str] = (),
+    where: str = "source",
+) -> xr.Dataset:
+    """Keep the study's target, dynamic inputs and statics (in the listed order); one-hot encode
+    the categorical statics. ``static="all_numeric"`` keeps every static of the source."""
+    have_target = target_name(ds)
+    if have_target != target:
+        raise ConfigError(
+            "target", f"{where} provides the target {have_target!r}, the study asks for {target!r}", target
+        )
+    dyn = dynamic_names(ds)
+    _missing(dynamic, dyn, "dynamic", where)
+    stat = static_names(ds)
+    chosen = list(stat) if static == ALL_NUMERIC else list(static)
+    _missing(chosen, stat, "static", where)
+    _missing(categorical, chosen, "categorical", where)
+    out = ds[[target, *dynamic, *chosen]]
+    out.attrs = dict(ds.attrs)
+    for name in categorical:
+        out = one_hot(out, name, where)
+    out.attrs["inputs_dynamic"] = ",".join(dynamic)
+    out.attrs["inputs_static"] = ",".join(static_names(out))
+    return out
+
+
+def record_span(ds: xr.Dataset) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last day on which any site has a valid target."""
+    y = ds[target_name(ds)].values
+    days = np.flatnonzero(np.isfinite(y).any(axis=0))
+    if days.size == 0:
+        raise InputError(ds.attrs.get("source", "source"), "the target has no valid value on any day")
+    t = pd.DatetimeIndex(ds["time"].values)
+    return t[days[0]], t[days[-1]]
+
+
+def check_periods(ds: xr.Dataset, periods: DomainPeriods, where: str, key: str = "periods") -> None:
+    """Refuse periods the data cannot fill: outside the record, or with no valid target at all.
+
+    The record is where the target has data (the forcings must cover it too, as they feed the
+    warm-up of every window); a study's period must lie inside it.
+    """
+    first, last = record_span(ds)
+    t = pd.DatetimeIndex(ds["time"].values)
+    span = f"{first:%Y-%m-%d}..{last:%Y-%m-%d}"
+    y = ds[target_name(ds)]
+    for name, p in (("train", periods.train), ("test", periods.test)):
+        start, end = pd.Timestamp(p.start), pd.Timestamp(p.end)
+        if start < t[0] or end > t[-1] or end < first or start > last:
+            raise ConfigError(
+                f"{key}.{name}",
+                f"{p.start}..{p.end} is outside the record of {where} (target data {span}, "
+                f"time axis {t[0]:%Y-%m-%d}..{t[-1]:%Y-%m-%d})",
+            )
+        n = int(np.isfinite(y.sel(time=slice(start, end)).values).sum())
+        if n == 0:
+            raise ConfigError(
+                f"{key}.{name}", f"{p.start}..{p.end} holds no valid target value in {where} (record {span})"
+            )
+
+
+def drop_sites_without_target(
+    ds: xr.Dataset, period: Period | None = None
+) -> tuple[xr.Dataset, pd.DataFrame]:
+    """Drop sites whose target is missing on every day (of ``period`` if given).
+
+    Returns the kept data and one row per dropped site with its reason, so ragged real basin sets
+    lose the empty gauges, not the whole source.
+    """
+    y = ds[target_name(ds)]
+    if period is not None:
+        y = y.sel(time=period.slice)
+    empty = ~np.isfinite(y.values).any(axis=1)
+    where = "" if period is None else f" in {period.start}..{period.end}"
+    dropped = pd.DataFrame(
+        {
+            "site": ds["site"].values[empty].astype(str),
+            "reason": f"target {target_name(ds)!r} missing on every day{where}",
+        }
+    )
+    if empty.all():
+        raise InputError(
+            ds.attrs.get("source", "source"), f"every site's target is missing on every day{where}"
+        )
+    return (ds.isel(site=np.flatnonzero(~empty)) if empty.any() else ds), dropped

@@ -1,0 +1,272 @@
+"""The study file: one YAML file holding everything a study needs, validated on load.
+
+A study names, per domain, the reader and its paths, the target, the dynamic inputs and the static
+attributes (categorical ones declared as such), and the train and test periods; for the whole study
+the ecoregions file, the working folder, the profile, the budget, the seeds and the plan thresholds.
+Unknown keys are refused and every error names the key (``domains.streamflow.periods.train``), so
+a typo never silently falls back to a default. Relative paths are read from the study file's
+folder; ``${VAR}`` in a path is taken from the environment (an unset variable is an error).
+
+The file is free of Dagster: the resources in ``defs/resources.py`` read it, and so does the CLI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from synergy_dagster.config import DOMAINS, PROFILES, Budget, DomainPeriods, Period, PlanConfig
+from synergy_dagster.errors import ConfigError
+
+READERS = ("caravan", "camels_us", "pixel_cube")
+# Which domain each reader can feed: basins carry streamflow, pixel cubes soil moisture.
+READER_DOMAINS = {"caravan": "streamflow", "camels_us": "streamflow", "pixel_cube": "soil_moisture"}
+ALL_NUMERIC = "all_numeric"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PeriodSpec(_Strict):
+    start: dt.date
+    end: dt.date
+
+    def period(self) -> Period:
+        return Period(self.start.isoformat(), self.end.isoformat())
+
+
+class PeriodsSpec(_Strict):
+    """Train and test periods; the validation period is carved from the end of training."""
+
+    train: PeriodSpec
+    test: PeriodSpec
+
+    @model_validator(mode="after")
+    def _order(self) -> PeriodsSpec:
+        for name, p in (("train", self.train), ("test", self.test)):
+            if p.end < p.start:
+                raise ValueError(f"{name}: end {p.end} is before start {p.start}")
+        if self.test.start <= self.train.end:
+            raise ValueError(
+                f"test period {self.test.start}..{self.test.end} must start after the training period "
+                f"{self.train.start}..{self.train.end} ends"
+            )
+        return self
+
+    def domain_periods(self) -> DomainPeriods:
+        return DomainPeriods(self.train.period(), self.test.period())
+
+
+class DomainSpec(_Strict):
+    """One domain's data: where it is, how to read it, and which variables the models see."""
+
+    reader: Literal["caravan", "camels_us", "pixel_cube"]
+    path: str = Field(description="Caravan root, CAMELS-US root, or the pixel cube (NetCDF/Zarr)")
+    subset: str | None = Field(None, description="caravan: the subset folder (e.g. camels)")
+    forcing: str | None = Field(None, description="camels_us: the basin_mean_forcing folder (e.g. nldas)")
+    attributes: str | None = Field(None, description="camels_us: a root holding camels_attributes_v2.0")
+    basin_polygons: str | None = Field(None, description="basin outlines (GeoPackage/shapefile), optional")
+    gages2: str | None = Field(None, description="GAGES-II gauge points, optional")
+    gauges: list[str] | None = Field(None, description="a subset of gauge ids; default every gauge")
+    target: str
+    dynamic: Annotated[list[str], Field(min_length=1)]
+    static: list[str] | Literal["all_numeric"] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    periods: PeriodsSpec
+    missing_values: list[float] = Field(default_factory=list, description="values that mean 'no data'")
+
+    @field_validator("dynamic", "categorical")
+    @classmethod
+    def _distinct(cls, names: list[str]) -> list[str]:
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {dup}")
+        return names
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DomainSpec:
+        if self.reader != "caravan" and self.subset is not None:
+            raise ValueError(f"'subset' is a caravan setting; reader is {self.reader!r}")
+        if self.reader != "camels_us" and (self.forcing is not None or self.attributes is not None):
+            raise ValueError(f"'forcing' and 'attributes' are camels_us settings; reader is {self.reader!r}")
+        if self.target in self.dynamic:
+            raise ValueError(f"the target {self.target!r} is also listed as a dynamic input")
+        static = [] if self.static == ALL_NUMERIC else list(self.static)
+        both = sorted(set(static) & set(self.dynamic))
+        if both:
+            raise ValueError(f"{both} listed as both dynamic and static")
+        if self.static != ALL_NUMERIC:
+            stray = sorted(set(self.categorical) - set(static))
+            if stray:
+                raise ValueError(f"categorical attributes {stray} must also be listed under 'static'")
+        return self
+
+
+class BudgetSpec(_Strict):
+    """Overrides of the profile's training budget (see ``config.Budget``); unset keeps the profile's."""
+
+    mode: Literal["paper", "equal_updates", "equal_passes", "converge", "wall_clock"] | None = None
+    updates: int | None = None
+    passes: float | None = None
+    seconds: float | None = None
+    max_updates: int | None = None
+    min_updates: int | None = None
+    patience: int | None = None
+    min_delta: float | None = None
+    eval_every: int | None = None
+    metric: Literal["auto", "nse", "rmse"] | None = None
+
+    def apply(self, base: Budget) -> Budget:
+        changes = {k: v for k, v in self.model_dump().items() if v is not None}
+        return base.replace(**changes) if changes else base
+
+
+class ThresholdsSpec(_Strict):
+    min_sites_subregion: int = 10
+    min_sites_roi: int = 10
+    coverage: float = 0.9
+
+    def plan_config(self) -> PlanConfig:
+        return PlanConfig(self.min_sites_subregion, self.min_sites_roi, self.coverage)
+
+
+class VirtualSpec(_Strict):
+    """Generate the embedded virtual CONUS into ``<data_dir>/virtual_conus`` before reading it."""
+
+    seed: int = 42
+    pixels: int = Field(1200, ge=1)
+    basins: int = Field(300, ge=1)
+
+
+class StudyFile(_Strict):
+    """A whole study. ``source`` is the file it was read from (paths are relative to its folder)."""
+
+    name: str
+    description: str = ""
+    data_dir: str = "data"
+    ecoregions: str
+    virtual: VirtualSpec | None = None
+    profile: str = "demo"
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    seeds: list[int] | None = None
+    thresholds: ThresholdsSpec = Field(default_factory=ThresholdsSpec)
+    domains: dict[Literal["soil_moisture", "streamflow"], DomainSpec]
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, name: str) -> str:
+        if name not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}")
+        return name
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, domains: dict[str, DomainSpec]) -> dict[str, DomainSpec]:
+        if not domains:
+            raise ValueError(f"a study needs at least one domain of {list(DOMAINS)}")
+        for name, spec in domains.items():
+            if READER_DOMAINS[spec.reader] != name:
+                raise ValueError(
+                    f"{name}: reader {spec.reader!r} reads {READER_DOMAINS[spec.reader]} data, not {name}"
+                )
+        return domains
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+            raise ValueError(f"seeds must be distinct integers >= 0, at least one; got {seeds}")
+        return seeds
+
+    # -- what the pipeline asks of a study ---------------------------------------------------------
+
+    def periods(self, domain: str) -> DomainPeriods:
+        return self.domain(domain).periods.domain_periods()
+
+    def domain(self, domain: str) -> DomainSpec:
+        if domain not in self.domains:
+            raise ConfigError(
+                "domains", f"this study has no {domain!r} domain (it has {sorted(self.domains)})"
+            )
+        return self.domains[domain]
+
+
+def _expand(value: str, key: str, base: Path) -> str:
+    """``${VAR}`` from the environment, then relative to ``base``; an unset variable is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        var = m.group(1) or m.group(2)
+        if var not in os.environ:
+            raise ConfigError(key, f"uses ${{{var}}}, which is not set in the environment")
+        return os.environ[var]
+
+    text = _VAR.sub(sub, value)
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+_PATH_KEYS = ("path", "attributes", "basin_polygons", "gages2")
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(raw)
+    for key in ("ecoregions", "data_dir"):
+        if isinstance(out.get(key), str):
+            out[key] = _expand(out[key], key, base)
+    domains = out.get("domains")
+    if isinstance(domains, dict):
+        resolved: dict[str, Any] = {}
+        for name, spec in domains.items():
+            if isinstance(spec, dict):
+                spec = dict(spec)
+                for key in _PATH_KEYS:
+                    if isinstance(spec.get(key), str):
+                        spec[key] = _expand(spec[key], f"domains.{name}.{key}", base)
+            resolved[name] = spec
+        out["domains"] = resolved
+    return out
+
+
+def _message(exc: ValidationError, source: Path) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling; unknown keys are refused)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{loc}: {msg}")
+    return f"{len(lines)} problem(s): " + "; ".join(lines)
+
+
+def parse_study(raw: object, source: str | Path = "<study>") -> StudyFile:
+    """Validate a parsed study mapping; relative paths are resolved against ``source``'s folder."""
+    source = Path(source)
+    if not isinstance(raw, dict):
+        raise ConfigError(source, f"a study file must be a mapping of keys, got {type(raw).__name__}")
+    base = source.parent if source.suffix else Path.cwd()
+    try:
+        return StudyFile.model_validate(_resolve_paths(raw, base.resolve()))
+    except ValidationError as exc:
+        raise ConfigError(source, _message(exc, source)) from None
+
+
+def load_study(path: str | Path) -> StudyFile:
+    """Read and validate a study YAML file; every error names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(path, "study file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, f"not valid YAML: {exc}") from None
+    return parse_study(raw, path)
