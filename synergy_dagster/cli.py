@@ -18,6 +18,7 @@ from typing import Any
 
 from synergy_dagster.config import DOMAINS
 from synergy_dagster.env import env_int, env_str
+from synergy_dagster.errors import SynergyError
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -29,11 +30,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     sub = ap.add_subparsers(dest="command", required=True)
     st = sub.add_parser("study", help="run the whole study (sources to summary)")
     st.add_argument(
-        "--source", choices=["virtual", "real"], help="embedded virtual CONUS (default) or real data"
+        "--config",
+        metavar="FILE",
+        help="the study file (YAML; default $SYNERGY_STUDY, else the shipped study of --source)",
+    )
+    st.add_argument(
+        "--source",
+        choices=["virtual", "real"],
+        help="without --config: the shipped study studies/virtual.yaml (default) or studies/real.yaml",
     )
     st.add_argument("--real-data", help="folder with the real data layout (default $SYNERGY_REAL_DATA)")
-    st.add_argument("--profile", choices=["demo", "cpu", "paper"], help="training profile (default demo)")
-    st.add_argument("--data-dir", help="working folder (default ./data)")
+    st.add_argument(
+        "--profile", choices=["demo", "cpu", "paper"], help="training profile (default: the study file's)"
+    )
+    st.add_argument("--data-dir", help="working folder (default: the study file's data_dir)")
     st.add_argument("--domains", help=f"comma-separated domains (default all: {','.join(DOMAINS)})")
     st.add_argument(
         "--budget",
@@ -70,6 +80,8 @@ def _resource_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
     """The ``sources`` and ``study`` resource config the flags set; what no flag sets is left to
     the resources' environment defaults."""
     sources: dict[str, Any] = {}
+    if args.config:
+        sources["study_file"] = str(Path(args.config).resolve())
     if args.data_dir:
         sources["data_dir"] = str(Path(args.data_dir).resolve())
     if args.source:
@@ -132,7 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     # The folder, absolute, is always passed: every run and worker process then writes where the
     # CLI reports, whatever its working directory.
     run_config = _run_config({**source_config, "data_dir": str(sources.work_dir)}, study_config)
-    domains = study.resolved_domains()  # a bad --domains fails here, before any run
+    # A bad study file or --domains fails here, before any run, with the key it names.
+    try:
+        study_file = sources.study()
+        domains = study.resolved_domains(study_file)
+    except SynergyError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"study {study_file.name!r} ({sources.study_path()}): {', '.join(domains)}", flush=True)
     persistent = bool(env_str("DAGSTER_HOME", ""))
     instance = dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()
@@ -150,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("1/3 sources -> regions -> plans", flush=True)
     run("prepare_job")
-    workers = _workers(args.workers, study.resolved_profile().hidden, persistent)
+    workers = _workers(args.workers, study.resolved_profile(study_file).hidden, persistent)
     jobs = [(f"train_{d}_job", key) for d in domains for key in instance.get_dynamic_partitions(f"{d}_sets")]
     for domain in domains:
         n = sum(1 for job, _ in jobs if job == f"train_{domain}_job")

@@ -14,6 +14,7 @@ from typing import TypeVar
 from synergy_dagster.errors import ConfigError
 
 T = TypeVar("T")
+D = TypeVar("D")  # a default of any type (None: "not set")
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -38,7 +39,7 @@ def env_str(name: str, default: str) -> str:
     return default if raw is None else raw
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: D) -> int | D:
     raw = _raw(name)
     return default if raw is None else _parse(name, raw, int, "an integer")
 

@@ -26,3 +26,21 @@ class InputError(SynergyError, ValueError):
 
 class ConfigError(InputError):
     """A configuration value is out of range or inconsistent (source = the field name)."""
+
+
+class DiskFullError(SynergyError, OSError):
+    """The disk (or the user's quota) filled up while writing ``path``.
+
+    Still an :class:`OSError` with the original errno (ENOSPC or EDQUOT), so code that handles
+    OS errors keeps working; its message names the file and the space left, which the bare
+    ``[Errno 28] No space left on device`` does not.
+    """
+
+    def __init__(self, path: str | Path, free_bytes: int | None, errno_: int) -> None:
+        self.path = str(path)
+        self.free_bytes = free_bytes
+        free = "unknown" if free_bytes is None else f"{free_bytes} bytes"
+        super().__init__(errno_, f"no space left on device writing {self.path} ({free} free)")
+
+    def __str__(self) -> str:
+        return str(self.strerror)

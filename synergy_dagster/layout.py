@@ -38,6 +38,10 @@ class Layout:
     def source_nc(self, domain: str) -> Path:
         return self.root / "sources" / f"{domain}.nc"
 
+    def source_drops(self, domain: str) -> Path:
+        """Sites a source held but the study left out before tagging (site, reason)."""
+        return self.root / "sources" / f"{domain}_dropped.parquet"
+
     def ecoregions(self) -> Path:
         return self.root / "sources" / "ecoregions_l3.gpkg"
 
@@ -140,6 +144,22 @@ class Layout:
 
     def learning_curves_png(self, domain: str) -> Path:
         return self.figure(f"{domain}_learning_curves.png")
+
+    def timeseries_png(self, domain: str, part: int = 1) -> Path:
+        """Observed vs simulated series of a few sites per region; part 2, 3... when the regions
+        do not fit one figure."""
+        return self.figure(f"{domain}_timeseries.png" if part == 1 else f"{domain}_timeseries_{part}.png")
+
+    def timeseries_pngs(self, domain: str) -> list[Path]:
+        """Every part of :meth:`timeseries_png` on disk (to drop parts a smaller study no longer has)."""
+        return sorted(self.figures_dir().glob(f"{domain}_timeseries*.png"))
+
+    def predictions_dir(self) -> Path:
+        return self.evaluation_dir() / "predictions"
+
+    def predictions(self, domain: str) -> Path:
+        """Every evaluated model's simulated test-period series and the observations (CF NetCDF)."""
+        return self.predictions_dir() / f"{domain}.nc"
 
     def sensitivity_dir(self) -> Path:
         return self.evaluation_dir() / "budget_sensitivity"

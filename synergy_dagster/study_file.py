@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -69,7 +70,10 @@ class DomainSpec(_Strict):
     """One domain's data: where it is, how to read it, and which variables the models see."""
 
     reader: Literal["caravan", "camels_us", "pixel_cube"]
-    path: str = Field(description="Caravan root, CAMELS-US root, or the pixel cube (NetCDF/Zarr)")
+    path: str | None = Field(
+        None,
+        description="Caravan root, CAMELS-US root, or the pixel cube (NetCDF/Zarr); a virtual study may omit it",
+    )
     subset: str | None = Field(None, description="caravan: the subset folder (e.g. camels)")
     forcing: str | None = Field(None, description="camels_us: the basin_mean_forcing folder (e.g. nldas)")
     attributes: str | None = Field(None, description="camels_us: a root holding camels_attributes_v2.0")
@@ -152,7 +156,7 @@ class StudyFile(_Strict):
     name: str
     description: str = ""
     data_dir: str = "data"
-    ecoregions: str
+    ecoregions: str | None = None  # a virtual study may omit it (the generated layer)
     virtual: VirtualSpec | None = None
     profile: str = "demo"
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
@@ -179,6 +183,15 @@ class StudyFile(_Strict):
                 )
         return domains
 
+    @model_validator(mode="after")
+    def _paths_given(self) -> StudyFile:
+        if self.virtual is None:
+            missing = ["ecoregions"] if not self.ecoregions else []
+            missing += [f"domains.{d}.path" for d, spec in self.domains.items() if not spec.path]
+            if missing:
+                raise ValueError(f"{missing} required (only a study with 'virtual' may leave paths out)")
+        return self
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds: list[int] | None) -> list[int] | None:
@@ -199,11 +212,14 @@ class StudyFile(_Strict):
         return self.domains[domain]
 
 
-def _expand(value: str, key: str, base: Path) -> str:
-    """``${VAR}`` from the environment, then relative to ``base``; an unset variable is an error."""
+def _expand(value: str, key: str, base: Path, variables: Mapping[str, str]) -> str:
+    """``${VAR}`` from ``variables`` or the environment, then relative to ``base``; an unset
+    variable is an error."""
 
     def sub(m: re.Match[str]) -> str:
         var = m.group(1) or m.group(2)
+        if var in variables:
+            return variables[var]
         if var not in os.environ:
             raise ConfigError(key, f"uses ${{{var}}}, which is not set in the environment")
         return os.environ[var]
@@ -216,11 +232,11 @@ def _expand(value: str, key: str, base: Path) -> str:
 _PATH_KEYS = ("path", "attributes", "basin_polygons", "gages2")
 
 
-def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+def _resolve_paths(raw: dict[str, Any], base: Path, variables: Mapping[str, str]) -> dict[str, Any]:
     out = dict(raw)
     for key in ("ecoregions", "data_dir"):
         if isinstance(out.get(key), str):
-            out[key] = _expand(out[key], key, base)
+            out[key] = _expand(out[key], key, base, variables)
     domains = out.get("domains")
     if isinstance(domains, dict):
         resolved: dict[str, Any] = {}
@@ -229,7 +245,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
                 spec = dict(spec)
                 for key in _PATH_KEYS:
                     if isinstance(spec.get(key), str):
-                        spec[key] = _expand(spec[key], f"domains.{name}.{key}", base)
+                        spec[key] = _expand(spec[key], f"domains.{name}.{key}", base, variables)
             resolved[name] = spec
         out["domains"] = resolved
     return out
@@ -248,19 +264,22 @@ def _message(exc: ValidationError, source: Path) -> str:
     return f"{len(lines)} problem(s): " + "; ".join(lines)
 
 
-def parse_study(raw: object, source: str | Path = "<study>") -> StudyFile:
-    """Validate a parsed study mapping; relative paths are resolved against ``source``'s folder."""
+def parse_study(
+    raw: object, source: str | Path = "<study>", variables: Mapping[str, str] | None = None
+) -> StudyFile:
+    """Validate a parsed study mapping; relative paths are resolved against ``source``'s folder and
+    ``${VAR}`` is read from ``variables``, else the environment."""
     source = Path(source)
     if not isinstance(raw, dict):
         raise ConfigError(source, f"a study file must be a mapping of keys, got {type(raw).__name__}")
     base = source.parent if source.suffix else Path.cwd()
     try:
-        return StudyFile.model_validate(_resolve_paths(raw, base.resolve()))
+        return StudyFile.model_validate(_resolve_paths(raw, base.resolve(), variables or {}))
     except ValidationError as exc:
         raise ConfigError(source, _message(exc, source)) from None
 
 
-def load_study(path: str | Path) -> StudyFile:
+def load_study(path: str | Path, variables: Mapping[str, str] | None = None) -> StudyFile:
     """Read and validate a study YAML file; every error names the file and the key."""
     path = Path(path)
     if not path.is_file():
@@ -269,4 +288,15 @@ def load_study(path: str | Path) -> StudyFile:
         raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:
         raise ConfigError(path, f"not valid YAML: {exc}") from None
-    return parse_study(raw, path)
+    return parse_study(raw, path, variables)
+
+
+# The studies shipped with the project (studies/ at the repository root): what runs without a file.
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
+SHIPPED_STUDIES = {"virtual": "virtual.yaml", "real": "real.yaml"}
+
+
+def shipped_study(kind: str) -> Path:
+    if kind not in SHIPPED_STUDIES:
+        raise ConfigError("sources.kind", f"must be one of {sorted(SHIPPED_STUDIES)}, got {kind!r}")
+    return STUDIES_DIR / SHIPPED_STUDIES[kind]

@@ -123,7 +123,7 @@ def c_caravan_truncated(tmp: Path) -> Case:
         text = _ts(r).read_text()
         _ts(r).write_text(text[: text.rstrip("\n").rindex("\n") + 6])
 
-    return _caravan_case(tmp, cut, r"unparseable date '2001-'", f"{GAUGES[0]}.csv [line 31, column date]")
+    return _caravan_case(tmp, cut, r"1 fields where the header has 4", f"{GAUGES[0]}.csv [line 31]")
 
 
 def c_caravan_wrong_delimiter(tmp: Path) -> Case:
@@ -203,12 +203,15 @@ def c_caravan_kelvin(tmp: Path) -> Case:
     )
 
 
-def c_caravan_all_nan_site(tmp: Path) -> Case:
+def c_caravan_all_nan(tmp: Path) -> Case:
+    # One empty gauge among others is dropped later with its reason (test_study_file); a source
+    # where every gauge is empty is refused.
+    def empty(r: Path) -> None:
+        for g in GAUGES:
+            _frame_edit(_ts(r, g), lambda df: df.assign(streamflow=""))
+
     return _caravan_case(
-        tmp,
-        lambda r: _frame_edit(_ts(r, GAUGES[1]), lambda df: df.assign(streamflow="")),
-        f"streamflow is missing on every day for gauge '{GAUGES[1]}'",
-        f"{GAUGES[1]}.csv",
+        tmp, empty, f"streamflow is missing on every day for gauge '{GAUGES[0]}'", f"{GAUGES[0]}.csv"
     )
 
 
@@ -1012,9 +1015,23 @@ def test_failed_raw_asset_keeps_its_previous_cache_and_duckdb_row(tmp_path: Path
     kelvin.to_netcdf(broken)
 
     def run(path: Path) -> dg.ExecuteInProcessResult:
-        sources = SourceConfig(
-            kind="real", real_data=str(tmp_path), data_dir=str(data), pixels_path=str(path)
+        study = tmp_path / f"{path.stem}.yaml"
+        study.write_text(
+            f"""name: cube
+ecoregions: {tmp_path / "eco.gpkg"}
+domains:
+  soil_moisture:
+    reader: pixel_cube
+    path: {path}
+    target: SMAP_AM
+    dynamic: [TMP_2_FORA]
+    static: [Clay]
+    periods:
+      train: {{start: 2015-04-01, end: 2015-04-06}}
+      test: {{start: 2015-04-07, end: 2015-04-10}}
+"""
         )
+        sources = SourceConfig(study_file=str(study), data_dir=str(data))
         store = DuckDBStore(path=str(data / "synergy.duckdb"))
         return dg.materialize(
             [raw_pixels], resources={"sources": sources, "store": store}, raise_on_error=False

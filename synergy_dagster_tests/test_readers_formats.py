@@ -130,7 +130,6 @@ def _edit(path: Path, fn) -> None:
             r"camels_01000000\.csv \[line 4, column streamflow\].*non-numeric value 'abc'",
         ),
         (lambda d: d.assign(streamflow=-d["streamflow"].abs() - 1), r"negative streamflow"),
-        (lambda d: d.assign(streamflow=np.nan), r"missing on every day for gauge 'camels_01000000'"),
         (lambda d: d.assign(streamflow=d["streamflow"] * 500 + 200), r"looks like cfs"),
         (
             lambda d: d.assign(temperature_2m_mean=d["temperature_2m_mean"] + 273.15),
@@ -621,3 +620,16 @@ def test_gages2_points(tmp_path: Path) -> None:
     pts.assign(STAID=["01013500", "01013500", "1"]).to_file(tmp_path / "dup.shp")
     with pytest.raises(InputError, match=r"dup\.shp \[STAID\].*duplicate STAID"):
         read_gages2(tmp_path / "dup.shp")
+
+
+def test_caravan_gauge_without_any_streamflow_is_read_then_dropped_with_its_reason(
+    caravan_root: Path,
+) -> None:
+    """Real basin sets are ragged: one empty gauge is not a refusal of the whole source."""
+    from synergy_dagster.sources.selection import drop_sites_without_target
+
+    _edit(_ts(caravan_root), lambda d: d.assign(streamflow=np.nan))
+    ds = read_caravan(caravan_root)
+    kept, dropped = drop_sites_without_target(ds)
+    assert dropped["site"].tolist() == ["camels_01000000"]
+    assert "camels_01000000" not in kept["site"].values and kept.sizes["site"] == ds.sizes["site"] - 1

@@ -19,7 +19,7 @@ import torch
 
 from synergy_dagster.defs.resources import SourceConfig
 from synergy_dagster.errors import InputError
-from synergy_dagster.io_utils import atomic_write_text
+from synergy_dagster.io_utils import atomic_write_text, read_json_output
 from synergy_dagster.models.files import read_partition, save_models
 from synergy_dagster.store import MetadataStore
 
@@ -46,7 +46,10 @@ class JsonIOManager(dg.ConfigurableIOManager):
         path = self.sources.layout.asset_json(context.asset_key.path, part)
         if not path.exists():
             raise dg.Failure(f"{context.asset_key.to_user_string()} [{part}] was never materialised ({path})")
-        return json.loads(path.read_text())
+        try:
+            return read_json_output(path, f"{context.asset_key.to_user_string()} [{part}]")
+        except InputError as exc:  # empty or truncated: say which partition to rematerialise
+            raise dg.Failure(str(exc)) from exc
 
 
 class ModelIOManager(dg.ConfigurableIOManager):

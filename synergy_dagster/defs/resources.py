@@ -10,6 +10,8 @@ config moves every file.
 
 # No `from __future__ import annotations`: Dagster reads the ResourceDependency annotation at
 # class creation, and a string annotation fails validation against a configure_at_launch resource.
+import dataclasses
+import functools
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +20,6 @@ from pydantic import Field
 from synergy_dagster.config import (
     BUDGET_MODES,
     DOMAINS,
-    PERIODS,
     Budget,
     DomainPeriods,
     PlanConfig,
@@ -29,85 +30,131 @@ from synergy_dagster.env import env_float, env_int, env_list, env_str
 from synergy_dagster.errors import ConfigError
 from synergy_dagster.layout import Layout
 from synergy_dagster.store import MetadataStore
+from synergy_dagster.study_file import (
+    SHIPPED_STUDIES,
+    DomainSpec,
+    StudyFile,
+    VirtualSpec,
+    load_study,
+    shipped_study,
+)
 
 
 class SourceConfig(dg.ConfigurableResource):
-    """Which files feed the study. ``kind="virtual"`` generates the embedded default under
-    ``data_dir/virtual_conus``; ``kind="real"`` reads the layout of ``$SYNERGY_REAL_DATA``.
-    Any explicit path overrides the layout's default for that source."""
+    """Which study runs, and so which files feed it: the study file (``study_file``, env
+    ``SYNERGY_STUDY``) names every path, variable and period (see :mod:`synergy_dagster.study_file`).
+    Without one, the shipped study of ``kind`` runs: ``virtual`` (``studies/virtual.yaml``, the
+    generated virtual CONUS) or ``real`` (``studies/real.yaml``, reading ``real_data``). ``data_dir``
+    and the virtual sizes override the study's when set."""
 
+    study_file: str = Field(default_factory=lambda: env_str("SYNERGY_STUDY", ""))
     kind: str = Field(default_factory=lambda: env_str("SYNERGY_SOURCE", "virtual"))
-    data_dir: str = Field(default_factory=lambda: env_str("SYNERGY_DATA_DIR", "data"))
+    data_dir: str = Field(default_factory=lambda: env_str("SYNERGY_DATA_DIR", ""))  # "" = the study's
     real_data: str = Field(default_factory=lambda: env_str("SYNERGY_REAL_DATA", "../shared/data"))
-    virtual_seed: int = 42
-    virtual_pixels: int = Field(default_factory=lambda: env_int("SYNERGY_VIRTUAL_PIXELS", 1200))
-    virtual_basins: int = Field(default_factory=lambda: env_int("SYNERGY_VIRTUAL_BASINS", 300))
-    ecoregions_path: str = ""
-    caravan_root: str = ""
-    caravan_subset: str = ""
-    pixels_path: str = ""
-    basin_polygons_path: str = ""
-    gages2_path: str = ""
+    virtual_pixels: int = Field(default_factory=lambda: env_int("SYNERGY_VIRTUAL_PIXELS", 0))  # 0 = study's
+    virtual_basins: int = Field(default_factory=lambda: env_int("SYNERGY_VIRTUAL_BASINS", 0))
 
     def check(self) -> None:
-        if self.kind not in ("virtual", "real"):
-            raise ConfigError("sources.kind", f"must be 'virtual' or 'real', got {self.kind!r}")
-        if self.kind == "real" and not Path(self.real_data).is_dir():
-            raise ConfigError("sources.real_data", f"folder does not exist: {self.real_data}")
+        if not self.study_file:
+            if self.kind not in SHIPPED_STUDIES:
+                raise ConfigError("sources.kind", f"must be 'virtual' or 'real', got {self.kind!r}")
+            if self.kind == "real" and not Path(self.real_data).is_dir():
+                raise ConfigError("sources.real_data", f"folder does not exist: {self.real_data}")
+        self.study()
+
+    def study_path(self) -> Path:
+        return Path(self.study_file).resolve() if self.study_file else shipped_study(self.kind)
+
+    def study(self) -> StudyFile:
+        """The study file, validated (cached per file content and variables)."""
+        path = self.study_path()
+        return _load(str(path), path.stat().st_mtime_ns if path.exists() else 0, self.real_data)
 
     @property
     def work_dir(self) -> Path:
-        return Path(self.data_dir).resolve()
+        return Path(self.data_dir or self.study().data_dir).resolve()
 
     @property
     def layout(self) -> Layout:
         """Every file under the working folder."""
         return Layout(self.work_dir)
 
-    def _root(self) -> Path:
-        return self.layout.virtual_dir() if self.kind == "virtual" else Path(self.real_data).resolve()
+    def domains(self) -> list[str]:
+        """The study's domains, in pipeline order."""
+        have = self.study().domains
+        return [d for d in DOMAINS if d in have]
 
-    def _pick(self, override: str, virtual: str, real: str | None) -> Path | None:
-        if override:
-            return Path(override).resolve()
-        rel = virtual if self.kind == "virtual" else real
-        return None if rel is None else self._root() / rel
+    def domain(self, domain: str) -> DomainSpec:
+        """One domain's spec; paths a virtual study leaves out point at the generated files."""
+        spec = self.study().domain(domain)
+        if self.study().virtual is None:
+            return spec
+        root = self.layout.virtual_dir()
+        fill = {
+            "path": str(root / VIRTUAL_FILES[spec.reader]),
+            "basin_polygons": str(root / VIRTUAL_FILES["basin_polygons"]),
+            "gages2": str(root / VIRTUAL_FILES["gages2"]),
+        }
+        return spec.model_copy(update={k: v for k, v in fill.items() if getattr(spec, k) is None})
+
+    def virtual(self) -> VirtualSpec | None:
+        spec = self.study().virtual
+        if spec is None:
+            return None
+        changes = {"pixels": self.virtual_pixels, "basins": self.virtual_basins}
+        return spec.model_copy(update={k: v for k, v in changes.items() if v})
 
     def ecoregions(self) -> Path:
-        return self._pick(self.ecoregions_path, "ecoregions/us_eco_l3.gpkg", "ecoregions/us_eco_l3.gpkg")  # type: ignore[return-value]
+        study = self.study()
+        if study.ecoregions:
+            return Path(study.ecoregions)
+        return self.layout.virtual_dir() / VIRTUAL_FILES["ecoregions"]
 
-    def caravan(self) -> tuple[Path, str]:
-        root = self._pick(self.caravan_root, "caravan", "caravan")
-        subset = self.caravan_subset or ("virtual" if self.kind == "virtual" else "camels")
-        return root, subset  # type: ignore[return-value]
-
-    def pixels(self) -> Path:
-        return self._pick(self.pixels_path, "smap/virtual_pixels.nc", "smap/smap_conus_v4f1.nc")  # type: ignore[return-value]
+    def _optional(self, domain: str, key: str) -> Path | None:
+        if domain not in self.study().domains:
+            return None
+        value = getattr(self.domain(domain), key)
+        return Path(value) if value and Path(value).exists() else None
 
     def basin_polygons(self) -> Path | None:
-        path = self._pick(self.basin_polygons_path, "basins/basin_polygons.gpkg", None)
-        return path if path is not None and path.exists() else None
+        return self._optional("streamflow", "basin_polygons")
 
     def gages2(self) -> Path | None:
-        path = self._pick(self.gages2_path, "gages2/gauges.gpkg", "gages2/gagesII_9322_sept30_2011.shp")
-        return path if path is not None and path.exists() else None
+        return self._optional("streamflow", "gages2")
 
     def periods(self, domain: str) -> DomainPeriods:
-        return PERIODS[self.kind][domain]
+        return self.study().periods(domain)
+
+
+# Where the generator writes each file under <data_dir>/virtual_conus (a virtual study's defaults).
+VIRTUAL_FILES = {
+    "ecoregions": "ecoregions/us_eco_l3.gpkg",
+    "caravan": "caravan",
+    "pixel_cube": "smap/virtual_pixels.nc",
+    "basin_polygons": "basins/basin_polygons.gpkg",
+    "gages2": "gages2/gauges.gpkg",
+}
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path: str, mtime_ns: int, real_data: str) -> StudyFile:
+    # ${SYNERGY_REAL_DATA} in the shipped real study is the resource's real_data (env default).
+    return load_study(path, variables={"SYNERGY_REAL_DATA": str(Path(real_data).resolve())})
 
 
 class StudyConfig(dg.ConfigurableResource):
     """How the study is run: the training profile, its overrides, and the plan thresholds."""
 
-    profile: str = Field(default_factory=lambda: env_str("SYNERGY_PROFILE", "demo"))
+    profile: str = Field(default_factory=lambda: env_str("SYNERGY_PROFILE", ""))  # "" = the study's
     epochs: int = Field(default_factory=lambda: env_int("SYNERGY_EPOCHS", 0))  # 0 = the profile's
     hidden: int = Field(default_factory=lambda: env_int("SYNERGY_HIDDEN", 0))  # 0 = the profile's
     seeds: list[int] = Field(  # empty = the profile's
         default_factory=lambda: env_list("SYNERGY_SEEDS", [], int)
     )
-    min_sites_subregion: int = Field(default_factory=lambda: env_int("SYNERGY_MIN_SITES", 10))
-    min_sites_roi: int = Field(default_factory=lambda: env_int("SYNERGY_MIN_SITES_ROI", 10))
-    coverage: float = 0.9
+    # Plan thresholds: None = the study file's.
+    min_sites_subregion: int | None = Field(default_factory=lambda: env_int("SYNERGY_MIN_SITES", None))
+    min_sites_roi: int | None = Field(default_factory=lambda: env_int("SYNERGY_MIN_SITES_ROI", None))
+    coverage: float | None = None
     per_set_normalization: bool = False
     log_transform: bool = True  # log(x+1) for precipitation and runoff (streamflow)
     device: str = Field(default_factory=lambda: env_str("SYNERGY_DEVICE", "auto"))
@@ -126,18 +173,29 @@ class StudyConfig(dg.ConfigurableResource):
             "SYNERGY_SENSITIVITY_MODES", ["paper", "equal_updates", "converge"], str
         )
     )
-    domains: list[str] = Field(  # which domains the study trains and evaluates
-        default_factory=lambda: env_list("SYNERGY_DOMAINS", DOMAINS, str)
+    domains: list[str] = Field(  # which of the study's domains run; empty = all of them
+        default_factory=lambda: env_list("SYNERGY_DOMAINS", [], str)
     )
 
-    def resolved_domains(self) -> list[str]:
+    def resolved_domains(self, study: StudyFile | None = None) -> list[str]:
+        have = [d for d in DOMAINS if study is None or d in study.domains]
         bad = [d for d in self.domains if d not in DOMAINS]
-        if bad or not self.domains:
-            raise ConfigError("study.domains", f"unknown or empty domains {bad or self.domains}")
-        return list(self.domains)
+        if bad:
+            raise ConfigError("study.domains", f"unknown domains {bad}; expected some of {list(DOMAINS)}")
+        absent = [d for d in self.domains if d not in have]
+        if absent:
+            raise ConfigError("study.domains", f"{absent} not in the study file (it has {have})")
+        return [d for d in have if d in self.domains] if self.domains else have
 
-    def resolved_profile(self) -> Profile:
-        p = get_profile(self.profile)
+    def resolved_profile(self, study: StudyFile | None = None) -> Profile:
+        """The profile (run config, else the study file's, else ``demo``) with every override:
+        the study file's seeds and budget, then run config / environment."""
+        p = get_profile(self.profile or (study.profile if study is not None else "demo"))
+        if study is not None:
+            base: dict[str, object] = {"budget": study.budget.apply(p.budget)}
+            if study.seeds:
+                base["seeds"] = tuple(study.seeds)
+            p = p.replace(**base)
         changes: dict[str, object] = {}
         if self.epochs:
             changes["epochs"] = self.epochs
@@ -178,12 +236,18 @@ class StudyConfig(dg.ConfigurableResource):
             )
         return modes
 
-    def plan_config(self) -> PlanConfig:
-        return PlanConfig(
-            min_sites_subregion=self.min_sites_subregion,
-            min_sites_roi=self.min_sites_roi,
-            coverage=self.coverage,
-        )
+    def plan_config(self, study: StudyFile | None = None) -> PlanConfig:
+        base = study.thresholds.plan_config() if study is not None else PlanConfig()
+        changes = {
+            k: v
+            for k, v in (
+                ("min_sites_subregion", self.min_sites_subregion),
+                ("min_sites_roi", self.min_sites_roi),
+                ("coverage", self.coverage),
+            )
+            if v is not None
+        }
+        return dataclasses.replace(base, **changes) if changes else base
 
 
 class DuckDBStore(dg.ConfigurableResource):

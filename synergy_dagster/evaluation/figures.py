@@ -1,4 +1,5 @@
-"""The study's figures as PNG bytes: per-region boxplots, error matrices, the region map and loss curves.
+"""The study's figures as PNG bytes: per-region boxplots, error matrices, the region map, loss curves
+and observed vs simulated series of a few sites per region.
 
 Figures are drawn on a bare ``matplotlib.figure.Figure`` attached to the Agg canvas, so no pyplot
 global state or backend switch is involved and rendering is headless and thread-safe. Each
@@ -16,6 +17,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -25,12 +27,15 @@ from synergy_dagster.io_utils import atomic_write_bytes
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    import xarray as xr
 
 __all__ = [
     "boxplot_by_region",
     "error_matrix",
     "learning_curve",
     "learning_curves_by_scenario",
+    "observed_vs_simulated",
+    "pick_sites",
     "region_map",
 ]
 
@@ -316,3 +321,143 @@ def learning_curves_by_scenario(
     ax_s.legend(handles=handles, fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
     return _render(fig, path)
+
+
+# Fixed colours per scenario, so a scenario looks the same in every panel and figure.
+SCENARIO_ORDER = ("global", "local", "local+close", "local+far", "local+dissimilar")
+SERIES_EXPERIMENTS = ("global_vs_local", "similarity")
+PICK_LABELS = ("median", "low")
+
+
+def _code_key(code: object) -> tuple[tuple[int, object], ...]:
+    # Sub-region letters alphabetically, Level III codes numerically ("9.4.2" before "10.1.5").
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in str(code).split("."))
+
+
+def pick_sites(
+    site_metrics: pd.DataFrame,
+    metric: str = "nse",
+    *,
+    low_quantile: float = 0.1,
+    experiments: Sequence[str] = SERIES_EXPERIMENTS,
+) -> pd.DataFrame:
+    """Two sites per (experiment, region) to show as series: ``median``, the site whose score is
+    closest to the region's median, and ``low``, the one closest to its ``low_quantile`` (a poor
+    but typical site, not the single worst outlier). A site's score is the median over the
+    experiment's scenarios of ``metric`` (seed-mean rows when a ``seed`` column is present). Ties
+    go to the smaller site id, so the choice is deterministic; a region with one scored site gets
+    one pick. Returns experiment, region, pick, site_id, score, metric; regions in code order."""
+    _require(site_metrics, ["experiment", "region", "scenario", "site_id", metric], "site_metrics")
+    df = site_metrics[site_metrics["experiment"].isin(list(experiments))]
+    if "seed" in df.columns:
+        df = df[df["seed"] == "mean"]
+    keys = ["experiment", "region"]
+    score = df.groupby([*keys, "site_id"])[metric].median().rename("score").reset_index()
+    score = score[np.isfinite(score["score"].to_numpy(float))]
+    columns = [*keys, "pick", "site_id", "score", "metric"]
+    if score.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = score.groupby(keys)["score"]
+    score["d_median"] = (score["score"] - grouped.transform("median")).abs()
+    score["d_low"] = (score["score"] - grouped.transform("quantile", low_quantile)).abs()
+    median = score.sort_values([*keys, "d_median", "site_id"]).groupby(keys).head(1)
+    rest = score.drop(index=median.index)
+    low = rest.sort_values([*keys, "d_low", "site_id"]).groupby(keys).head(1)
+    out = pd.concat([median.assign(pick=PICK_LABELS[0]), low.assign(pick=PICK_LABELS[1])]).assign(
+        metric=metric
+    )
+    exp_rank = {e: i for i, e in enumerate(experiments)}
+    out = out.assign(
+        _e=out["experiment"].map(exp_rank),
+        _r=out["region"].map(_code_key),
+        _p=out["pick"].map(PICK_LABELS.index),
+    )
+    return out.sort_values(["_e", "_r", "_p"])[columns].reset_index(drop=True)
+
+
+def observed_vs_simulated(
+    predictions: xr.Dataset,
+    picks: pd.DataFrame,
+    title: str,
+    *,
+    max_rows: int = 8,
+    panel_size: tuple[float, float] = (5.0, 1.9),
+) -> list[bytes]:
+    """Observed vs simulated test-period series: one row per (experiment, region) of ``picks``
+    (:func:`pick_sites`), one panel per picked site, the observation in black and each scenario of
+    that comparison in its colour. ``predictions`` is the predictions file's dataset
+    (:mod:`synergy_dagster.evaluation.predictions`): its ``evaluation`` table says which model
+    each scenario scores. At most ``max_rows`` rows per figure (the figure size is capped):
+    returns one PNG per group of rows, none when there is nothing to draw."""
+    _require(picks, ["experiment", "region", "pick", "site_id"], "picks")
+    if max_rows < 1:
+        raise InputError("max_rows", f"must be at least 1, got {max_rows}")
+    from synergy_dagster.evaluation.predictions import evaluation_models  # keeps xarray out of imports
+
+    table = evaluation_models(predictions)
+    rows = list(dict.fromkeys(zip(picks["experiment"], picks["region"], strict=True)))
+    ncols = max(1, int(picks.groupby(["experiment", "region"]).size().max())) if len(picks) else 1
+    time = pd.DatetimeIndex(predictions["time"].to_numpy())
+    units = str(predictions["simulated"].attrs.get("units", ""))
+    model_pos = pd.Index(predictions["model"].to_numpy().astype(str))
+    site_pos = pd.Index(predictions["site"].to_numpy().astype(str))
+    scenario_colors = dict(zip(SCENARIO_ORDER, _palette(len(SCENARIO_ORDER)), strict=True))
+    pngs = []
+    for start in range(0, len(rows), max_rows):
+        part = rows[start : start + max_rows]
+        # Constrained layout keeps the title and the shared legend above the panels.
+        fig = Figure(
+            figsize=(panel_size[0] * ncols, panel_size[1] * len(part) + 0.8), dpi=DPI, layout="constrained"
+        )
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(part), ncols, squeeze=False)
+        seen: dict[str, Any] = {}
+        for i, (experiment, region) in enumerate(part):
+            comp = table[(table["experiment"] == experiment) & (table["region"] == region)]
+            comp = comp.assign(
+                _o=comp["scenario"].map(lambda s: SCENARIO_ORDER.index(s) if s in SCENARIO_ORDER else 99)
+            )
+            comp = comp.sort_values(["_o", "scenario"])
+            chosen = picks[(picks["experiment"] == experiment) & (picks["region"] == region)]
+            # One read per row: the picked sites x this comparison's models.
+            s_idx = site_pos.get_indexer(chosen["site_id"].astype(str))
+            m_idx = model_pos.get_indexer(comp["model"])
+            if (s_idx < 0).any() or (m_idx < 0).any():
+                raise InputError("picks", f"{experiment}/{region}: a site or model is not in the predictions")
+            sim = predictions["simulated"].isel(site=s_idx, model=m_idx).to_numpy()
+            obs = predictions["observed"].isel(site=s_idx).to_numpy()
+            for j in range(ncols):
+                ax = axes[i, j]
+                if j >= len(chosen):
+                    ax.set_visible(False)
+                    continue
+                pick = chosen.iloc[j]
+                (h,) = ax.plot(time, obs[j], color="black", lw=0.9, label="observed")
+                seen.setdefault("observed", h)
+                for k, scenario in enumerate(comp["scenario"]):
+                    color = scenario_colors.get(scenario, "gray")
+                    (h,) = ax.plot(time, sim[j, :, k], color=color, lw=0.8, alpha=0.85, label=scenario)
+                    seen.setdefault(scenario, h)
+                score = (
+                    f", {pick.get('metric', 'score')} {pick['score']:.2f}"
+                    if "score" in pick and np.isfinite(pick["score"])
+                    else ""
+                )
+                ax.set_title(f"{region} ({experiment}): {pick['site_id']}, {pick['pick']}{score}", fontsize=8)
+                ax.tick_params(labelsize=7)
+                ax.xaxis.set_major_formatter(ConciseDateFormatter(ax.xaxis.get_major_locator()))
+                ax.xaxis.get_offset_text().set_fontsize(7)
+                ax.grid(alpha=0.3)
+                if j == 0:
+                    ax.set_ylabel(units, fontsize=7)
+        fig.legend(
+            handles=list(seen.values()),
+            loc="outside lower center",
+            ncol=min(len(seen), 6),
+            fontsize=8,
+            frameon=False,
+        )
+        suffix = f" ({start // max_rows + 1}/{-(-len(rows) // max_rows)})" if len(rows) > max_rows else ""
+        fig.suptitle(f"{title}{suffix}", fontsize=10)
+        pngs.append(_render(fig, None))
+    return pngs

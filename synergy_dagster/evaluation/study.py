@@ -1,7 +1,8 @@
 """Run the evaluation of one domain: test-period predictions of every planned model on the sites
 it is judged on, and per-site metrics on a common mask, per seed and for the seed mean.
 
-Free of Dagster; the ``evaluation`` asset calls :func:`evaluate_domain`.
+Free of Dagster; the ``evaluation`` asset calls :func:`predict_models` once, scores the result with
+:func:`evaluate_domain` and keeps it as the predictions file (:mod:`.predictions`).
 """
 
 from __future__ import annotations
@@ -60,34 +61,62 @@ def predict_test(
     return out
 
 
-def evaluate_domain(
+# model key -> (its sites in row order, {seed: physical-unit predictions [site, test day]})
+Predictions = dict[str, tuple[list[str], dict[int, np.ndarray]]]
+LoadModel = Callable[[str], tuple[Mapping[int, Mapping[str, torch.Tensor]], Normalizer]]
+
+
+def predict_models(
     ds: xr.Dataset,
     evaluations: pd.DataFrame,
-    load_model: Callable[[str], tuple[Mapping[int, Mapping[str, torch.Tensor]], Normalizer]],
+    load_model: LoadModel,
     hidden: int,
     test: slice,
     warmup: int,
     device: torch.device | None = None,
+) -> Predictions:
+    """Test-period predictions of every model the evaluations name, each predicted once on the
+    union of the sites it is judged on (sorted ids), in the evaluations' order of models."""
+    need: dict[str, set[str]] = {}
+    for row in evaluations.itertuples():
+        need.setdefault(row.model_key, set()).update(row.eval_site_ids)
+    preds: Predictions = {}
+    for key, sites in need.items():
+        states, norm = load_model(key)
+        order = sorted(sites)
+        preds[key] = (order, predict_test(ds, states, norm, order, hidden, test, warmup, device))
+    return preds
+
+
+def seed_mean(by_seed: Mapping[int, np.ndarray]) -> np.ndarray:
+    """The ensemble (seed-mean) prediction that the ``seed = "mean"`` metric rows score."""
+    return np.mean(np.stack([by_seed[s] for s in sorted(by_seed)]), axis=0)
+
+
+def evaluate_domain(
+    ds: xr.Dataset,
+    evaluations: pd.DataFrame,
+    load_model: LoadModel,
+    hidden: int,
+    test: slice,
+    warmup: int,
+    device: torch.device | None = None,
+    predictions: Predictions | None = None,
 ) -> pd.DataFrame:
     """Per-site metrics of every (experiment, region, scenario) row of the plan's evaluations.
 
     All scenarios compared within one (experiment, region) are scored on the same sites and days
     (a day counts only where the observation and every scenario's prediction are finite). Rows with
     ``seed`` = ``"<k>"`` per seed, ``"mean"`` for the seed-mean prediction and, with several seeds,
-    ``"std"`` for the spread of each metric across seeds.
+    ``"std"`` for the spread of each metric across seeds. ``predictions`` (from
+    :func:`predict_models`) skips the prediction pass; ``load_model`` is then not called.
     """
     domain = ds.attrs["domain"]
     _, test_days = warmup_window(ds, test, warmup)
     obs_all = ds[target_name(ds)].sel(time=test_days)
-    # Predict each model once, on the union of the sites it is judged on.
-    need: dict[str, set[str]] = {}
-    for row in evaluations.itertuples():
-        need.setdefault(row.model_key, set()).update(row.eval_site_ids)
-    preds: dict[str, tuple[list[str], dict[int, np.ndarray]]] = {}
-    for key, sites in need.items():
-        states, norm = load_model(key)
-        order = sorted(sites)
-        preds[key] = (order, predict_test(ds, states, norm, order, hidden, test, warmup, device))
+    preds = predictions
+    if preds is None:
+        preds = predict_models(ds, evaluations, load_model, hidden, test, warmup, device)
     frames = []
     for (experiment, region), group in evaluations.groupby(["experiment", "region"], sort=False):
         sites = sorted(set().union(*map(set, group["eval_site_ids"])))
@@ -103,7 +132,7 @@ def evaluate_domain(
             model_key = group.loc[group["scenario"] == scenario, "model_key"].iloc[0]
             per_seed = {str(s): all_metrics(o, np.where(mask, p, np.nan)) for s, p in by_seed.items()}
             seeds = sorted(by_seed)  # each scenario's own ensemble
-            mean_pred = np.mean(np.stack([by_seed[s] for s in seeds]), axis=0)
+            mean_pred = seed_mean(by_seed)
             per_seed["mean"] = all_metrics(o, np.where(mask, mean_pred, np.nan))
             if len(seeds) > 1:
                 stack = {m: np.stack([per_seed[str(s)][m] for s in seeds]) for m in METRIC_NAMES}

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from synergy_dagster.config import DOMAINS, DomainPeriods, PlanConfig
-from synergy_dagster.errors import InputError
+from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.experiments.size_control import pick_added, rule_text
 from synergy_dagster.regions.subregions import LETTERS
 
@@ -102,6 +102,9 @@ class Plan:
     excluded: pd.DataFrame
     config: PlanConfig
     rois: tuple[str, ...]
+    # An experiment left empty by a threshold: which setting to lower, and to what (see
+    # :func:`threshold_advice`).
+    advice: tuple[str, ...] = ()
 
     @property
     def training_keys(self) -> list[str]:
@@ -136,6 +139,7 @@ class Plan:
             "excluded": records(self.excluded, ()),
             "set_columns": list(self.sets.columns),
             "evaluation_columns": list(self.evaluations.columns),
+            "advice": list(self.advice),
         }
 
     @classmethod
@@ -149,11 +153,45 @@ class Plan:
             excluded = pd.DataFrame(data["excluded"], columns=list(EXCLUDED_COLUMNS))
             config = PlanConfig(**data["config"])
             domain, rois = data["domain"], tuple(data["rois"])
-        except (KeyError, TypeError) as exc:
-            raise InputError("plan", f"not a serialised plan: {exc}") from exc
+            advice = tuple(str(a) for a in data.get("advice", ()))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InputError("plan", f"not a serialised plan: {exc!r}") from exc
         sets["site_ids"] = [tuple(v) for v in sets["site_ids"]]
         evals["eval_site_ids"] = [tuple(v) for v in evals["eval_site_ids"]]
-        return cls(domain, _typed(sets), _typed(evals), _typed(excluded), config, rois)
+        return cls(domain, _typed(sets), _typed(evals), _typed(excluded), config, rois, advice)
+
+
+# Where each threshold is set (study file, run config, environment), for messages that say which
+# setting to lower.
+_THRESHOLD_SETTINGS = {
+    "min_sites_subregion": ("study.min_sites_subregion", "SYNERGY_MIN_SITES"),
+    "min_sites_roi": ("study.min_sites_roi", "SYNERGY_MIN_SITES_ROI"),
+}
+
+
+def _lower_hint(name: str, value: int, largest: tuple[str, int] | None, what: str) -> str:
+    """'no <what> reaches <name>=<value> (largest: X with n sites): lower <name> to n ...'."""
+    run_config, env = _THRESHOLD_SETTINGS[name]
+    if largest is None:
+        return f"no site lies in any {what}, so no threshold helps: check the sites' ecoregion tags"
+    region, n = largest
+    return (
+        f"no {what} reaches {name}={value} (largest: {region} with {n} sites): lower {name} to {n} "
+        f"or less (study file `thresholds: {{{name}: {n}}}`, run config `{run_config}`, or env {env})"
+    )
+
+
+def _largest(counts: pd.Series) -> tuple[str, int] | None:
+    counts = counts[counts > 0]
+    if counts.empty:
+        return None
+    top = counts.sort_values(ascending=False, kind="stable")
+    return str(top.index[0]), int(top.iloc[0])
+
+
+def threshold_advice(plan: Plan) -> list[str]:
+    """Messages for experiments a threshold left without any set (empty when both have sets)."""
+    return list(plan.advice)
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -292,6 +330,25 @@ def build_plan(
         rois = eligible
     rois = sorted(dict.fromkeys(rois), key=_code_order)
 
+    # A threshold that leaves an experiment empty says which setting to lower and to what; when
+    # both are empty the plan holds the global set only and compares nothing: refuse it.
+    advice: list[str] = []
+    if not any(s["scenario"] == "local" for s in sets):
+        in_letters = df["subregion"].where(df["subregion"].isin(LETTERS)).dropna()
+        advice.append(
+            _lower_hint("min_sites_subregion", n_min, _largest(in_letters.value_counts()), "sub-region")
+        )
+    if not rois:
+        advice.append(
+            _lower_hint("min_sites_roi", cfg.min_sites_roi, _largest(l3_counts), "Level III region")
+        )
+    if len(advice) == 2:
+        raise ConfigError(
+            "study thresholds",
+            "the plan would hold the global set only and compare nothing: " + "; ".join(advice),
+            domain,
+        )
+
     for roi in rois:
         in_roi = df["l3"] == roi
         l2, l1 = df.loc[in_roi, "l2"].iloc[0], df.loc[in_roi, "l1"].iloc[0]
@@ -343,4 +400,6 @@ def build_plan(
         dict(zip(sets_df["key"], sets_df["trained_as"], strict=True))
     )
     excluded_df = pd.DataFrame(excluded, columns=list(EXCLUDED_COLUMNS))
-    return Plan(domain, _typed(sets_df), _typed(evals_df), _typed(excluded_df), cfg, tuple(rois))
+    return Plan(
+        domain, _typed(sets_df), _typed(evals_df), _typed(excluded_df), cfg, tuple(rois), tuple(advice)
+    )

@@ -29,7 +29,7 @@ import xarray as xr
 from synergy_dagster.config import Budget, DomainPeriods, DomainTraining, Period, Profile
 from synergy_dagster.errors import InputError
 from synergy_dagster.experiments.plan import Plan, parse_set_key
-from synergy_dagster.io_utils import file_sha256
+from synergy_dagster.io_utils import file_sha256, read_json_output
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.files import load_state
 from synergy_dagster.models.normalization import (
@@ -138,21 +138,43 @@ def normalizer_options(domain: str, ds: xr.Dataset, log_transform: bool) -> dict
 
 
 def load_plan(layout: Layout, domain: str) -> Plan:
-    """The domain's experiment plan; an InputError naming the asset to materialise when absent."""
+    """The domain's experiment plan; an InputError naming the asset to materialise when absent,
+    empty, truncated or malformed."""
     path = layout.plan(domain)
     if not path.exists():
         raise InputError(path, f"no experiment plan for {domain}: materialise {domain}_plan first")
-    return Plan.from_dict(json.loads(path.read_text()))
+    data = read_json_output(path, f"{domain}_plan")
+    try:
+        return Plan.from_dict(data)
+    except InputError as exc:
+        raise InputError(path, f"{exc.problem}: rematerialise {domain}_plan") from exc
 
 
 def load_training_set(layout: Layout, domain: str, key: str) -> TrainingSet:
     """The stored description of training set ``key`` (the ``<domain>_training_set`` asset's value)."""
     path = layout.training_set(domain, key)
+    asset = f"{domain}_training_set [{key}]"
     if not path.exists():
         raise InputError(
             path, f"training set {domain} [{key}] was never materialised: materialise {domain}_training_set"
         )
-    return TrainingSet.from_dict(json.loads(path.read_text()), source=str(path))
+    data = read_json_output(path, asset)
+    try:
+        return TrainingSet.from_dict(data, source=str(path))
+    except InputError as exc:
+        raise InputError(path, f"{exc.problem}: rematerialise {asset}", exc.where) from exc
+
+
+def load_normalizer(layout: Layout, domain: str) -> Normalizer:
+    """The domain's shared normalisation statistics (written with the plan by ``<domain>_plan``)."""
+    path = layout.normalizer(domain)
+    if not path.exists():
+        raise InputError(path, f"no normalisation statistics for {domain}: materialise {domain}_plan first")
+    data = read_json_output(path, f"{domain}_plan")
+    try:
+        return Normalizer.from_dict(data, source=str(path))
+    except InputError as exc:
+        raise InputError(path, f"{exc.problem}: rematerialise {domain}_plan", exc.where) from exc
 
 
 def arrays_hash(arrays: Arrays) -> str:
@@ -188,7 +210,7 @@ def build_training_set(
         opts = normalizer_options(domain, ds, log_transform)
         norm = Normalizer.fit(ds.sel(site=site_ids), periods.train.slice, **opts)
     else:
-        norm = Normalizer.from_dict(json.loads(layout.normalizer(domain).read_text()))
+        norm = load_normalizer(layout, domain)
     arrays = prepare_arrays(ds, norm, periods.train.slice, site_ids)
     scenario, region = parse_set_key(key)
     return TrainingSet(

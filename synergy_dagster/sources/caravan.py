@@ -118,12 +118,19 @@ def stack_daily(
 def check_streamflow_sanity(
     q: np.ndarray, site_ids: Sequence[str], sources: Sequence[str | Path], name: str = TARGET
 ) -> None:
-    """Streamflow in mm/d: not negative, not all missing, median not cfs-like. ``q`` is [site, time]."""
+    """Streamflow in mm/d: not negative, median not cfs-like, not missing everywhere. ``q`` is [site, time].
+
+    A gauge whose streamflow is missing on every day is let through: real basin sets are ragged, and
+    the study drops such a gauge with its reason (``sources.selection.drop_sites_without_target``)
+    instead of refusing the whole source. Only a source without any value is refused here.
+    """
     finite = np.isfinite(q)
     empty = ~finite.any(axis=1)
-    if empty.any():
-        i = int(np.argmax(empty))
-        raise InputError(sources[i], f"{name} is missing on every day for gauge {site_ids[i]!r}", name)
+    if empty.all():
+        others = f" and the {len(site_ids) - 1} other gauge(s)" if len(site_ids) > 1 else ""
+        raise InputError(
+            sources[0], f"{name} is missing on every day for gauge {site_ids[0]!r}{others}", name
+        )
     neg = np.where(finite, q, 0.0) < 0
     if neg.any():
         i, t = np.argwhere(neg)[0]

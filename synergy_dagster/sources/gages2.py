@@ -28,6 +28,9 @@ def read_gages2(path: str | Path) -> pd.DataFrame:
     check_crs(gdf, path)
     ids = gauge_ids(gdf["STAID"])
     check_ids_present(ids, path, "STAID")
+    dup = ids.duplicated()
+    if dup.any():
+        raise InputError(path, f"duplicate STAID {ids[dup].unique()[:5].tolist()}", "STAID")
     # A USGS station number has 8 to 15 digits; anything else is a damaged or foreign id.
     bad_id = ~ids.str.fullmatch(r"\d{8,15}").fillna(False).to_numpy(dtype=bool)
     if bad_id.any():
@@ -37,9 +40,6 @@ def read_gages2(path: str | Path) -> pd.DataFrame:
             f"STAID {ids.iloc[i]!r} is not a USGS station number (8-15 digits)",
             f"feature {i}, column STAID",
         )
-    dup = ids.duplicated()
-    if dup.any():
-        raise InputError(path, f"duplicate STAID {ids[dup].unique()[:5].tolist()}", "STAID")
     cls = gdf["CLASS"].astype(str).str.strip().str.lower().map(_CLASSES)
     if cls.isna().any():
         i = int(np.argmax(cls.isna().to_numpy()))

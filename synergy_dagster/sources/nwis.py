@@ -123,7 +123,7 @@ def read_nwis_rdb(path: str | Path, *, missing_values: MissingValues | None = No
             f
             for f in fields
             if (f.endswith("_cd") and f != "agency_cd" and f[:-3] not in fields)
-            or ("_00060_00003" in f and not _VALUE_COL.match(f) and f[:-3] not in fields)
+            or ("_00060_00003" in f and not _VALUE_COL.match(f) and not f.endswith("_cd"))
         ]
         if orphan:
             raise InputError(

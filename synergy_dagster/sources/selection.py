@@ -63,20 +63,24 @@ def select_inputs(
     static: Sequence[str] | str,
     categorical: Sequence[str] = (),
     where: str = "source",
+    key: str = "",
 ) -> xr.Dataset:
     """Keep the study's target, dynamic inputs and statics (in the listed order); one-hot encode
-    the categorical statics. ``static="all_numeric"`` keeps every static of the source."""
+    the categorical statics. ``static="all_numeric"`` keeps every static of the source. ``key``
+    prefixes the study-file key named in errors (e.g. ``domains.streamflow.``)."""
     have_target = target_name(ds)
     if have_target != target:
         raise ConfigError(
-            "target", f"{where} provides the target {have_target!r}, the study asks for {target!r}", target
+            f"{key}target",
+            f"{where} provides the target {have_target!r}, the study asks for {target!r}",
+            target,
         )
     dyn = dynamic_names(ds)
-    _missing(dynamic, dyn, "dynamic", where)
+    _missing(dynamic, dyn, f"{key}dynamic", where)
     stat = static_names(ds)
     chosen = list(stat) if static == ALL_NUMERIC else list(static)
-    _missing(chosen, stat, "static", where)
-    _missing(categorical, chosen, "categorical", where)
+    _missing(chosen, stat, f"{key}static", where)
+    _missing(categorical, chosen, f"{key}categorical", where)
     out = ds[[target, *dynamic, *chosen]]
     out.attrs = dict(ds.attrs)
     for name in categorical:

@@ -71,26 +71,45 @@ class MetadataStore:
     def replace_many(self, writes: list[tuple[str, pd.DataFrame, Mapping[str, Any]]]) -> None:
         """Several :meth:`replace_rows` in ONE transaction (e.g. a model's row and its learning
         curve): either all tables change or none."""
+        with self.transaction(writes):
+            pass
+
+    @contextlib.contextmanager
+    def transaction(self, writes: list[tuple[str, pd.DataFrame, Mapping[str, Any]]]) -> Iterator[None]:
+        """:meth:`replace_many` that yields before COMMIT: the rows are written (and checked) on
+        enter, committed on a clean exit and rolled back if the block raises. For
+        :func:`synergy_dagster.io_utils.staged_outputs`, which renames an asset's files inside it so
+        that files and rows change together."""
         self.init_schema()
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                for i, (table, df, where) in enumerate(writes):
-                    if table not in TABLES:
-                        raise InputError("table", f"unknown table {table!r}")
-                    cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
-                    extra = sorted(set(df.columns) - set(cols))
-                    if extra:
-                        raise InputError(table, f"columns not in the table: {extra}")
-                    con.register(f"frame_{i}", df.reindex(columns=cols))
-                    cond = " AND ".join(f"{k} = ?" for k in where) or "TRUE"
-                    con.execute(f"DELETE FROM {table} WHERE {cond}", list(where.values()))
-                    if len(df):
-                        con.execute(f"INSERT INTO {table} SELECT * FROM frame_{i}")
+                self._apply(con, writes)
+                yield
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                # a failed COMMIT may already have ended the transaction; keep the first error
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
                 raise
+
+    @staticmethod
+    def _apply(
+        con: duckdb.DuckDBPyConnection, writes: list[tuple[str, pd.DataFrame, Mapping[str, Any]]]
+    ) -> None:
+        """Delete each write's partition and insert its frame (inside the caller's transaction)."""
+        for i, (table, df, where) in enumerate(writes):
+            if table not in TABLES:
+                raise InputError("table", f"unknown table {table!r}")
+            cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+            extra = sorted(set(df.columns) - set(cols))
+            if extra:
+                raise InputError(table, f"columns not in the table: {extra}")
+            con.register(f"frame_{i}", df.reindex(columns=cols))
+            cond = " AND ".join(f"{k} = ?" for k in where) or "TRUE"
+            con.execute(f"DELETE FROM {table} WHERE {cond}", list(where.values()))
+            if len(df):
+                con.execute(f"INSERT INTO {table} SELECT * FROM frame_{i}")
 
     def query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         self.init_schema()

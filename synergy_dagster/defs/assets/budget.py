@@ -38,10 +38,10 @@ EXPERIMENT = "global_vs_local"
 )
 def learning_curves(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) -> dg.MaterializeResult:
     layout = Layout(sources.work_dir)
-    profile = study.resolved_profile()
+    profile = study.resolved_profile(sources.study())
     budget = profile.budget
     meta: dict[str, Any] = {"budget": budget.mode}
-    for domain in study.resolved_domains():
+    for domain in study.resolved_domains(sources.study()):
         metric = f"val_{budget.for_domain(domain).metric}"
         keys = sorted(set(load_plan(layout, domain).evaluations["model_key"]))
         curves = store.store().query(
@@ -97,7 +97,7 @@ def budget_sensitivity(
     context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
 ) -> dg.MaterializeResult:
     layout = Layout(sources.work_dir)
-    profile = study.resolved_profile()
+    profile = study.resolved_profile(sources.study())
     modes = study.resolved_sensitivity_modes()
     # Every mode shares the profile's budget parameters (updates, passes, cap, patience, K).
     budgets = [profile.budget.replace(mode=mode) for mode in modes]
@@ -106,7 +106,7 @@ def budget_sensitivity(
     threads = configure_threads(study.torch_threads, profile.hidden)
     device = pick_device(study.device)
     tables, metric_frames = [], []
-    for domain in study.resolved_domains():
+    for domain in study.resolved_domains(sources.study()):
         plan = load_plan(layout, domain)
         evals = plan.evaluations[plan.evaluations["experiment"] == EXPERIMENT]
         if evals.empty:

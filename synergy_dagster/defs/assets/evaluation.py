@@ -13,9 +13,15 @@ import xarray as xr
 from synergy_dagster.config import DOMAINS
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
-from synergy_dagster.evaluation.figures import boxplot_by_region, error_matrix
+from synergy_dagster.evaluation.figures import (
+    boxplot_by_region,
+    error_matrix,
+    observed_vs_simulated,
+    pick_sites,
+)
+from synergy_dagster.evaluation.predictions import TAG_COLUMNS, predictions_dataset, write_predictions
 from synergy_dagster.evaluation.statistics import SIGNIFICANCE_COLUMNS, significance_table
-from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, evaluate_domain
+from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, evaluate_domain, predict_models
 from synergy_dagster.evaluation.summary import markdown_table, study_summary
 from synergy_dagster.io_utils import atomic_path, atomic_write_bytes, atomic_write_text
 from synergy_dagster.layout import Layout
@@ -50,6 +56,35 @@ def _write_parquet(df: pd.DataFrame, path: Any) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def _site_tags(layout: Layout, domain: str) -> pd.DataFrame | None:
+    path = layout.sites_table(domain)
+    if not path.exists():
+        return None
+    table = pd.read_parquet(path).drop_duplicates("site_id")
+    return table.set_index("site_id")[[c for c in TAG_COLUMNS if c in table.columns]]
+
+
+def _timeseries_figures(layout: Layout, domain: str, cube: xr.Dataset, frame: pd.DataFrame) -> dict[str, Any]:
+    """Observed vs simulated series of two sites per region (PNG parts under evaluation/figures);
+    parts a previous, larger study left behind are removed."""
+    pngs = observed_vs_simulated(
+        cube,
+        pick_sites(frame),
+        title=f"{domain}: observed vs simulated, median-NSE and low-NSE site per region",
+    )
+    paths = [layout.timeseries_png(domain, i + 1) for i in range(len(pngs))]
+    for stale in set(layout.timeseries_pngs(domain)) - set(paths):
+        stale.unlink(missing_ok=True)
+    meta: dict[str, Any] = {}
+    for i, (path, png) in enumerate(zip(paths, pngs, strict=True)):
+        atomic_write_bytes(path, png)
+        # Inline only the first part: each is a few hundred kB in the event log; the rest by path.
+        meta[f"{domain}/{path.name}"] = (
+            png_markdown(png, alt=path.stem) if i == 0 else dg.MetadataValue.path(str(path))
+        )
+    return meta
+
+
 @dg.asset(
     group_name=GROUP,
     deps=MODEL_KEYS,
@@ -59,19 +94,22 @@ def _write_parquet(df: pd.DataFrame, path: Any) -> None:
         "Test-period predictions of every planned model (one full-sequence pass with warm-up) and per-site "
         "RMSE, ubRMSE, bias, correlation, NSE and KGE on a common mask; per seed and for the seed mean. "
         "Uses the models of the configured training budget. Table site_metrics in DuckDB (one set of "
-        "rows per budget mode) and evaluation/site_metrics.parquet."
+        "rows per budget mode) and evaluation/site_metrics.parquet; every model's test-period series "
+        "with the observations in evaluation/predictions/<domain>.nc (CF NetCDF), and observed vs "
+        "simulated series of two sites per region under evaluation/figures."
     ),
 )
 def evaluation(
     context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
 ) -> dg.MaterializeResult:
     layout = Layout(sources.work_dir)
-    profile = study.resolved_profile()
+    profile = study.resolved_profile(sources.study())
     budget = profile.budget.mode
     configure_threads(study.torch_threads, profile.hidden)
     device = pick_device(study.device)
     frames = []
-    for domain in study.resolved_domains():
+    meta: dict[str, Any] = {}
+    for domain in study.resolved_domains(sources.study()):
         plan = load_plan(layout, domain)
         models = _models_for(store, domain, budget)
         needed = sorted(set(plan.evaluations["model_key"]))
@@ -94,16 +132,32 @@ def evaluation(
         ds = xr.load_dataset(layout.sites_nc(domain))
         periods = sources.periods(domain)
         hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
+        warmup = profile.for_domain(domain).warmup
         with torch.inference_mode():
-            frame = evaluate_domain(
-                ds,
-                plan.evaluations,
-                load_model,
-                hidden,
-                periods.test.slice,
-                profile.for_domain(domain).warmup,
-                device,
+            preds = predict_models(
+                ds, plan.evaluations, load_model, hidden, periods.test.slice, warmup, device
             )
+        frame = evaluate_domain(
+            ds, plan.evaluations, load_model, hidden, periods.test.slice, warmup, predictions=preds
+        )
+        # The scored series, kept: one file per domain, built from the same predictions.
+        cube = predictions_dataset(
+            ds,
+            plan.evaluations,
+            preds,
+            periods.test.slice,
+            warmup,
+            tags=_site_tags(layout, domain),
+            budget=budget,
+        )
+        del preds
+        write_predictions(cube, layout.predictions(domain))
+        meta[f"predictions/{domain}"] = dg.MetadataValue.path(str(layout.predictions(domain)))
+        meta[f"predictions/{domain}/shape"] = dg.MetadataValue.json(
+            {k: int(v) for k, v in cube.sizes.items()}
+        )
+        meta.update(_timeseries_figures(layout, domain, cube, frame))
+        del cube
         frame["budget"] = budget
         frames.append(frame)
         store.store().replace_rows("site_metrics", frame, {"domain": domain, "budget": budget})
@@ -122,6 +176,7 @@ def evaluation(
             "n_rows": len(metrics),
             "path": dg.MetadataValue.path(str(layout.site_metrics())),
             "medians": dg.MetadataValue.md(markdown_table(med)),
+            **meta,
         }
     )
 

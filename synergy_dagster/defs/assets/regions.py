@@ -5,12 +5,12 @@ import geopandas as gpd
 import pandas as pd
 import xarray as xr
 
-from synergy_dagster.defs.assets.sources import raw_basins, raw_ecoregions, raw_pixels, write_netcdf
+from synergy_dagster.defs.assets.sources import raw_basins, raw_ecoregions, raw_pixels
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import region_map
 from synergy_dagster.evaluation.summary import markdown_table
-from synergy_dagster.io_utils import atomic_path, atomic_write_bytes
+from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.regions.coverage import coverage_filter
 from synergy_dagster.regions.subregions import SUBREGIONS
@@ -18,6 +18,21 @@ from synergy_dagster.regions.tagging import tag_sites
 from synergy_dagster.sources.basin_polygons import read_basin_polygons
 
 GROUP = "regions"
+SITES_COLUMNS = [
+    "site_id",
+    "domain",
+    "lat",
+    "lon",
+    "l1",
+    "l2",
+    "l3",
+    "subregion",
+    "tagging_method",
+    "area_share",
+    "coverage_train",
+    "coverage_test",
+    "kept",
+]
 REVISIT_DAYS = {"soil_moisture": 3, "streamflow": 1}
 
 
@@ -75,6 +90,8 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
     def _sites(
         context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
     ) -> dg.MaterializeResult:
+        if domain not in study.resolved_domains(sources.study()):  # not in this study / run
+            return dg.MaterializeResult(metadata={"skipped": f"{domain} is not among this run's domains"})
         layout = Layout(sources.work_dir)
         l3 = load_l3(sources)
         ds = xr.load_dataset(layout.source_nc(domain))
@@ -88,7 +105,7 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
             ds.sel(site=tagged.index.to_numpy()),
             periods.train.slice,
             periods.test.slice,
-            min_share=study.coverage,
+            min_share=study.plan_config(sources.study()).coverage,
             revisit_days=REVISIT_DAYS[domain],
         )
         table = tagged.join(cov.set_index("site_id")[["cov_train", "cov_test", "kept"]]).reset_index()
@@ -98,30 +115,6 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
         )
         if "area_share" not in rows:
             rows["area_share"] = float("nan")
-        store.store().replace_rows(
-            "sites",
-            rows[
-                [
-                    "site_id",
-                    "domain",
-                    "lat",
-                    "lon",
-                    "l1",
-                    "l2",
-                    "l3",
-                    "subregion",
-                    "tagging_method",
-                    "area_share",
-                    "coverage_train",
-                    "coverage_test",
-                    "kept",
-                ]
-            ],
-            {"domain": domain},
-        )
-        with atomic_path(layout.sites_table(domain)) as tmp:
-            rows.to_parquet(tmp, index=False)
-        write_netcdf(ds.sel(site=list(kept)), layout.sites_nc(domain))
         counts = (
             rows.groupby("subregion", dropna=False)
             .agg(tagged=("site_id", "size"), kept=("kept", "sum"))
@@ -129,7 +122,14 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
         )
         png = region_map(l3.rename(columns={"l3": "code"}), rows[rows["kept"]], color_by="subregion")
         map_path = layout.region_map(domain)  # the paper's Figure 1
-        atomic_write_bytes(map_path, png)
+        db = store.store()
+        # All or nothing: the sites rows, the table, the kept sites' NetCDF and the map change
+        # together; any failure leaves the previous four (or none) in place.
+        with staged_outputs() as out:
+            rows.to_parquet(out.path(layout.sites_table(domain)), index=False)
+            out.write_netcdf(layout.sites_nc(domain), ds.sel(site=list(kept)))
+            out.write_bytes(map_path, png)
+            out.transaction(db.transaction([("sites", rows[SITES_COLUMNS], {"domain": domain})]), db.path)
         context.log.info(
             f"{domain}: {len(rows)} tagged, {len(tagging.dropped)} outside every region, "
             f"{int(rows['kept'].sum())} kept by coverage"

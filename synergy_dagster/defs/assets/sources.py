@@ -14,18 +14,16 @@ import xarray as xr
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.summary import markdown_table
-from synergy_dagster.io_utils import (  # write_netcdf: re-exported for regions.py
+from synergy_dagster.io_utils import (
     atomic_path,
     file_sha256,
     sweep_stale_temps,
-    tree_sha256,
     write_netcdf,
 )
 from synergy_dagster.layout import Layout
-from synergy_dagster.sources.caravan import read_caravan
 from synergy_dagster.sources.ecoregions import read_ecoregions
-from synergy_dagster.sources.pixels import read_pixel_cube
 from synergy_dagster.sources.sitedata import target_name
+from synergy_dagster.sources.study_domain import DomainData, read_study_domain
 
 GROUP = "sources"
 
@@ -65,15 +63,15 @@ def _source_row(
 )
 def source_files(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.MaterializeResult:
     sources.check()
+    study = sources.study()
     stale = sweep_stale_temps(sources.work_dir)  # left by a process killed mid-write
     if stale:
         context.log.warning(f"removed {len(stale)} stale temp file(s): {[str(p) for p in stale[:5]]}")
-    if sources.kind == "virtual":
+    virtual = sources.virtual()
+    if virtual is not None:
         from synergy_dagster.sources.virtual import VirtualConusConfig, generate_virtual_conus
 
-        cfg = VirtualConusConfig(
-            seed=sources.virtual_seed, n_pixels=sources.virtual_pixels, n_basins=sources.virtual_basins
-        )
+        cfg = VirtualConusConfig(seed=virtual.seed, n_pixels=virtual.pixels, n_basins=virtual.basins)
         layout = Layout(sources.work_dir)
         manifest_path = layout.virtual_manifest()
         wanted = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
@@ -82,13 +80,17 @@ def source_files(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg
         else:
             context.log.info(f"generating the virtual CONUS into {layout.virtual_dir()}")
             generate_virtual_conus(layout.virtual_dir(), cfg)
-    paths = {"ecoregions": sources.ecoregions(), "caravan": sources.caravan()[0], "pixels": sources.pixels()}
+    paths = {"ecoregions": sources.ecoregions()}
+    paths |= {domain: Path(str(sources.domain(domain).path)) for domain in sources.domains()}
     for name, p in paths.items():
         if not p.exists():
-            raise InputError(f"sources.{name}", f"path does not exist: {p}")
+            key = "ecoregions" if name == "ecoregions" else f"domains.{name}.path"
+            raise InputError(f"{sources.study_path()} [{key}]", f"path does not exist: {p}")
     return dg.MaterializeResult(
         metadata={
-            "kind": sources.kind,
+            "study": study.name,
+            "study_file": dg.MetadataValue.path(str(sources.study_path())),
+            "domains": ", ".join(sources.domains()),
             **{k: dg.MetadataValue.path(str(v)) for k, v in paths.items()},
         }
     )
@@ -123,28 +125,34 @@ def raw_ecoregions(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeR
     )
 
 
+def _skipped(domain: str, sources: SourceConfig) -> dg.MaterializeResult:
+    """A study without this domain needs none of its files (nothing is read or written)."""
+    return dg.MaterializeResult(
+        metadata={"skipped": f"the study {sources.study().name!r} has no {domain} domain"}
+    )
+
+
 def _record_sites_source(
-    name: str,
-    domain: str,
-    ds: xr.Dataset,
-    path: Path,
-    fmt: str,
-    content_hash: str,
-    work_dir: Path,
-    store: DuckDBStore,
+    domain: str, data: DomainData, work_dir: Path, store: DuckDBStore
 ) -> dg.MaterializeResult:
-    write_netcdf(ds, Layout(work_dir).source_nc(domain))
-    row = _source_row(name, domain, path, fmt, content_hash, ds)
-    store.store().replace_rows("sources", row, {"source_name": name})
+    ds = data.ds
+    layout = Layout(work_dir)
+    write_netcdf(ds, layout.source_nc(domain))
+    with atomic_path(layout.source_drops(domain)) as tmp:
+        data.dropped.to_parquet(tmp, index=False)
+    row = _source_row(domain, domain, data.path, data.fmt, data.content_hash, ds)
+    store.store().replace_rows("sources", row, {"source_name": domain})
     r = row.iloc[0]
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(path)),
-            "format": fmt,
+            "path": dg.MetadataValue.path(str(data.path)),
+            "format": data.fmt,
             "n_sites": int(r["n_sites"]),
+            "n_dropped": len(data.dropped),
+            "dropped": dg.MetadataValue.md(markdown_table(data.dropped) if len(data.dropped) else "none"),
             "period": f"{r['period_start']} .. {r['period_end']}",
             "n_valid_target": int(r["n_valid_target"]),
-            "content_hash": content_hash[:16],
+            "content_hash": data.content_hash[:16],
             "variables": dg.MetadataValue.md(
                 markdown_table(
                     pd.DataFrame(
@@ -164,17 +172,17 @@ def _record_sites_source(
     deps=[source_files],
     pool="duckdb",
     kinds={"xarray", "duckdb"},
-    description="Basins: daily forcings, streamflow (mm/d) and attributes from a Caravan-layout folder.",
+    description=(
+        "Basins: daily forcings, streamflow (mm/d) and attributes as the study file says (Caravan "
+        "or CAMELS-US layout), only the listed inputs, gauges without any streamflow dropped with "
+        "their reason, periods checked against the record."
+    ),
 )
 def raw_basins(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
-    root, subset = sources.caravan()
-    ds = read_caravan(root, subset=subset)
-    files = sorted((root / "timeseries").rglob(f"*/{subset}/*")) + sorted(
-        (root / "attributes" / subset).glob("*.csv")
-    )
-    return _record_sites_source(
-        "streamflow", "streamflow", ds, root, "caravan", tree_sha256(files), sources.work_dir, store
-    )
+    if "streamflow" not in sources.domains():
+        return _skipped("streamflow", sources)
+    data = read_study_domain("streamflow", sources.domain("streamflow"))
+    return _record_sites_source("streamflow", data, sources.work_dir, store)
 
 
 @dg.asset(
@@ -182,23 +190,13 @@ def raw_basins(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResul
     deps=[source_files],
     pool="duckdb",
     kinds={"xarray", "duckdb"},
-    description="Pixels: SMAP-like soil moisture, daily forcings and static attributes from a NetCDF/Zarr cube.",
+    description=(
+        "Pixels: SMAP-like soil moisture, daily forcings and static attributes from a NetCDF/Zarr "
+        "cube, as the study file says (listed inputs only, periods checked against the record)."
+    ),
 )
 def raw_pixels(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
-    path = sources.pixels()
-    ds = read_pixel_cube(path)
-    digest = (
-        file_sha256(path)
-        if path.is_file()
-        else tree_sha256(sorted(p for p in path.rglob("*") if p.is_file()))
-    )
-    return _record_sites_source(
-        "soil_moisture",
-        "soil_moisture",
-        ds,
-        path,
-        "netcdf" if path.is_file() else "zarr",
-        digest,
-        sources.work_dir,
-        store,
-    )
+    if "soil_moisture" not in sources.domains():
+        return _skipped("soil_moisture", sources)
+    data = read_study_domain("soil_moisture", sources.domain("soil_moisture"))
+    return _record_sites_source("soil_moisture", data, sources.work_dir, store)

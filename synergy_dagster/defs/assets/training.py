@@ -21,8 +21,8 @@ from synergy_dagster.defs.partitions import SET_PARTITIONS
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import learning_curve
 from synergy_dagster.evaluation.summary import markdown_table
-from synergy_dagster.experiments.plan import build_plan
-from synergy_dagster.io_utils import atomic_write_text
+from synergy_dagster.experiments.plan import build_plan, threshold_advice
+from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.fit import (
@@ -56,22 +56,21 @@ def build_plan_asset(domain: str) -> dg.AssetsDefinition:
     def _plan(
         context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
     ) -> dg.MaterializeResult:
+        if domain not in study.resolved_domains(sources.study()):  # not in this study / run: no plan
+            return dg.MaterializeResult(metadata={"skipped": f"{domain} is not among this run's domains"})
         layout = Layout(sources.work_dir)
         sites = pd.read_parquet(layout.sites_table(domain))
         sites = sites[sites["kept"]]
-        plan = build_plan(sites, domain, study.plan_config(), rois_preferred=PAPER_ROIS[domain])
+        plan = build_plan(
+            sites, domain, study.plan_config(sources.study()), rois_preferred=PAPER_ROIS[domain]
+        )
+        for advice in threshold_advice(plan):
+            context.log.warning(advice)
         periods = sources.periods(domain)
-        atomic_write_text(layout.plan(domain), json.dumps(plan.to_dict(), indent=1))
         ds = xr.load_dataset(layout.sites_nc(domain))
         opts = normalizer_options(domain, ds, study.log_transform)
         norm = Normalizer.fit(ds, periods.train.slice, **opts)
-        atomic_write_text(layout.normalizer(domain), json.dumps(norm.to_dict(), indent=1))
         distinct = plan.sets[plan.sets["trained_as"] == plan.sets["key"]]["key"].tolist()
-        existing = set(context.instance.get_dynamic_partitions(parts.name))
-        stale = sorted(existing - set(distinct))
-        for key in stale:
-            context.instance.delete_dynamic_partition(parts.name, key)
-        context.instance.add_dynamic_partitions(parts.name, [k for k in distinct if k not in existing])
         rows = plan.sets.assign(
             set_key=plan.sets["key"],
             train_start=periods.train.start,
@@ -79,27 +78,33 @@ def build_plan_asset(domain: str) -> dg.AssetsDefinition:
             test_start=periods.test.start,
             test_end=periods.test.end,
         )
-        store.store().replace_rows(
-            "training_sets",
-            rows[
-                [
-                    "domain",
-                    "set_key",
-                    "scenario",
-                    "region",
-                    "experiment",
-                    "n_sites",
-                    "sites_hash",
-                    "trained_as",
-                    "added_rule",
-                    "train_start",
-                    "train_end",
-                    "test_start",
-                    "test_end",
-                ]
-            ],
-            {"domain": domain},
-        )
+        columns = [
+            "domain",
+            "set_key",
+            "scenario",
+            "region",
+            "experiment",
+            "n_sites",
+            "sites_hash",
+            "trained_as",
+            "added_rule",
+            "train_start",
+            "train_end",
+            "test_start",
+            "test_end",
+        ]
+        db = store.store()
+        # All or nothing: plan, normaliser and training_sets rows change together.
+        with staged_outputs() as out:
+            out.write_text(layout.plan(domain), json.dumps(plan.to_dict(), indent=1))
+            out.write_text(layout.normalizer(domain), json.dumps(norm.to_dict(), indent=1))
+            out.transaction(db.transaction([("training_sets", rows[columns], {"domain": domain})]), db.path)
+        # Partitions follow the committed plan (the instance is no part of the transaction).
+        existing = set(context.instance.get_dynamic_partitions(parts.name))
+        stale = sorted(existing - set(distinct))
+        for key in stale:
+            context.instance.delete_dynamic_partition(parts.name, key)
+        context.instance.add_dynamic_partitions(parts.name, [k for k in distinct if k not in existing])
         show = plan.sets[["key", "experiment", "n_sites", "trained_as"]]
         return dg.MaterializeResult(
             metadata={
@@ -111,6 +116,7 @@ def build_plan_asset(domain: str) -> dg.AssetsDefinition:
                     markdown_table(plan.excluded) if len(plan.excluded) else "none"
                 ),
                 "normalisation": opts["method"],
+                "threshold_advice": dg.MetadataValue.md("\n".join(f"- {a}" for a in plan.advice) or "none"),
             }
         )
 
@@ -194,7 +200,7 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
         store: DuckDBStore,
     ) -> Iterator[dg.AssetCheckResult | dg.Output]:
         layout = Layout(sources.work_dir)
-        profile = study.resolved_profile()
+        profile = study.resolved_profile(sources.study())
         budget = profile.budget
         threads = configure_threads(study.torch_threads, profile.hidden)
         device = pick_device(study.device)

@@ -1,0 +1,81 @@
+"""The shipped study files: each validates, and the CAMELS-US one (a second real layout with its own
+periods) runs end to end through the graph from the CLI's --config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from synergy_dagster.defs.resources import SourceConfig, StudyConfig
+from synergy_dagster.study_file import STUDIES_DIR, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_virtual_study_is_the_default_and_needs_no_paths() -> None:
+    sources = SourceConfig(study_file="", kind="virtual", data_dir="")
+    assert sources.study_path() == STUDIES_DIR / "virtual.yaml"
+    study = sources.study()
+    assert study.virtual is not None and sorted(study.domains) == ["soil_moisture", "streamflow"]
+    assert sources.domain("streamflow").path.endswith("virtual_conus/caravan")
+    assert StudyConfig(profile="").resolved_profile(study).name == study.profile
+
+
+@pytest.mark.parametrize("name", ["real.yaml", "camels_us.yaml"])
+def test_real_study_files_validate_against_the_data(real_data: Path, name: str) -> None:
+    study = load_study(STUDIES_DIR / name, variables={"SYNERGY_REAL_DATA": str(real_data)})
+    for spec in study.domains.values():
+        assert spec.path is not None and Path(spec.path).exists()
+    assert study.ecoregions is not None and Path(study.ecoregions).exists()
+
+
+def test_streamflow_only_study_does_not_need_the_pixel_file(real_data: Path) -> None:
+    sources = SourceConfig(study_file=str(STUDIES_DIR / "camels_us.yaml"), real_data=str(real_data))
+    assert sources.domains() == ["streamflow"]
+    assert StudyConfig(domains=[]).resolved_domains(sources.study()) == ["streamflow"]
+    with pytest.raises(Exception, match=r"\['soil_moisture'\] not in the study file"):
+        StudyConfig(domains=["soil_moisture"]).resolved_domains(sources.study())
+
+
+@pytest.mark.e2e
+def test_camels_us_study_runs_end_to_end(real_data: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "SYNERGY_REAL_DATA": str(real_data),
+        "SYNERGY_MAX_UPDATES": "30",
+        "SYNERGY_EVAL_EVERY": "10",
+    }
+    (tmp_path / "home").mkdir()
+    data = tmp_path / "data"
+    cmd = [
+        sys.executable,
+        "-m",
+        "synergy_dagster.cli",
+        "study",
+        "--config",
+        str(STUDIES_DIR / "camels_us.yaml"),
+        "--profile",
+        "demo",
+        "--data-dir",
+        str(data),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "camels-us-nldas" in proc.stdout and "streamflow" in proc.stdout
+    with duckdb.connect(str(data / "synergy.duckdb"), read_only=True) as con:
+        sources = con.execute("SELECT source_name, n_sites, period_start FROM sources").fetchall()
+        periods = con.execute("SELECT DISTINCT train_start, test_end FROM training_sets").fetchall()
+        metrics = con.execute("SELECT count(*), count(DISTINCT site_id) FROM site_metrics").fetchone()
+    assert ("streamflow", 19) in [(s, n) for s, n, _ in sources]
+    assert "soil_moisture" not in [s for s, _, _ in sources]  # no pixel file was needed
+    assert [(str(a), str(b)) for a, b in periods] == [("1993-10-01", "2013-09-30")]
+    assert metrics is not None and metrics[0] > 0 and 0 < metrics[1] <= 19
+    assert (data / "evaluation" / "summary.md").exists()
