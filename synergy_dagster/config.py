@@ -6,6 +6,7 @@ Dagster resources (``defs/resources.py``) wrap these so run config / env vars ca
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -106,17 +107,120 @@ PERIODS: dict[str, dict[str, DomainPeriods]] = {
 }
 
 
+OPTIMIZERS = ("adadelta", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+LOSSES = ("rmse", "mse", "nse")
+TARGET_TRANSFORMS = ("log1p", "none")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is optimised: optimiser, learning-rate schedule, loss and target transform.
+
+    The defaults are the paper's recipe: AdaDelta (lr 1.0, rho 0.9, eps 1e-6), constant rate, RMSE
+    over the valid cells of a minibatch, streamflow target as ``log(q + 1)``.
+
+    * ``optimizer``: ``adadelta`` | ``adam`` | ``adamw`` (decoupled ``weight_decay``; for the other
+      two ``weight_decay`` is the classic L2 term).
+    * ``schedule``: ``constant``; ``cosine`` (from ``lr`` down to ``lr * lr_min_frac`` over the
+      budget's total updates); ``step`` (times ``step_gamma`` every ``step_every`` updates). Any
+      schedule starts with ``warmup_updates`` of linear warm-up.
+    * ``grad_clip``: clip the gradient's global L2 norm to this value (0 = no clipping).
+    * ``loss``: ``rmse`` (the paper), ``mse``, or ``nse``: the basin-normalised squared error of
+      Kratzert et al. (2019), each cell's squared error divided by ``(s_b + nse_eps)**2`` with
+      ``s_b`` the standard deviation of its site's training target.
+    * ``loss_days``: score only the last n days of each window, so the first days (the LSTM's
+      spin-up from a zero state) do not pull the fit; 0 = every day, as the paper.
+    * ``target_transform``: ``log1p`` (the paper's ``log(q + 1)`` for streamflow) or ``none`` (q
+      itself, scaled like the other variables). Soil moisture is never log-transformed.
+
+    A recipe is applied per domain (:class:`DomainTraining`), since what suits streamflow need not
+    suit soil moisture.
+    """
+
+    optimizer: str = "adadelta"
+    lr: float = 1.0
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_updates: int = 0
+    lr_min_frac: float = 0.0  # cosine: final rate as a fraction of lr
+    step_every: int = 0  # step: updates between two decays
+    step_gamma: float = 0.5  # step: factor of each decay
+    grad_clip: float = 0.0
+    loss: str = "rmse"
+    nse_eps: float = 0.1  # nse loss: keeps near-constant sites from dominating (Kratzert et al.)
+    target_transform: str = "log1p"
+    loss_days: int = 0  # score only the last n days of each window (0 = every day, the paper)
+
+    def __post_init__(self) -> None:
+        choices = {
+            "optimizer": OPTIMIZERS,
+            "schedule": SCHEDULES,
+            "loss": LOSSES,
+            "target_transform": TARGET_TRANSFORMS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"recipe.{name}", f"must be one of {allowed}, got {getattr(self, name)!r}")
+        positive = {"lr": self.lr, "nse_eps": self.nse_eps}
+        for name, value in positive.items():
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"recipe.{name}", f"must be a positive number, got {value!r}")
+        for name in ("weight_decay", "grad_clip", "lr_min_frac"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"recipe.{name}", f"must be a number >= 0, got {value!r}")
+        if self.lr_min_frac > 1.0:
+            raise ConfigError("recipe.lr_min_frac", f"must be in [0, 1], got {self.lr_min_frac}")
+        if not 0.0 < self.step_gamma <= 1.0:
+            raise ConfigError("recipe.step_gamma", f"must be in (0, 1], got {self.step_gamma}")
+        for name in ("warmup_updates", "step_every", "loss_days"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"recipe.{name}", f"must be an integer >= 0, got {value!r}")
+        if self.schedule == "step" and self.step_every <= 0:
+            raise ConfigError("recipe.step_every", "schedule 'step' needs a positive step_every")
+
+    @property
+    def is_paper(self) -> bool:
+        """Whether this is the paper's recipe (recorded implicitly: see :meth:`to_dict`)."""
+        return self == PAPER_RECIPE
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: object) -> Recipe:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Recipe:
+        """A recipe from a mapping (study file, run config); an unknown key is a ConfigError naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"recipe.{unknown[0]}", f"unknown setting; expected one of {sorted(known)}")
+        return cls(**data)  # type: ignore[arg-type]
+
+
+PAPER_RECIPE = Recipe()
+
+
 @dataclass(frozen=True)
 class DomainTraining:
     rho: int  # window length in days
     batch: int  # sites per minibatch (capped at n_sites)
     warmup: int  # days of spin-up before the test window, masked from metrics
     validation_days: int = 0  # end of the training period held out for learning curves / stopping
+    recipe: Recipe = field(default_factory=Recipe)  # optimiser, schedule, loss, target transform
 
     def __post_init__(self) -> None:
         if self.rho <= 0 or self.batch <= 0:
             raise ConfigError(
                 "profile.domains", f"rho and batch must be positive, got {self.rho}, {self.batch}"
+            )
+        if self.recipe.loss_days > self.rho:
+            raise ConfigError(
+                "recipe.loss_days", f"{self.recipe.loss_days} days is longer than the window rho={self.rho}"
             )
         if self.warmup < 0:
             raise ConfigError("profile.domains", f"warmup must be >= 0, got {self.warmup}")
@@ -142,7 +246,10 @@ class Budget:
     * ``converge``: early stopping on the validation period: stop after ``patience`` checks without
       an improvement of more than ``min_delta`` (NSE points for ``nse``, a fraction of the best
       value for ``rmse``), once ``min_updates`` are done; at most ``max_updates``; the weights of
-      the best check are kept.
+      the best check are kept. With ``smooth`` > 1 the improvement is judged on the mean of the
+      last ``smooth`` checks (a moving average), so that a noisy curve (a check-to-check spread
+      larger than its trend) is not taken for a plateau at its first dip (checks before the
+      window is full are not judged); the weights kept are still those of the best single check.
     * ``wall_clock``: train for ``seconds`` of wall time (training plus validation checks), at most
       ``max_updates``. Not reproducible across machines; the updates reached are recorded.
 
@@ -162,6 +269,7 @@ class Budget:
     min_delta: float = 0.0
     eval_every: int = 0  # 0 = once per paper epoch
     metric: str = "auto"
+    smooth: int = 1  # converge: checks averaged before judging an improvement (1 = each check alone)
 
     def __post_init__(self) -> None:
         if self.mode not in BUDGET_MODES:
@@ -171,6 +279,8 @@ class Budget:
         for name in ("updates", "max_updates", "min_updates", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"budget.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if isinstance(self.smooth, bool) or not isinstance(self.smooth, int) or self.smooth < 1:
+            raise ConfigError("budget.smooth", f"must be an integer >= 1, got {self.smooth!r}")
         if self.patience < 1:
             raise ConfigError("budget.patience", f"must be >= 1, got {self.patience}")
         if not 0.0 <= self.min_delta < 1.0:
@@ -201,7 +311,12 @@ class Budget:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        """Every parameter; ``smooth`` only when set (> 1), so that the recorded JSON of budgets from
+        before it existed stays byte-stable (it decides whether a trained model is reused)."""
+        d = dataclasses.asdict(self)
+        if d["smooth"] == 1:
+            del d["smooth"]
+        return d
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,10 @@ class Layout:
     def sites_table(self, domain: str) -> Path:
         return self.root / "sites" / f"{domain}_sites.parquet"
 
+    def site_regions(self, domain: str) -> Path:
+        """Each kept site's region under every regionalisation scheme of the study (long table)."""
+        return self.root / "sites" / f"{domain}_regions.parquet"
+
     def plan(self, domain: str) -> Path:
         return self.root / "plans" / f"{domain}.json"
 
@@ -132,6 +136,14 @@ class Layout:
     def summary(self) -> Path:
         return self.evaluation_dir() / "summary.md"
 
+    def reproduction_report(self) -> Path:
+        """The paper's headline claims next to this run's numbers, with a verdict per claim."""
+        return self.evaluation_dir() / "reproduction_report.md"
+
+    def reproduction_verdicts(self) -> Path:
+        """The verdict table of :meth:`reproduction_report` (one row per claim)."""
+        return self.evaluation_dir() / "reproduction_verdicts.parquet"
+
     def figures_dir(self) -> Path:
         return self.evaluation_dir() / "figures"
 
@@ -141,6 +153,14 @@ class Layout:
 
     def region_map(self, domain: str) -> Path:
         return self.figure(f"{domain}_region_map.png")
+
+    def seed_spread_png(self, domain: str, experiment: str, metric: str) -> Path:
+        """Per region, each seed's median paired difference next to the seed-mean test's."""
+        return self.figure(f"{domain}_{experiment}_{metric}_seed_spread.png")
+
+    def synergy_curves_png(self, domain: str) -> Path:
+        """Skill on each ROI's own sites against the sites added from each pool (one panel per ROI)."""
+        return self.figure(f"{domain}_synergy_curves.png")
 
     def learning_curves_png(self, domain: str) -> Path:
         return self.figure(f"{domain}_learning_curves.png")
@@ -161,6 +181,16 @@ class Layout:
         """Every evaluated model's simulated test-period series and the observations (CF NetCDF)."""
         return self.predictions_dir() / f"{domain}.nc"
 
+    def schemes_dir(self) -> Path:
+        return self.evaluation_dir() / "schemes"
+
+    def scheme_comparison(self) -> Path:
+        """Per domain, scheme and metric: global vs local, and local against the null scheme."""
+        return self.schemes_dir() / "scheme_comparison.parquet"
+
+    def scheme_figure(self, domain: str) -> Path:
+        return self.figure(f"{domain}_schemes.png")
+
     def sensitivity_dir(self) -> Path:
         return self.evaluation_dir() / "budget_sensitivity"
 
@@ -170,6 +200,22 @@ class Layout:
 
     def sensitivity_site_metrics(self) -> Path:
         return self.sensitivity_dir() / "site_metrics.parquet"
+
+    def synergy_dir(self) -> Path:
+        """The synergy curves' tables (also in DuckDB: ``synergy_curves``, ``synergy_slopes``)."""
+        return self.evaluation_dir() / "synergy_curves"
+
+    def synergy_curves_table(self, domain: str) -> Path:
+        """Per ROI x pool x k and metric: the draw mean of the site median, with its spreads."""
+        return self.synergy_dir() / f"{domain}_curves.parquet"
+
+    def synergy_slopes_table(self, domain: str) -> Path:
+        """Per ROI (and All) x metric x pool: the slope on log2(1+k), se, interval; pool differences."""
+        return self.synergy_dir() / f"{domain}_slopes.parquet"
+
+    def synergy_site_metrics(self, domain: str) -> Path:
+        """The per-site test metrics of every curve point (for re-analysis)."""
+        return self.synergy_dir() / f"{domain}_site_metrics.parquet"
 
     # ------------------------------------------------------------------ the metadata store
 

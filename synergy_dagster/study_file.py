@@ -142,6 +142,166 @@ class ThresholdsSpec(_Strict):
         return PlanConfig(self.min_sites_subregion, self.min_sites_roi, self.coverage)
 
 
+SCHEME_KINDS = ("ecoregions", "huc2", "climate", "kmeans", "random")
+# A scheme's name goes into partition keys (``local@<name>:<region>``): short, path- and key-safe.
+SCHEME_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+DomainName = Literal["soil_moisture", "streamflow"]
+
+
+class _SchemeBase(_Strict):
+    name: str | None = Field(
+        None, description="label in partition keys; default: the kind", pattern=SCHEME_NAME
+    )
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind  # type: ignore[attr-defined]
+
+
+class EcoregionScheme(_SchemeBase):
+    """The paper's sub-regions A-R of the EPA ecoregions (partition keys as always: ``local:D``)."""
+
+    kind: Literal["ecoregions"] = "ecoregions"
+
+    @model_validator(mode="after")
+    def _plain_name(self) -> EcoregionScheme:
+        if self.name not in (None, "ecoregions"):
+            raise ValueError(
+                "the ecoregion scheme keeps its name 'ecoregions' (its keys stay local:<letter>)"
+            )
+        return self
+
+
+class Huc2Scheme(_SchemeBase):
+    """Hydrologic regions (HUC-2): from a polygon file when given (any domain), else per gauge from
+    GAGES-II ``HUC02`` (the streamflow domain's ``gages2``) or CAMELS ``huc_02``."""
+
+    kind: Literal["huc2"] = "huc2"
+    polygons: str | None = Field(None, description="HUC polygons (GeoPackage/shapefile), optional")
+    code_column: str = Field("HUC2", description="the polygons' column holding the HUC code")
+    digits: int = Field(2, ge=2, le=12, description="leading digits of the code that name a region")
+
+
+class ClimateDomainSpec(_Strict):
+    """One domain's climate classes: attribute -> class edges (ascending numbers) or the number of
+    quantile classes (3: terciles). Attributes are the domain's statics or, with ``forcing``, the
+    indices ``aridity``, ``p_seasonality`` and ``snow_fraction`` from the training-period forcing."""
+
+    classes: dict[str, Annotated[list[float], Field(min_length=1)] | Annotated[int, Field(ge=2, le=10)]]
+    forcing: dict[Literal["precipitation", "temperature", "pet"], str] = Field(default_factory=dict)
+
+    @field_validator("classes")
+    @classmethod
+    def _edges(cls, classes: dict[str, list[float] | int]) -> dict[str, list[float] | int]:
+        if not classes:
+            raise ValueError("name at least one attribute")
+        for name, edges in classes.items():
+            if isinstance(edges, list) and any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+                raise ValueError(f"{name}: class edges must be strictly ascending, got {edges}")
+        return classes
+
+
+class ClimateScheme(_SchemeBase):
+    """Climate classes: the cross product of per-attribute classes (e.g. aridity x seasonality x snow)."""
+
+    kind: Literal["climate"] = "climate"
+    domains: dict[DomainName, ClimateDomainSpec]
+
+
+class KmeansScheme(_SchemeBase):
+    """k-means clusters of z-scored static attributes (seeded)."""
+
+    kind: Literal["kmeans"] = "kmeans"
+    k: int = Field(6, ge=2, le=50)
+    seed: int = Field(0, ge=0)
+    attributes: dict[DomainName, Annotated[list[str], Field(min_length=1)]] = Field(
+        default_factory=dict, description="per domain; default every (non one-hot) static input"
+    )
+
+
+class RandomScheme(_SchemeBase):
+    """The null model: random regions of equal size (seeded)."""
+
+    kind: Literal["random"] = "random"
+    seed: int = Field(0, ge=0)
+    n_regions: int | None = Field(
+        None, ge=2, description="default: as many as ecoregion sub-regions with >= min_sites_subregion"
+    )
+
+
+SchemeSpec = Annotated[
+    EcoregionScheme | Huc2Scheme | ClimateScheme | KmeansScheme | RandomScheme, Field(discriminator="kind")
+]
+
+
+class StratificationSpec(_Strict):
+    """The regionalisations to run global vs local under, and to compare (default: ecoregions only).
+    A list item is a kind (``random``) or a mapping with ``kind`` and its parameters."""
+
+    schemes: Annotated[list[SchemeSpec], Field(min_length=1)] = Field(
+        default_factory=lambda: [EcoregionScheme()]
+    )
+
+    @field_validator("schemes", mode="before")
+    @classmethod
+    def _kinds(cls, items: object) -> object:
+        if isinstance(items, list):
+            return [{"kind": i} if isinstance(i, str) else i for i in items]
+        return items
+
+    @field_validator("schemes")
+    @classmethod
+    def _unique(cls, schemes: list[Any]) -> list[Any]:
+        labels = [s.label for s in schemes]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"scheme names must be unique; {dup} used twice (give each a 'name')")
+        return schemes
+
+    @property
+    def labels(self) -> list[str]:
+        return [s.label for s in self.schemes]
+
+
+class SynergyCurvesSpec(_Strict):
+    """Synergy curves (off by default): per ROI and pool, models trained on the ROI plus ``k``
+    sites drawn from the pool, for ``k`` = 0, the ``grid`` values below the smallest pool, that
+    pool's size and ``all`` (see :mod:`synergy_dagster.experiments.synergy`)."""
+
+    enabled: bool = False
+    grid: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [5, 10, 20, 40, 80, 160, 320, 640, 1280]
+    )
+    pools: Annotated[list[Literal["close", "far", "dissimilar"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["close", "far", "dissimilar"]
+    )
+    draws: int = Field(3, ge=1, le=100, description="nested random draw sequences per pool")
+    seed: int = Field(0, ge=0, description="seed of the draws and of the bootstrap")
+    rois: list[str] | None = Field(None, description="a subset of the plan's ROIs; default all")
+    bootstrap: int = Field(1000, ge=100, le=100_000, description="bootstrap replicates of the slopes")
+
+    @field_validator("grid", "pools")
+    @classmethod
+    def _no_repeats(cls, values: list[Any]) -> list[Any]:
+        dup = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if dup:
+            raise ValueError(f"listed twice: {dup}")
+        return values
+
+
+class StatisticsSpec(_Strict):
+    """How the paired comparisons are tested (see :mod:`synergy_dagster.evaluation.statistics`).
+
+    ``wilcoxon_method``: ``paper`` (default; scipy's normal approximation, the paper's p-values),
+    ``approx`` (the same under scipy's name), ``exact`` or ``auto`` (the installed scipy's default);
+    ``alpha``: the significance level of the summary and of the reproduction verdicts;
+    ``n_boot``: bootstrap replicates of the median-difference confidence intervals."""
+
+    wilcoxon_method: Literal["paper", "exact", "auto", "approx"] = "paper"
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    n_boot: int = Field(2000, ge=100, le=100_000)
+
+
 class VirtualSpec(_Strict):
     """Generate the embedded virtual CONUS into ``<data_dir>/virtual_conus`` before reading it."""
 
@@ -162,6 +322,9 @@ class StudyFile(_Strict):
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     seeds: list[int] | None = None
     thresholds: ThresholdsSpec = Field(default_factory=ThresholdsSpec)
+    statistics: StatisticsSpec = Field(default_factory=StatisticsSpec)
+    stratification: StratificationSpec = Field(default_factory=StratificationSpec)
+    synergy_curves: SynergyCurvesSpec | None = None
     domains: dict[Literal["soil_moisture", "streamflow"], DomainSpec]
 
     @field_validator("profile")
@@ -248,6 +411,15 @@ def _resolve_paths(raw: dict[str, Any], base: Path, variables: Mapping[str, str]
                         spec[key] = _expand(spec[key], f"domains.{name}.{key}", base, variables)
             resolved[name] = spec
         out["domains"] = resolved
+    strat = out.get("stratification")
+    if isinstance(strat, dict) and isinstance(strat.get("schemes"), list):
+        schemes = []
+        for i, item in enumerate(strat["schemes"]):
+            if isinstance(item, dict) and isinstance(item.get("polygons"), str):
+                key = f"stratification.schemes.{i}.polygons"
+                item = {**item, "polygons": _expand(item["polygons"], key, base, variables)}
+            schemes.append(item)
+        out["stratification"] = {**strat, "schemes": schemes}
     return out
 
 

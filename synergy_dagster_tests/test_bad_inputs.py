@@ -983,8 +983,8 @@ def test_bad_input_is_named_and_leaves_nothing_behind(name: str, tmp_path: Path)
 
 
 def test_failed_cache_write_leaves_the_previous_file_and_no_temp(tmp_path: Path) -> None:
-    """The raw_* assets' NetCDF writer: a write that fails part-way keeps the old cache intact."""
-    from synergy_dagster.defs.assets.sources import write_netcdf
+    """The atomic NetCDF writer: a write that fails part-way keeps the old cache intact."""
+    from synergy_dagster.io_utils import write_netcdf
 
     target = tmp_path / "sources" / "soil_moisture.nc"
     write_netcdf(_cube(), target)
@@ -1013,12 +1013,13 @@ def test_failed_raw_asset_keeps_its_previous_cache_and_duckdb_row(tmp_path: Path
     kelvin = _cube()
     kelvin["TMP_2_FORA"].attrs["units"] = "degC"
     kelvin.to_netcdf(broken)
+    eco = _eco(tmp_path, [("1", "8.1.1", "8.1", "8", box(-125, 25, -70, 50))])  # raw_pixels reads its extent
 
     def run(path: Path) -> dg.ExecuteInProcessResult:
         study = tmp_path / f"{path.stem}.yaml"
         study.write_text(
             f"""name: cube
-ecoregions: {tmp_path / "eco.gpkg"}
+ecoregions: {eco}
 domains:
   soil_moisture:
     reader: pixel_cube

@@ -1,7 +1,10 @@
-"""Paired statistics: Wilcoxon against scipy, Holm by hand, rank-biserial by hand, bootstrap CI,
-and the significance table (shape, pairing by site id, the pooled "All" row)."""
+"""Paired statistics: Wilcoxon against scipy and the paper (the method setting), Holm by hand,
+rank-biserial by hand, bootstrap CI, the significance table (shape, pairing by site id, the pooled
+"All" row, the method column), per-site seed means and the spread across seeds."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,10 +27,14 @@ def test_paired_wilcoxon_equals_scipy_after_nan_removal() -> None:
     assert got.n == 76
     assert got.statistic == pytest.approx(float(ref.statistic))
     assert got.p_value == pytest.approx(float(ref.pvalue))
-    # Small sample with zero differences: scipy's default drops zeros ("wilcox").
+    # Small sample with zero differences: scipy's default drops zeros ("wilcox"); "auto" is exactly
+    # scipy's default, "paper" its normal approximation.
     x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
     y = np.array([1.0, 1.5, 3.5, 2.0, 5.0, 4.0, 3.0])
     ref = scipy.stats.wilcoxon(x, y)
+    got = S.paired_wilcoxon(x, y, method="auto")
+    assert (got.n, got.statistic, got.p_value) == (7, pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+    ref = scipy.stats.wilcoxon(x, y, method="asymptotic")
     got = S.paired_wilcoxon(x, y)
     assert (got.n, got.statistic, got.p_value) == (7, pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
 
@@ -148,7 +155,7 @@ def test_significance_table_shape_and_all_row() -> None:
     # The pooled row is the Wilcoxon test of the concatenated paired vectors.
     g = df[df.scenario == "global"].set_index("site_id")["rmse"]
     loc = df[df.scenario == "local"].set_index("site_id")["rmse"].reindex(g.index)
-    ref = scipy.stats.wilcoxon(g.to_numpy(), loc.to_numpy())
+    ref = scipy.stats.wilcoxon(g.to_numpy(), loc.to_numpy(), method="asymptotic")  # the paper's method
     all_rmse = tab[(tab.metric == "rmse") & (tab.region == "All")].iloc[0]
     assert all_rmse["p_value"] == pytest.approx(ref.pvalue)
     assert all_rmse["median_a"] < all_rmse["median_b"]
@@ -191,3 +198,116 @@ def test_significance_table_input_errors() -> None:
         n_boot=50,
     )
     assert len(tab) == 3 and (tab.share_a_better == 1.0).all()
+
+
+def test_wilcoxon_method_reproduces_the_papers_p_values() -> None:
+    # Table 2, region Q (streamflow): n = 7 basins, the global model better at every one. The paper
+    # prints 1.80E-02 for both metrics: scipy's normal approximation; the exact test, which scipy
+    # now picks by default below n = 50, gives 2/2^7 = 0.0156.
+    a = np.array([0.9, 0.8, 0.85, 0.7, 0.75, 0.6, 0.95])
+    b = a - np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07])
+    paper = S.paired_wilcoxon(a, b)
+    assert paper.n == 7 and paper.statistic == 0.0
+    assert f"{paper.p_value:.2E}" == "1.80E-02"
+    assert paper.p_value == pytest.approx(0.0180, abs=5e-5)
+    assert S.paired_wilcoxon(a, b, "approx").p_value == paper.p_value
+    assert S.paired_wilcoxon(a, b, "exact").p_value == pytest.approx(2 / 2**7)
+    assert S.paired_wilcoxon(a, b, "auto").p_value == pytest.approx(0.015625)
+    with pytest.raises(InputError, match="wilcoxon_method"):
+        S.paired_wilcoxon(a, b, "normal")
+
+
+def test_paper_method_is_the_normal_approximation_formula() -> None:
+    # With ties and a zero: z = (W+ - m(m+1)/4) / sqrt(m(m+1)(2m+1)/24 - sum(t^3 - t)/48), m non-zero.
+    d = np.array([0.0, 1.0, -2.0, 3.0, 3.0, 4.0, 5.0, -1.0, 6.0, 7.0, 8.0, 2.0])
+    nz = d[d != 0]
+    m = nz.size
+    ranks = scipy.stats.rankdata(np.abs(nz))
+    w_plus = ranks[nz > 0].sum()
+    _, t = np.unique(np.abs(nz), return_counts=True)
+    se = np.sqrt(m * (m + 1) * (2 * m + 1) / 24 - np.sum(t**3 - t) / 48)
+    z = (w_plus - m * (m + 1) / 4) / se
+    expected = 2 * scipy.stats.norm.sf(abs(z))
+    got = S.paired_wilcoxon(d, np.zeros_like(d))
+    assert got.n == 12
+    assert got.statistic == pytest.approx(min(w_plus, ranks[nz < 0].sum()))
+    assert got.p_value == pytest.approx(expected, rel=1e-12)
+
+
+def test_significance_table_records_the_method() -> None:
+    df = _site_metrics()
+    comps = [("global vs local", "global", "local")]
+    paper = S.significance_table(df, comps, ["rmse"], n_boot=50)
+    exact = S.significance_table(df, comps, ["rmse"], n_boot=50, method="exact")
+    assert set(paper["method"]) == {"paper"} and set(exact["method"]) == {"exact"}
+    assert list(paper.columns) == S.SIGNIFICANCE_COLUMNS
+    # small regions differ between the methods; the statistic and medians do not
+    small = paper["n"] < 50
+    assert small.any()
+    assert not np.allclose(paper.loc[small, "p_value"], exact.loc[small, "p_value"])
+    np.testing.assert_allclose(paper["statistic"], exact["statistic"])
+    with pytest.raises(InputError, match="wilcoxon_method"):
+        S.significance_table(df, comps, ["rmse"], method="z")
+
+
+def test_per_site_seed_means() -> None:
+    rows = []
+    for seed, shift in (("0", 0.0), ("1", 0.2), ("mean", 9.0), ("std", 9.0)):
+        for site, v in (("s1", 1.0), ("s2", np.nan if seed == "1" else 2.0)):
+            rows.append(
+                {
+                    "domain": "q",
+                    "scenario": "global",
+                    "region": "A",
+                    "site_id": site,
+                    "seed": seed,
+                    "nse": v + shift,
+                }
+            )
+    df = pd.DataFrame(rows)
+    out = S.per_site_seed_means(df, ["nse"]).set_index("site_id")
+    assert set(out["seed"]) == {S.SEED_MEAN}
+    assert out.loc["s1", "nse"] == pytest.approx(1.1)  # (1.0 + 1.2) / 2; "mean"/"std" rows ignored
+    assert out.loc["s2", "nse"] == pytest.approx(2.0)  # the NaN seed left out
+    assert S.per_site_seed_means(df[df["seed"] != "1"], ["nse"]).empty  # one seed: nothing to add
+
+
+def test_seed_spread_hand_example() -> None:
+    t = pd.DataFrame(
+        {
+            "seed": ["0", "1", "2", "mean", S.SEED_MEAN, "0"],
+            "region": ["A", "A", "A", "A", "A", "B"],
+            "median_diff": [0.1, -0.05, 0.2, 0.08, 0.09, 0.3],
+            "share_a_better": [0.6, 0.4, 0.7, 0.62, 0.61, 0.9],
+            "p_value": [0.01, 0.3, 0.001, 0.005, 0.004, 0.02],
+        }
+    )
+    out = S.seed_spread(t, ["region"])
+    for i in (3, 4):
+        r = out.loc[i]
+        assert r["n_seeds"] == 3
+        assert r["seed_sd_median_diff"] == pytest.approx(np.std([0.1, -0.05, 0.2]))
+        assert (r["seed_min_share"], r["seed_max_share"], r["seed_max_p"]) == (0.4, 0.7, 0.3)
+        assert r["seeds_agree"] == 2  # -0.05 points the other way
+    assert out.loc[[0, 1, 2, 5], "n_seeds"].isna().all()  # per-seed rows; B has one seed
+
+
+def test_older_significance_table_gains_method_and_seed_spread(tmp_path: Path) -> None:
+    import duckdb
+
+    from synergy_dagster.store import MetadataStore
+
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE significance (domain VARCHAR, region VARCHAR, p_value DOUBLE, budget VARCHAR)")
+    con.execute("INSERT INTO significance VALUES ('streamflow', 'Q', 0.0156, 'converge')")
+    con.close()
+    store = MetadataStore(db)
+    store.init_schema()
+    row = store.query("SELECT * FROM significance").iloc[0]
+    # rows written before the setting used scipy's default; the spread columns are unknown
+    assert (row["region"], row["p_value"], row["method"]) == ("Q", 0.0156, "auto")
+    assert pd.isna(row["n_seeds"]) and pd.isna(row["seed_sd_median_diff"])
+    new = pd.DataFrame({"domain": ["streamflow"], "region": ["Q"], "method": ["paper"], "n_seeds": [3]})
+    store.replace_rows("significance", new.astype({"n_seeds": "Int64"}), {"domain": "streamflow"})
+    assert store.query("SELECT method, n_seeds FROM significance").iloc[0].tolist() == ["paper", 3]

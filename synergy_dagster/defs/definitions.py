@@ -13,7 +13,9 @@ import dagster as dg
 from synergy_dagster.defs.assets import budget as budget_assets
 from synergy_dagster.defs.assets import evaluation as evaluation_assets
 from synergy_dagster.defs.assets import regions as region_assets
+from synergy_dagster.defs.assets import schemes as scheme_assets
 from synergy_dagster.defs.assets import sources as source_assets
+from synergy_dagster.defs.assets import synergy as synergy_assets
 from synergy_dagster.defs.assets.training import ASSETS as TRAINING_ASSETS
 from synergy_dagster.defs.executors import executor_from_env
 from synergy_dagster.defs.io_managers import JsonIOManager, ModelIOManager
@@ -56,7 +58,16 @@ def _core() -> dg.Definitions:
     sources = SourceConfig.configure_at_launch()
     return dg.Definitions(
         assets=[
-            *dg.load_assets_from_modules([source_assets, region_assets, evaluation_assets, budget_assets]),
+            *dg.load_assets_from_modules(
+                [
+                    source_assets,
+                    region_assets,
+                    evaluation_assets,
+                    budget_assets,
+                    synergy_assets,
+                    scheme_assets,
+                ]
+            ),
             *TRAINING_ASSETS,
         ],
         jobs=[prepare_job, *train_jobs.values(), evaluation_job, budget_sensitivity_job],

@@ -56,8 +56,10 @@ class ModelIOManager(dg.ConfigurableIOManager):
     """One ``seed<k>.pt`` state_dict per seed under ``models/<domain>/<budget>/<set_key>/``.
 
     The asset returns ``{"domain", "set_key", "budget", "seeds": {seed: state_dict}, "rows",
-    "curves", "db_path"}``; this writes the weights atomically, then the ``models`` rows (with each
-    file's SHA-256) and the ``learning_curves`` rows in one DuckDB transaction. Loading uses
+    "curves", "db_path"}``; this writes the weights, the partition's ``index.json``, the ``models``
+    rows (with each file's SHA-256) and the ``learning_curves`` rows as one unit
+    (:func:`~synergy_dagster.models.files.save_models`, ``staged_outputs``): a failure anywhere,
+    the database included, leaves the previous files and rows. Loading uses
     ``torch.load(weights_only=True)`` and refuses a file whose hash no longer matches. The files
     themselves are :mod:`synergy_dagster.models.files`'s; this only adapts it to Dagster.
     """

@@ -28,11 +28,13 @@ from synergy_dagster.config import (
 )
 from synergy_dagster.env import env_float, env_int, env_list, env_str
 from synergy_dagster.errors import ConfigError
+from synergy_dagster.evaluation.statistics import WILCOXON_METHODS
 from synergy_dagster.layout import Layout
 from synergy_dagster.store import MetadataStore
 from synergy_dagster.study_file import (
     SHIPPED_STUDIES,
     DomainSpec,
+    StatisticsSpec,
     StudyFile,
     VirtualSpec,
     load_study,
@@ -176,6 +178,8 @@ class StudyConfig(dg.ConfigurableResource):
     domains: list[str] = Field(  # which of the study's domains run; empty = all of them
         default_factory=lambda: env_list("SYNERGY_DOMAINS", [], str)
     )
+    # How the Wilcoxon p-values are computed: "" = the study file's statistics.wilcoxon_method.
+    wilcoxon_method: str = Field(default_factory=lambda: env_str("SYNERGY_WILCOXON_METHOD", ""))
 
     def resolved_domains(self, study: StudyFile | None = None) -> list[str]:
         have = [d for d in DOMAINS if study is None or d in study.domains]
@@ -186,6 +190,18 @@ class StudyConfig(dg.ConfigurableResource):
         if absent:
             raise ConfigError("study.domains", f"{absent} not in the study file (it has {have})")
         return [d for d in have if d in self.domains] if self.domains else have
+
+    def resolved_statistics(self, study: StudyFile | None = None) -> StatisticsSpec:
+        """The study file's statistics settings with this config's Wilcoxon method, if set."""
+        base = study.statistics if study is not None else StatisticsSpec()
+        if not self.wilcoxon_method:
+            return base
+        if self.wilcoxon_method not in WILCOXON_METHODS:
+            raise ConfigError(
+                "study.wilcoxon_method",
+                f"must be one of {list(WILCOXON_METHODS)}, got {self.wilcoxon_method!r}",
+            )
+        return base.model_copy(update={"wilcoxon_method": self.wilcoxon_method})
 
     def resolved_profile(self, study: StudyFile | None = None) -> Profile:
         """The profile (run config, else the study file's, else ``demo``) with every override:

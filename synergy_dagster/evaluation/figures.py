@@ -1,5 +1,5 @@
-"""The study's figures as PNG bytes: per-region boxplots, error matrices, the region map, loss curves
-and observed vs simulated series of a few sites per region.
+"""The study's figures as PNG bytes: per-region boxplots, error matrices, the region map, loss curves,
+observed vs simulated series of a few sites per region and the spread of comparisons across seeds.
 
 Figures are drawn on a bare ``matplotlib.figure.Figure`` attached to the Agg canvas, so no pyplot
 global state or backend switch is involved and rendering is headless and thread-safe. Each
@@ -37,6 +37,9 @@ __all__ = [
     "observed_vs_simulated",
     "pick_sites",
     "region_map",
+    "scheme_comparison_figure",
+    "seed_spread_figure",
+    "synergy_curves_figure",
 ]
 
 DPI = 100
@@ -461,3 +464,200 @@ def observed_vs_simulated(
         fig.suptitle(f"{title}{suffix}", fontsize=10)
         pngs.append(_render(fig, None))
     return pngs
+
+
+def seed_spread_figure(
+    significance: pd.DataFrame,
+    metric: str,
+    aggregate: str = "seed_mean",
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> bytes:
+    """Spread across seeds of each comparison, one panel per comparison: per region (and "All"),
+    every seed's median paired difference ``a - b`` as a dot, and the ``aggregate`` rows' (the
+    test on per-site seed means) median difference with its bootstrap CI as a bar.
+
+    ``significance``: rows of one domain and experiment (columns comparison, region, metric,
+    seed, median_diff, ci_low, ci_high); per-seed rows have seed labels "0", "1", ...
+    """
+    _require(
+        significance, ["comparison", "region", "metric", "seed", "median_diff", "ci_low", "ci_high"], "sig"
+    )
+    sig = significance[significance["metric"] == metric]
+    if sig.empty:
+        raise InputError("significance", f"no rows for metric {metric!r}")
+    seeds = sig["seed"].astype(str)
+    per_seed = sig[seeds.str.fullmatch(r"\d+")]
+    agg = sig[seeds == aggregate]
+    comparisons = list(dict.fromkeys(sig["comparison"]))
+    fig = Figure(figsize=(max(6.0, 0.5 * sig["region"].nunique() + 3), 2.6 * len(comparisons)), dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(comparisons), 1, squeeze=False)[:, 0]
+    seed_labels = sorted(per_seed["seed"].astype(str).unique(), key=int)
+    colors = dict(zip(seed_labels, _palette(len(seed_labels)), strict=True))
+    for ax, comp in zip(axes, comparisons, strict=True):
+        regions = sorted(sig.loc[sig["comparison"] == comp, "region"].astype(str).unique(), key=_code_key)
+        regions = [r for r in regions if r != "All"] + (["All"] if "All" in regions else [])
+        x = {r: i for i, r in enumerate(regions)}
+        ps = per_seed[per_seed["comparison"] == comp]
+        for s, g in ps.groupby(ps["seed"].astype(str)):
+            jitter = (int(s) - (len(seed_labels) - 1) / 2) * 0.08
+            ax.scatter(
+                [x[str(r)] + jitter for r in g["region"]], g["median_diff"], s=14, color=colors[s], zorder=3
+            )
+        ag = agg[agg["comparison"] == comp]
+        if not ag.empty:
+            xs = np.array([x[str(r)] for r in ag["region"]], dtype=float)
+            med = ag["median_diff"].to_numpy(float)
+            err = np.vstack([med - ag["ci_low"].to_numpy(float), ag["ci_high"].to_numpy(float) - med])
+            ax.errorbar(xs, med, yerr=np.abs(err), fmt="D", color="black", ms=5, capsize=3, zorder=4)
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(regions)), regions, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel(f"median {metric} diff", fontsize=8)
+        ax.set_title(comp, fontsize=9)
+    handles = [Line2D([], [], ls="", marker="o", color=colors[s], label=f"seed {s}") for s in seed_labels]
+    handles.append(Line2D([], [], ls="", marker="D", color="black", label=f"{aggregate} (95% CI)"))
+    axes[0].legend(handles=handles, fontsize=7, loc="best", ncol=min(4, len(handles)))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _render(fig, path)
+
+
+# Pool colours of the synergy curves (the similarity scenarios' order: close, far, dissimilar).
+_POOL_COLORS = {"close": "tab:green", "far": "tab:orange", "dissimilar": "tab:red"}
+
+
+def synergy_curves_figure(
+    curves: pd.DataFrame,
+    slopes: pd.DataFrame,
+    metric: str,
+    title: str | None = None,
+    path: str | Path | None = None,
+) -> bytes:
+    """Synergy curves of one domain, one panel per ROI: the draw-mean site-median ``metric`` against
+    ``log2(1 + k)`` sites added from each pool (error bars: spread over draws), the pool's whole set
+    (``all``) as an open marker at its size, and the fitted line with its slope +- bootstrap se in
+    the legend. ``curves`` / ``slopes``: the rows of :func:`synergy_dagster.evaluation.synergy.curve_table`
+    and ``slope_table``."""
+    _require(curves, ["region", "pool", "point", "k", "metric", "value", "sd"], "synergy curves")
+    df = curves[curves["metric"] == metric]
+    if df.empty:
+        raise InputError("synergy curves", f"no {metric!r} rows to plot")
+    regions = sorted(df["region"].unique(), key=_code_key)
+    ncols = min(4, len(regions))
+    nrows = -(-len(regions) // ncols)
+    fig = Figure(figsize=(3.4 * ncols, 2.9 * nrows + 0.4), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fit = slopes[(slopes["metric"] == metric) & slopes["versus"].isna()] if len(slopes) else slopes
+    for i, region in enumerate(regions):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        rd = df[df["region"] == region]
+        ticks: set[int] = set()
+        for pool, g in rd.groupby("pool", sort=False):
+            color = _POOL_COLORS.get(str(pool), "tab:blue")
+            grid = g[g["point"] == "grid"].sort_values("k")
+            x = np.log2(1.0 + grid["k"].to_numpy(float))
+            label = str(pool)
+            row = fit[(fit["region"] == region) & (fit["pool"] == pool)] if len(fit) else fit
+            if len(row):
+                b, a, se = (float(row[c].iloc[0]) for c in ("slope", "intercept", "se"))
+                ax.plot(x, a + b * x, color=color, ls="--", lw=1)
+                label = f"{pool}: {b:+.2g} ± {se:.2g}"
+            ax.errorbar(
+                x, grid["value"], yerr=grid["sd"].fillna(0.0), color=color, marker="o", ms=3, lw=1.3,
+                capsize=2, label=label,
+            )  # fmt: skip
+            full = g[g["point"] == "all"]
+            if len(full):
+                ax.plot(
+                    np.log2(1.0 + full["k"].to_numpy(float)), full["value"], ls="none", marker="o",
+                    mfc="none", mec=color, ms=6,
+                )  # fmt: skip
+            ticks.update(int(k) for k in g["k"])
+        shown = sorted(ticks)
+        ax.set_xticks(np.log2(1.0 + np.array(shown, float)))
+        ax.set_xticklabels([str(k) for k in shown], fontsize=6, rotation=90)
+        ax.set_title(
+            f"ROI {region} ({int(rd['n_eval_sites'].iloc[0])} sites)" if "n_eval_sites" in rd else region,
+            fontsize=8,
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="best", title="slope per doubling", title_fontsize=6)
+        if i % ncols == 0:
+            ax.set_ylabel(f"median {metric}")
+        if i >= len(regions) - ncols:
+            ax.set_xlabel("sites added, k (log2(1+k) axis; open: whole pool)", fontsize=7)
+    fig.suptitle(title or f"synergy curves: {metric}", fontsize=10)
+    return _render(fig, path)
+
+
+def scheme_comparison_figure(
+    pairs: pd.DataFrame,
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    title: str | None = None,
+    *,
+    path: str | Path | None = None,
+) -> bytes:
+    """Global vs local per regionalisation scheme: one panel per metric, a pair of boxes (global,
+    local; per-site skill pooled over the scheme's regions) per scheme, annotated with the share of
+    sites where the global model wins and the Wilcoxon p. ``pairs`` holds scheme and
+    ``<metric>_global`` / ``<metric>_local`` (:func:`synergy_dagster.evaluation.schemes.scheme_pairs`),
+    ``table`` scheme, metric, share_global_better, p_value and n_regions."""
+    _require(pairs, ["scheme"], "pairs")
+    _require(table, ["scheme", "metric", "share_global_better", "p_value", "n_regions"], "table")
+    schemes = list(dict.fromkeys(table["scheme"]))
+    if "ecoregions" in schemes:  # the paper's scheme first, the others in table order
+        schemes = ["ecoregions", *[s for s in schemes if s != "ecoregions"]]
+    fig = Figure(figsize=(max(4.5, 1.2 * len(schemes) + 1.5), 2.9 * len(metrics)), dpi=DPI)
+    FigureCanvasAgg(fig)
+    colors = _palette(2)
+    for m, metric in enumerate(metrics):
+        ax = fig.add_subplot(len(metrics), 1, m + 1)
+        for j, role in enumerate(("global", "local")):
+            data, pos = [], []
+            for i, scheme in enumerate(schemes):
+                v = pairs.loc[pairs["scheme"] == scheme, f"{metric}_{role}"].to_numpy(float)
+                v = v[np.isfinite(v)]
+                if v.size:
+                    data.append(v)
+                    pos.append(i + (j - 0.5) * 0.38)
+            if data:
+                bp = ax.boxplot(
+                    data,
+                    positions=pos,
+                    widths=0.34,
+                    patch_artist=True,
+                    flierprops={"markersize": 2},
+                    medianprops={"color": "black"},
+                )
+                for box in bp["boxes"]:
+                    box.set_facecolor(colors[j])
+        rows = table[table["metric"] == metric].set_index("scheme")
+        labels = []
+        for scheme in schemes:
+            if scheme in rows.index:
+                r = rows.loc[scheme]
+                labels.append(
+                    f"{scheme} ({int(r['n_regions'])})\nglobal wins {100 * r['share_global_better']:.0f}%"
+                    f"\np={r['p_value']:.2g}"
+                )
+            else:
+                labels.append(scheme)
+        ax.set_xticks(range(len(schemes)))
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.set_xlim(-0.6, len(schemes) - 0.4)
+        ax.set_ylabel(metric)
+        ax.grid(axis="y", alpha=0.3)
+        if m == 0:
+            ax.legend(
+                handles=[
+                    Patch(facecolor=c, label=s) for c, s in zip(colors, ("global", "local"), strict=True)
+                ],
+                fontsize=7,
+                loc="best",
+            )
+    fig.suptitle(title or "global vs local per regionalisation (regions in brackets)", fontsize=10)
+    fig.tight_layout()
+    return _render(fig, path)

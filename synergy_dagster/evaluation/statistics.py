@@ -3,6 +3,13 @@ bootstrap confidence intervals, effect sizes and the significance tables of the 
 
 All functions take two equally long per-site vectors ``a`` and ``b`` (site i of ``a`` is site i
 of ``b``) and drop the pairs with NaN in either first, as the authors' scripts did.
+
+The Wilcoxon p-value depends on how its null distribution is computed, a setting
+(:data:`WILCOXON_METHODS`): ``"paper"`` (the default) is the normal approximation the authors'
+scipy used, which reproduces the paper's tables (region Q of Table 2, n = 7, every pair one way:
+1.80E-02); current scipy picks the exact distribution below n = 50 by default (0.0156 there).
+With several seeds, :func:`per_site_seed_means` and :func:`seed_spread` give the paired test on
+per-site seed means and how much each statistic varies across seeds.
 """
 
 from __future__ import annotations
@@ -19,20 +26,49 @@ from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.metrics import METRICS
 
 __all__ = [
+    "PAPER_METHOD",
+    "SEED_MEAN",
+    "SEED_SPREAD_COLUMNS",
     "SIGNIFICANCE_COLUMNS",
+    "WILCOXON_METHODS",
     "WilcoxonResult",
+    "check_method",
     "compare",
     "holm",
     "median_diff_ci",
     "paired_valid",
     "paired_wilcoxon",
+    "per_site_seed_means",
     "rank_biserial",
+    "seed_spread",
     "share_better",
     "significance_table",
 ]
 
 # Cap on the number of elements of one bootstrap chunk (n_boot_chunk x n): ~64 MB of float64.
 _BOOT_CHUNK_ELEMENTS = 8_000_000
+
+
+# How the Wilcoxon p-value is computed (the statistics setting ``wilcoxon_method``):
+#   paper  - scipy's normal approximation (``method="asymptotic"``, formerly "approx"), no continuity
+#            correction, zero differences dropped ("wilcox"), two-sided: the scipy of the paper's
+#            time, whose p-values the paper prints (Table 2, region Q: 1.80E-02 at n = 7);
+#   approx - the same normal approximation under scipy's own name (identical p-values);
+#   exact  - the exact null distribution (scipy warns that it is not exact with ties or zeros);
+#   auto   - whatever the installed scipy picks by default (1.17: exact for n <= 50 without ties or
+#            zeros, a permutation test for n <= 13 with them, else the normal approximation).
+WILCOXON_METHODS = ("paper", "exact", "auto", "approx")
+PAPER_METHOD = "paper"
+_SCIPY_METHOD = {"paper": "asymptotic", "approx": "asymptotic", "exact": "exact", "auto": "auto"}
+# The seed label of the rows tested on per-site means of the per-seed metrics (several seeds).
+SEED_MEAN = "seed_mean"
+
+
+def check_method(method: str) -> str:
+    """``method`` if it is one of :data:`WILCOXON_METHODS`, else an :class:`InputError`."""
+    if method not in _SCIPY_METHOD:
+        raise InputError("wilcoxon_method", f"must be one of {list(WILCOXON_METHODS)}, got {method!r}")
+    return method
 
 
 class WilcoxonResult(NamedTuple):
@@ -53,12 +89,19 @@ def paired_valid(
     return x[keep], y[keep]
 
 
-def paired_wilcoxon(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> WilcoxonResult:
-    """Two-sided Wilcoxon signed-rank test of ``a - b`` (``scipy.stats.wilcoxon`` defaults).
+def paired_wilcoxon(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, method: str = PAPER_METHOD
+) -> WilcoxonResult:
+    """Two-sided Wilcoxon signed-rank test of ``d = a - b``, zero differences dropped.
 
-    Returns NaN statistic and p-value, with ``n`` still reported, when there is no pair or every
-    difference is zero (the test is undefined there).
+    Statistic ``T = min(W+, W-)``, the smaller sum of the ranks of ``|d|`` over positive and over
+    negative ``d``. Under ``method="paper"`` (or ``"approx"``) the p-value is ``2 (1 - Phi(|z|))``
+    with ``z = (W+ - m (m + 1) / 4) / sqrt(m (m + 1)(2m + 1) / 24 - sum(t^3 - t) / 48)``, m the
+    non-zero differences and t the sizes of tied groups; ``"exact"`` and ``"auto"`` defer to scipy
+    (see :data:`WILCOXON_METHODS`). Returns NaN statistic and p-value, with ``n`` still reported,
+    when there is no pair or every difference is zero (the test is undefined there).
     """
+    scipy_method = _SCIPY_METHOD[check_method(method)]
     x, y = paired_valid(a, b)
     n = int(x.size)
     if n < 1 or not np.any(x != y):
@@ -68,7 +111,9 @@ def paired_wilcoxon(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.nda
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
         try:
-            res = scipy.stats.wilcoxon(x, y)
+            res = scipy.stats.wilcoxon(
+                x, y, zero_method="wilcox", correction=False, alternative="two-sided", method=scipy_method
+            )
         except ValueError:
             return WilcoxonResult(n, float("nan"), float("nan"))
     return WilcoxonResult(n, float(res.statistic), float(res.pvalue))
@@ -165,20 +210,21 @@ def compare(
     n_boot: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
+    method: str = PAPER_METHOD,
 ) -> dict[str, float | int | str]:
     """Every statistic of one paired comparison of model ``a`` against model ``b``.
 
     ``absolute`` (default: the metric's registry entry, e.g. True for ``bias``) compares ``|a|``
     with ``|b|``; every returned statistic then refers to the absolute values.
     Keys: metric, n, statistic, p_value, effect (rank-biserial of a - b), median_diff, ci_low,
-    ci_high, median_a, median_b, share_a_better.
+    ci_high, median_a, median_b, share_a_better, method (the Wilcoxon setting).
     """
     if absolute is None:
         absolute = METRICS[metric_name].absolute if metric_name in METRICS else False
     x, y = paired_valid(a, b)
     if absolute:
         x, y = np.abs(x), np.abs(y)
-    w = paired_wilcoxon(x, y)
+    w = paired_wilcoxon(x, y, method)
     med, lo, hi = median_diff_ci(x, y, n_boot=n_boot, alpha=alpha, seed=seed)
     empty = x.size == 0
     return {
@@ -193,6 +239,7 @@ def compare(
         "median_a": float("nan") if empty else float(np.median(x)),
         "median_b": float("nan") if empty else float(np.median(y)),
         "share_a_better": share_better(x, y, higher_is_better),
+        "method": method,
     }
 
 
@@ -213,6 +260,7 @@ SIGNIFICANCE_COLUMNS = [
     "median_a",
     "median_b",
     "share_a_better",
+    "method",
 ]
 
 
@@ -239,6 +287,7 @@ def significance_table(
     n_boot: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
+    method: str = PAPER_METHOD,
 ) -> pd.DataFrame:
     """One row per (comparison, region, metric), plus an ``all_label`` row per (comparison, metric).
 
@@ -252,8 +301,10 @@ def significance_table(
     ``p_holm``: Holm adjustment within each (comparison, metric) family across its regions; the
     pooled "All" row is a separate, single test, so its ``p_holm`` equals its ``p_value``.
     Metrics of the registry with ``absolute`` (bias) are compared as ``|value|``. ``directions``
-    maps a metric name outside the registry to its ``higher_is_better``.
+    maps a metric name outside the registry to its ``higher_is_better``. ``method``: how the
+    Wilcoxon p-value is computed (:data:`WILCOXON_METHODS`), recorded in each row's ``method``.
     """
+    check_method(method)
     metrics = list(metrics)
     higher_of = {k: v.higher_is_better for k, v in METRICS.items()} | dict(directions or {})
     unknown = [m for m in metrics if m not in higher_of]
@@ -289,6 +340,7 @@ def significance_table(
                     n_boot=n_boot,
                     alpha=alpha,
                     seed=seed,
+                    method=method,
                 )
                 family.append(
                     {"comparison": label, "scenario_a": sa, "scenario_b": sb, "region": region, **res}
@@ -306,6 +358,7 @@ def significance_table(
                     n_boot=n_boot,
                     alpha=alpha,
                     seed=seed,
+                    method=method,
                 )
                 rows.append(
                     {
@@ -319,3 +372,98 @@ def significance_table(
                 )
     out = pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
     return out.astype({"n": "int64"}) if len(out) else out
+
+
+def _per_seed_labels(labels: pd.Series) -> pd.Series:
+    """True where a seed label names one seed ("0", "1", ...), not "mean", "std" or a seed mean."""
+    return labels.astype(str).str.fullmatch(r"\d+")
+
+
+def per_site_seed_means(
+    site_metrics: pd.DataFrame, metrics: Sequence[str], seed_col: str = "seed"
+) -> pd.DataFrame:
+    """Per site and scenario, the mean over seeds of each per-seed metric: ``m_bar = (1/S) sum_s m_s``.
+
+    The rows of ``site_metrics`` whose ``seed_col`` names one seed are grouped by every other
+    column that identifies a row (domain, experiment, scenario, region, site_id, model_key and
+    budget where present); a seed whose metric is NaN at a site is left out of that site's mean.
+    The result carries ``seed_col = SEED_MEAN``. Empty (same columns) with fewer than two seeds:
+    one seed's "mean" is that seed. Unlike the ``"mean"`` rows (the metric of the seed-mean
+    prediction, an ensemble), this is the expected score of one trained model, the paper's setting.
+    """
+    missing = [c for c in (seed_col, "site_id", *metrics) if c not in site_metrics.columns]
+    if missing:
+        raise InputError("site_metrics", f"missing column(s) {missing}")
+    per_seed = site_metrics[_per_seed_labels(site_metrics[seed_col])]
+    keys = [
+        c
+        for c in ("domain", "experiment", "scenario", "region", "site_id", "model_key", "budget")
+        if c in site_metrics.columns
+    ]
+    cols = [seed_col, *keys, *metrics]
+    if per_seed[seed_col].nunique() < 2:
+        return pd.DataFrame(columns=cols)
+    out = per_seed.groupby(keys, sort=False, dropna=False)[list(metrics)].mean().reset_index()
+    out.insert(0, seed_col, SEED_MEAN)
+    return out[cols]
+
+
+# Columns seed_spread adds: how the statistics of one comparison vary across the seeds.
+SEED_SPREAD_COLUMNS = [
+    "n_seeds",
+    "seed_sd_median_diff",
+    "seed_min_share",
+    "seed_max_share",
+    "seed_max_p",
+    "seeds_agree",
+]
+
+
+def seed_spread(table: pd.DataFrame, keys: Sequence[str], seed_col: str = "seed") -> pd.DataFrame:
+    """``table`` with :data:`SEED_SPREAD_COLUMNS` filled on its aggregate rows (seed labels that do
+    not name one seed, e.g. "mean" and ``SEED_MEAN``) from the per-seed rows of the same ``keys``.
+
+    Over the S per-seed rows of a key: ``n_seeds`` = S; ``seed_sd_median_diff`` = the population
+    SD ``sqrt((1/S) sum_s (d_s - d_bar)^2)`` of the median paired differences ``d_s`` (as the
+    site_metrics "std" rows); ``seed_min_share`` / ``seed_max_share`` = the range of
+    ``share_a_better``; ``seed_max_p`` = the largest p-value (the weakest seed); ``seeds_agree`` =
+    the seeds whose ``d_s`` has the sign of the aggregate row's ``median_diff`` (0 agrees with none).
+    Per-seed rows, and keys with fewer than two seeds, keep NaN.
+    """
+    need = [seed_col, *keys, "median_diff", "share_a_better", "p_value"]
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise InputError("significance", f"missing column(s) {missing}")
+    out = table.copy()
+    for c in SEED_SPREAD_COLUMNS:
+        out[c] = np.nan
+    if out.empty:
+        return out.astype({"n_seeds": "Int64", "seeds_agree": "Int64"})
+    is_seed = _per_seed_labels(out[seed_col])
+    per_seed = out[is_seed]
+    if per_seed.empty:
+        return out.astype({"n_seeds": "Int64", "seeds_agree": "Int64"})
+    keys = list(keys)
+    grouped = per_seed.groupby(keys, sort=False, dropna=False)
+    spread = pd.DataFrame(
+        {
+            "n_seeds": grouped[seed_col].nunique(),
+            "seed_sd_median_diff": grouped["median_diff"].agg(lambda v: float(np.nanstd(v.to_numpy(float)))),
+            "seed_min_share": grouped["share_a_better"].min(),
+            "seed_max_share": grouped["share_a_better"].max(),
+            "seed_max_p": grouped["p_value"].max(),
+            "seed_diffs": grouped["median_diff"].agg(lambda v: v.to_numpy(float)),
+        }
+    )
+    spread = spread[spread["n_seeds"] >= 2].reset_index()
+    agg = ~is_seed
+    rows = out.loc[agg, keys + ["median_diff"]].rename_axis("row__").reset_index()
+    merged = rows.merge(spread, on=keys, how="inner")
+    for row in merged.itertuples(index=False):
+        i = row.row__
+        for c in SEED_SPREAD_COLUMNS[:-1]:
+            out.loc[i, c] = getattr(row, c)
+        sign = np.sign(row.median_diff)
+        agree = np.sign(row.seed_diffs) == sign if sign else np.zeros(0, dtype=bool)
+        out.loc[i, "seeds_agree"] = float(np.sum(agree))
+    return out.astype({"n_seeds": "Int64", "seeds_agree": "Int64"})

@@ -11,7 +11,7 @@ import pandas as pd
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.metrics import METRICS
 
-__all__ = ["GROUP_COLUMNS", "markdown_table", "median_table", "study_summary"]
+__all__ = ["GROUP_COLUMNS", "markdown_table", "median_table", "seed_spread_text", "study_summary"]
 
 # Columns that, when present, split site_metrics / significance into separate report sections.
 GROUP_COLUMNS = ("domain", "experiment")
@@ -72,7 +72,20 @@ def _headline(r: pd.Series) -> str:
     return (
         f"- {r['comparison']} ({r['scenario_a']} vs {r['scenario_b']}), {r['metric']}: median "
         f"{_cell(r['median_a'], '.3g')} vs {_cell(r['median_b'], '.3g')}; {r['scenario_a']} better "
-        f"at {share_txt} of {int(r['n'])} sites; Wilcoxon p = {p_txt}"
+        f"at {share_txt} of {int(r['n'])} sites; Wilcoxon p = {p_txt}{seed_spread_text(r)}"
+    )
+
+
+def seed_spread_text(r: pd.Series) -> str:
+    """``"; across S seeds: ..."`` for a significance row with the seed-spread columns of
+    :func:`~synergy_dagster.evaluation.statistics.seed_spread` (empty for one seed)."""
+    n = r.get("n_seeds")
+    if n is None or pd.isna(n) or int(n) < 2:
+        return ""
+    return (
+        f"; across {int(n)} seeds: SD of the median difference {_cell(r['seed_sd_median_diff'], '.2g')}, "
+        f"{r['scenario_a']} better at {r['seed_min_share']:.0%}-{r['seed_max_share']:.0%} of sites, "
+        f"same direction in {int(r['seeds_agree'])} of {int(n)}, largest p {r['seed_max_p']:.2g}"
     )
 
 
@@ -128,11 +141,15 @@ def study_summary(
                 .reset_index()
             )
             cols = ["comparison", "metric", "n", "median_a", "median_b", "p_value", "share_a_better"]
+            if "n_seeds" in pooled.columns and (pooled["n_seeds"].fillna(0) >= 2).any():
+                cols += ["seed_sd_median_diff", "seed_min_share", "seed_max_share", "seed_max_p"]
             if pooled.empty:
                 table = counts
             else:  # keep the order of the significance table
                 table = pooled[cols].merge(counts, on=["comparison", "metric"], how="left")
             table = table.rename(columns={"significant": f"regions p_holm<{alpha:g}"})
-            parts.append("\nTests (Wilcoxon signed-rank, paired by site):\n")
+            methods = sorted(set(sig["method"].dropna().astype(str))) if "method" in sig.columns else []
+            how = f"; p-values by the {'/'.join(methods)} method" if methods else ""
+            parts.append(f"\nTests (Wilcoxon signed-rank, paired by site{how}):\n")
             parts.append(markdown_table(table))
     return "\n".join(parts)

@@ -5,6 +5,12 @@ Two experiments (Fang et al. 2022, section 2.3):
 - ``global_vs_local``: one global set (every tagged site of the domain) and one local set per
   sub-region A-R holding at least ``cfg.min_sites_subregion`` sites; both models are evaluated on
   the sub-region's sites.
+- ``global_vs_local@<scheme>`` for every further regionalisation of the study (HUC-2, climate
+  classes, k-means, random; :mod:`synergy_dagster.regions.schemes`): the same global set against
+  one local set per scheme region holding at least ``cfg.min_sites_subregion`` sites, keyed
+  ``local@<scheme>:<region>`` (e.g. ``local@kmeans:3``, ``local@huc2:07``) so keys stay unique
+  across schemes; the ecoregion keys stay ``local:<letter>``. Evaluation rows keep the scenario
+  names ``global`` and ``local`` so the comparison is the paper's.
 - ``similarity`` per region of interest (ROI, a Level III region with at least
   ``cfg.min_sites_roi`` sites): local (the ROI), local+close (its Level II region), local+far (ROI
   plus the rest of its Level I region outside its Level II region), local+dissimilar (ROI plus every
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +36,12 @@ import pandas as pd
 from synergy_dagster.config import DOMAINS, DomainPeriods, PlanConfig
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.experiments.size_control import pick_added, rule_text
+from synergy_dagster.experiments.synergy import (
+    CURVE_EXPERIMENT,
+    CurveConfig,
+    curve_sets,
+    parse_curve_scenario,
+)
 from synergy_dagster.regions.subregions import LETTERS
 
 NEIGHBOUR_SCENARIOS = ("local+close", "local+far", "local+dissimilar")
@@ -73,6 +86,28 @@ def set_key(scenario: str, region: str) -> str:
 SCENARIOS = ("global", "local", *NEIGHBOUR_SCENARIOS, *SIZED.values())
 
 
+SCHEME_SEP = "@"
+_SCHEME_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # study_file.SCHEME_NAME
+
+
+def scheme_experiment(scheme: str) -> str:
+    """The experiment name of global vs local under a scheme (``ecoregions``: the paper's)."""
+    return "global_vs_local" if scheme == "ecoregions" else f"global_vs_local{SCHEME_SEP}{scheme}"
+
+
+def scheme_of_experiment(experiment: str) -> str | None:
+    """Inverse of :func:`scheme_experiment`; None for experiments that are not global vs local."""
+    if experiment == "global_vs_local":
+        return "ecoregions"
+    base, sep, scheme = str(experiment).partition(SCHEME_SEP)
+    return scheme if base == "global_vs_local" and sep and _SCHEME_LABEL.match(scheme) else None
+
+
+def _is_scheme_scenario(scenario: str) -> bool:
+    base, sep, scheme = scenario.partition(SCHEME_SEP)
+    return base == "local" and bool(sep) and bool(_SCHEME_LABEL.match(scheme))
+
+
 def parse_set_key(key: str) -> tuple[str, str]:
     """``"local+far:8.3.5"`` -> ``("local+far", "8.3.5")``; :class:`InputError` naming the key for an
     unknown scenario, a missing region or a global set outside CONUS (a typo in a partition key
@@ -80,7 +115,8 @@ def parse_set_key(key: str) -> tuple[str, str]:
     scenario, sep, region = str(key).partition(":")
     if not sep or not region.strip():
         raise InputError("partition key", f"{key!r} is not '<scenario>:<region>'", key)
-    if scenario not in SCENARIOS:
+    known = scenario in SCENARIOS or _is_scheme_scenario(scenario)
+    if not known and parse_curve_scenario(scenario) is None:  # curve keys: synergy.py
         raise InputError("partition key", f"unknown scenario {scenario!r}; expected one of {SCENARIOS}", key)
     if scenario == "global" and region != "CONUS":
         raise InputError("partition key", f"the global set's region is 'CONUS', not {region!r}", key)
@@ -227,6 +263,9 @@ def build_plan(
     rois_preferred: Sequence[str] | None = None,
     periods: DomainPeriods | None = None,
     size_controlled: bool = True,
+    curves: CurveConfig | None = None,
+    scheme_regions: pd.DataFrame | None = None,
+    ecoregions: bool = True,
 ) -> Plan:
     """Build the plan from tagged sites (columns site_id, l1, l2, l3, subregion).
 
@@ -234,7 +273,10 @@ def build_plan(
     paper's are in :data:`synergy_dagster.config.PAPER_ROIS`); if none qualifies, or None is given,
     every Level III region with enough sites is an ROI. ``size_controlled=False`` skips the sized
     sets (the paper ran them for soil moisture only). ``periods`` adds train_period/test_period
-    text columns to the sets."""
+    text columns to the sets. ``scheme_regions`` (columns scheme, site_id, region; from
+    :func:`synergy_dagster.regions.schemes.assign_schemes`) adds global vs local under each further
+    scheme; ``ecoregions=False`` leaves out the ecoregion sub-regions' local sets (a study whose
+    stratification does not list them)."""
     if domain not in DOMAINS:
         raise InputError("domain", f"unknown domain {domain!r}; expected one of {DOMAINS}")
     df = _check_tagged(tagged)
@@ -293,7 +335,7 @@ def build_plan(
     # --- global vs local -------------------------------------------------------------------------
     global_key = add_set("global", "CONUS", "global_vs_local", df["site_id"])
     n_min = cfg.min_sites_subregion
-    for letter in LETTERS:
+    for letter in LETTERS if ecoregions else ():
         ids = df.loc[df["subregion"] == letter, "site_id"].tolist()
         if len(ids) < n_min:
             exclude(
@@ -307,6 +349,27 @@ def build_plan(
         key = add_set("local", letter, "global_vs_local", ids)
         evaluate("global_vs_local", letter, "global", global_key, ids)
         evaluate("global_vs_local", letter, "local", key, ids)
+
+    # --- global vs local under further schemes ------------------------------------------------------
+    if scheme_regions is not None and len(scheme_regions):
+        known = df[["site_id"]]
+        regs = scheme_regions.assign(site_id=scheme_regions["site_id"].astype(str)).merge(known, on="site_id")
+        regs = regs[regs["scheme"] != "ecoregions"]  # the ecoregion sets are the ones above
+        for (scheme, region), group in regs.groupby(["scheme", "region"], sort=True):
+            experiment = scheme_experiment(str(scheme))
+            ids = group["site_id"].tolist()
+            if len(ids) < n_min:
+                exclude(
+                    experiment,
+                    str(region),
+                    "local",
+                    len(ids),
+                    f"{len(ids)} sites < min_sites_subregion={n_min}",
+                )
+                continue
+            key = add_set(f"local{SCHEME_SEP}{scheme}", str(region), experiment, ids)
+            evaluate(experiment, str(region), "global", global_key, ids)
+            evaluate(experiment, str(region), "local", key, ids)
 
     # --- similar vs dissimilar ---------------------------------------------------------------------
     l3_counts = df["l3"].value_counts()
@@ -333,7 +396,7 @@ def build_plan(
     # A threshold that leaves an experiment empty says which setting to lower and to what; when
     # both are empty the plan holds the global set only and compares nothing: refuse it.
     advice: list[str] = []
-    if not any(s["scenario"] == "local" for s in sets):
+    if ecoregions and not any(s["scenario"] == "local" for s in sets):
         in_letters = df["subregion"].where(df["subregion"].isin(LETTERS)).dropna()
         advice.append(
             _lower_hint("min_sites_subregion", n_min, _largest(in_letters.value_counts()), "sub-region")
@@ -366,6 +429,12 @@ def build_plan(
                 continue
             key = add_set(scenario, roi, "similarity", roi_ids + added[scenario])
             evaluate("similarity", roi, scenario, key, roi_ids)
+        if curves is not None:  # synergy curves (experiments/synergy.py), when the study asks
+            curve, no_curve = curve_sets(roi, roi_ids, added, curves)
+            for c in curve:
+                add_set(c.scenario, roi, CURVE_EXPERIMENT, c.site_ids, c.rule)
+            for pool, reason in no_curve:
+                exclude(CURVE_EXPERIMENT, roi, f"curve+{pool}", len(roi_ids), reason)
         if not size_controlled:
             continue
         k = min(len(v) for v in added.values())

@@ -6,8 +6,10 @@ first and then uses ``torch.load(weights_only=True)``, so neither a damaged file
 someone dropped into ``data/`` is ever executed or silently used.
 
 One partition of a model asset (a training set under one budget) keeps one ``seed<k>.pt`` per seed
-in ``Layout.model_dir`` plus an ``index.json`` naming each file and its hash. Free of Dagster:
-the model IO manager and the budget assets only call these functions.
+in ``Layout.model_dir`` plus an ``index.json`` naming each file and its hash. :func:`save_models`
+writes those files and the partition's ``models`` / ``learning_curves`` rows as one unit
+(``staged_outputs``): a failure anywhere, the database included, leaves the previous files and
+rows. Free of Dagster: the model IO manager and the budget assets only call these functions.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 import torch
 
 from synergy_dagster.errors import InputError
-from synergy_dagster.io_utils import atomic_path, atomic_write_text, file_sha256
+from synergy_dagster.io_utils import StagedOutputs, atomic_path, file_sha256, staged_outputs
 from synergy_dagster.layout import Layout
 
 if TYPE_CHECKING:  # only the annotation: reading model files needs no database driver
@@ -64,15 +66,26 @@ def load_state(path: str | Path, expected_sha256: str | None = None) -> StateDic
     return dict(data)
 
 
-def write_partition(
-    layout: Layout, domain: str, budget: str, set_key: str, seeds: Mapping[int, StateDict]
+def _stage_partition(
+    out: StagedOutputs, layout: Layout, domain: str, budget: str, set_key: str, seeds: Mapping[int, StateDict]
 ) -> FileIndex:
-    """Write every seed's weights, then the partition's ``index.json``; return that index."""
+    """Every seed's weights and the partition's ``index.json`` as staged temp files; their index."""
     index: FileIndex = {}
     for seed, state in seeds.items():
         path = layout.model_file(domain, budget, set_key, int(seed))
-        index[str(seed)] = {"path": str(path), "sha256": save_state(path, state)}
-    atomic_write_text(layout.model_index(domain, budget, set_key), json.dumps(index, indent=1))
+        tmp = out.path(path)
+        torch.save({k: v.detach().to("cpu") for k, v in state.items()}, tmp)
+        index[str(seed)] = {"path": str(path), "sha256": file_sha256(tmp)}  # the bytes that land
+    out.write_text(layout.model_index(domain, budget, set_key), json.dumps(index, indent=1))
+    return index
+
+
+def write_partition(
+    layout: Layout, domain: str, budget: str, set_key: str, seeds: Mapping[int, StateDict]
+) -> FileIndex:
+    """Write every seed's weights and the partition's ``index.json`` together; return that index."""
+    with staged_outputs() as out:
+        index = _stage_partition(out, layout, domain, budget, set_key, seeds)
     return index
 
 
@@ -101,15 +114,20 @@ def save_models(
     rows: list[dict[str, Any]],
     curves: pd.DataFrame,
 ) -> FileIndex:
-    """Write the seeds' weights, then their ``models`` rows and learning curves in one transaction.
+    """Write the seeds' weights, the partition's ``index.json``, their ``models`` rows and the
+    learning curves as one unit.
 
-    The rows are written only once the weights are safely on disk, so a row never points at a
-    missing or half-written file.
+    The files are staged beside their targets; the rows are written in one DuckDB transaction and
+    the files renamed inside it, then COMMIT (``staged_outputs``). A failing write, rename or
+    commit leaves the previous weights, index and rows (or none), so a row never points at a
+    missing, half-written or newer file.
     """
-    index = write_partition(layout, domain, budget, set_key, seeds)
     table = pd.DataFrame(rows)
-    table["path"] = [index[str(s)]["path"] for s in table["seed"]]
-    table["file_sha256"] = [index[str(s)]["sha256"] for s in table["seed"]]
     where = {"domain": domain, "set_key": set_key, "budget": budget}
-    store.replace_many([("models", table, where), ("learning_curves", pd.DataFrame(curves), where)])
+    with staged_outputs() as out:
+        index = _stage_partition(out, layout, domain, budget, set_key, seeds)
+        table["path"] = [index[str(s)]["path"] for s in table["seed"]]
+        table["file_sha256"] = [index[str(s)]["sha256"] for s in table["seed"]]
+        writes = [("models", table, where), ("learning_curves", pd.DataFrame(curves), where)]
+        out.transaction(store.transaction(writes), store.path)
     return index

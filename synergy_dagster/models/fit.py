@@ -27,7 +27,7 @@ import torch
 import xarray as xr
 
 from synergy_dagster.config import Budget, DomainPeriods, DomainTraining, Period, Profile
-from synergy_dagster.errors import InputError
+from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.experiments.plan import Plan, parse_set_key
 from synergy_dagster.io_utils import file_sha256, read_json_output
 from synergy_dagster.layout import Layout
@@ -36,8 +36,9 @@ from synergy_dagster.models.normalization import (
     Arrays,
     Normalizer,
     default_method,
-    log_candidates,
+    log_variables,
     prepare_arrays,
+    target_transform_of,
 )
 from synergy_dagster.models.predict import predict, warmup_window
 from synergy_dagster.models.training import TrainSpec, Validation, initial_state, train_model, training_rmse
@@ -131,10 +132,13 @@ class TrainingSet:
         )
 
 
-def normalizer_options(domain: str, ds: xr.Dataset, log_transform: bool) -> dict[str, Any]:
+def normalizer_options(
+    domain: str, ds: xr.Dataset, log_transform: bool, target_transform: str = "log1p"
+) -> dict[str, Any]:
     """Paper: z-scores for soil moisture; (x-p10)/(p90-p10) with log(x+1) for precipitation,
-    runoff, area and contact time for streamflow (log optional)."""
-    return {"method": default_method(domain), "log_vars": log_candidates(ds) if log_transform else []}
+    runoff, area and contact time for streamflow (log optional). ``target_transform`` is the
+    domain recipe's: ``none`` leaves the target out of the logged variables."""
+    return {"method": default_method(domain), "log_vars": log_variables(ds, log_transform, target_transform)}
 
 
 def load_plan(layout: Layout, domain: str) -> Plan:
@@ -193,6 +197,7 @@ def build_training_set(
     periods: DomainPeriods,
     per_set_normalization: bool,
     log_transform: bool,
+    target_transform: str = "log1p",
 ) -> TrainingSet:
     """Describe training set ``key`` of the current plan: its sites, periods and normalisation
     (the domain's shared statistics, or fitted on this set's sites with ``per_set_normalization``)."""
@@ -207,7 +212,7 @@ def build_training_set(
     ds = xr.load_dataset(layout.sites_nc(domain))
     site_ids = [str(s) for s in row["site_ids"]]
     if per_set_normalization:
-        opts = normalizer_options(domain, ds, log_transform)
+        opts = normalizer_options(domain, ds, log_transform, target_transform)
         norm = Normalizer.fit(ds.sel(site=site_ids), periods.train.slice, **opts)
     else:
         norm = load_normalizer(layout, domain)
@@ -305,12 +310,22 @@ def fit_set(
     profile.check_budget(budget)
     budget = budget.for_domain(domain)
     dom = profile.for_domain(domain)
+    recipe = dom.recipe
+    if recipe.target_transform == "none" and target_transform_of(training_set.norm) != "none":
+        # the statistics were fitted for another recipe (e.g. the plan of another profile)
+        raise ConfigError(
+            "recipe.target_transform",
+            f"profile {profile.name!r} trains {domain} on the untransformed target, but training set "
+            f"{key} was normalised with a log target: rematerialise {domain}_plan with this profile",
+        )
     arrays, validation, val_label = validation_split(
         ds, training_set.norm, training_set.train, list(training_set.site_ids), dom
     )
     n_in = arrays.x.shape[-1] + arrays.c.shape[-1]
     data_hash = arrays_hash(arrays)
-    # The recorded config decides reuse: its JSON must stay byte-stable across versions.
+    # The recorded config decides reuse: its JSON must stay byte-stable across versions. The recipe
+    # is recorded when it is not the paper's (absent = the paper's: AdaDelta lr 1.0, RMSE, log1p
+    # target), so models trained before recipes existed keep their JSON and are still reused.
     config = {
         "profile": profile.name,
         "hidden": profile.hidden,
@@ -327,6 +342,7 @@ def fit_set(
         "train": [training_set.train.start, training_set.train.end],
         "budget": budget.to_dict(),
         "validation": val_label,
+        **({} if recipe.is_paper else {"recipe": recipe.to_dict()}),
     }
     config_json = json.dumps(config, sort_keys=True)
     where = "domain=? AND set_key=? AND budget=?"

@@ -1,4 +1,4 @@
-"""The paper's network: Linear + ReLU -> one LSTM layer with DropConnect -> Linear, and its loss.
+"""The paper's network: Linear + ReLU -> one LSTM layer with DropConnect -> Linear, and its losses.
 
 DropConnect (Wan et al. 2013, as in the authors' code): in training mode, one Bernoulli keep-mask per
 forward pass on the LSTM input-hidden and hidden-hidden weight matrices, shared by every time step,
@@ -84,3 +84,56 @@ def masked_rmse(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
     # Double where: the sqrt branch never sees 0/0, so its gradient is finite where it is unused.
     mse = torch.where(has, sse / n.clamp(min=1), torch.ones_like(sse))
     return torch.where(has, torch.sqrt(mse), torch.zeros_like(sse)).sum()
+
+
+def _masked_sq(pred: torch.Tensor, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared errors with missing cells set to 0 (no NaN reaches the graph), and the valid mask."""
+    if pred.shape != obs.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} != obs shape {tuple(obs.shape)}")
+    valid = ~torch.isnan(obs)
+    diff = torch.where(valid, pred - torch.nan_to_num(obs), torch.zeros_like(pred))
+    return diff * diff, valid
+
+
+def masked_mse(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """``MSE = sum_valid (pred - obs)^2 / n_valid`` per target (last dim), summed over targets.
+
+    A target without a valid cell contributes 0 (with a zero gradient), as in :func:`masked_rmse`.
+    """
+    sq, valid = _masked_sq(pred, obs)
+    dims = tuple(range(pred.dim() - 1))
+    return (sq.sum(dim=dims) / valid.sum(dim=dims).clamp(min=1)).sum()
+
+
+def masked_nse(
+    pred: torch.Tensor, obs: torch.Tensor, site_std: torch.Tensor, eps: float = 0.1
+) -> torch.Tensor:
+    """The basin-normalised squared error of Kratzert et al. (2019), "NSE*":
+
+    ``NSE* = sum_valid (pred - obs)^2 / (s_b + eps)^2 / n_valid``
+
+    where ``s_b`` (``site_std``, one value per window of the batch) is the standard deviation of the
+    window's site's target over the training period, in the units the model is trained in. Each
+    site's errors are weighted by the inverse of its variance, so a site counts by how well its own
+    variability is explained (what its NSE measures) rather than by its flow volume; ``eps`` bounds
+    the weight of near-constant sites. Summed over targets; 0 without a valid cell.
+    """
+    sq, valid = _masked_sq(pred, obs)
+    weight = 1.0 / (site_std.reshape(-1, *([1] * (pred.dim() - 1))) + eps) ** 2
+    dims = tuple(range(pred.dim() - 1))
+    return ((sq * weight).sum(dim=dims) / valid.sum(dim=dims).clamp(min=1)).sum()
+
+
+def training_loss(
+    name: str, pred: torch.Tensor, obs: torch.Tensor, site_std: torch.Tensor | None = None, eps: float = 0.1
+) -> torch.Tensor:
+    """The recipe's loss ``name`` (``rmse``, ``mse``, ``nse``; see :class:`~synergy_dagster.config.Recipe`)."""
+    if name == "rmse":
+        return masked_rmse(pred, obs)
+    if name == "mse":
+        return masked_mse(pred, obs)
+    if name == "nse":
+        if site_std is None:
+            raise ValueError("the nse loss needs each window's site standard deviation")
+        return masked_nse(pred, obs, site_std, eps)
+    raise ConfigError("recipe.loss", f"unknown loss {name!r}")

@@ -6,6 +6,11 @@ for the chosen log variables and the identity otherwise:
 - ``zscore``: center = mean, scale = standard deviation (soil moisture in the paper);
 - ``p10p90``: center = 10th percentile, scale = p90 - p10 (streamflow in the paper).
 
+The target's transform is part of a domain's training recipe (``Recipe.target_transform``):
+``log1p`` (the paper's, for streamflow) or ``none``; :func:`log_variables` applies it. The metric is
+NSE on flows in physical units, and a log target trains the network on relative errors: the
+recipes are compared in the README.
+
 Statistics come from the training period of the dataset handed to :meth:`Normalizer.fit` (never the
 test period: one older code path of the authors leaked test data this way). A constant variable
 gets scale 1 so it normalises to 0 instead of inf. A :class:`Normalizer` is stored with every model
@@ -28,6 +33,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from synergy_dagster.config import TARGET_TRANSFORMS
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.sources.sitedata import dynamic_names, static_names, target_name
 
@@ -58,6 +64,25 @@ def log_candidates(ds: xr.Dataset) -> list[str]:
         if low == "pr" or low.startswith("pr_") or any(f in low for f in _LOG_FRAGMENTS):
             out.append(n)
     return out
+
+
+def log_variables(ds: xr.Dataset, log_inputs: bool, target_transform: str = "log1p") -> list[str]:
+    """The variables to fit with ``log(x + 1)``: the paper's streamflow candidates
+    (:func:`log_candidates`) when ``log_inputs`` (the study's ``log_transform``; off, nothing is
+    logged), the target only when ``target_transform`` is ``log1p``."""
+    if target_transform not in TARGET_TRANSFORMS:
+        raise ConfigError(
+            "recipe.target_transform", f"must be one of {TARGET_TRANSFORMS}, got {target_transform!r}"
+        )
+    names = log_candidates(ds) if log_inputs else []
+    if target_transform == "none":
+        names = [n for n in names if n != target_name(ds)]
+    return names
+
+
+def target_transform_of(normalizer: Normalizer) -> str:
+    """``log1p`` when ``normalizer`` logs its target, else ``none``."""
+    return "log1p" if normalizer.target in normalizer.log_vars else "none"
 
 
 def _forward(x: np.ndarray, log: bool) -> np.ndarray:

@@ -8,8 +8,12 @@ the caller's global state is untouched), minibatch indices from ``np.random.defa
 DropConnect masks from a dedicated ``torch.Generator`` seeded with ``seed``. On CPU the same seed
 gives bit-identical weights (deterministic algorithms are switched on for the duration of the call
 and restored afterwards); a run resumed from a checkpoint ends with exactly the weights of an
-uninterrupted run, because every piece of state (weights, AdaDelta accumulators, both generators)
-is in the checkpoint.
+uninterrupted run, because every piece of state (weights, optimiser accumulators, both generators)
+is in the checkpoint; the learning rate of a schedule is a function of the update count, so it needs
+no state of its own.
+
+How a model is optimised (optimiser, schedule, loss, target transform) is its
+:class:`~synergy_dagster.config.Recipe`; the default is the paper's (AdaDelta lr 1.0, RMSE).
 """
 
 from __future__ import annotations
@@ -30,12 +34,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synergy_dagster.config import Budget, Profile
+from synergy_dagster.config import PAPER_RECIPE, Budget, Profile, Recipe
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.evaluation.metrics import nse, rmse
 from synergy_dagster.models.checkpoint import load_checkpoint, save_checkpoint
 from synergy_dagster.models.device import as_device
-from synergy_dagster.models.lstm import SynergyLSTM, masked_rmse
+from synergy_dagster.models.lstm import SynergyLSTM, training_loss
 from synergy_dagster.models.normalization import Arrays, Normalizer
 from synergy_dagster.models.predict import predict
 from synergy_dagster.models.sampling import (
@@ -103,6 +107,7 @@ class TrainResult:
     best_update: int = 0  # update of the best validation check (the returned weights in converge)
     block: int = 0  # updates between checks
     resumed_from_update: int = 0
+    recipe: Recipe = dataclasses.field(default_factory=Recipe)
 
 
 @contextlib.contextmanager
@@ -141,7 +146,8 @@ class TrainSpec:
     clipped to [``min_iters_per_epoch``, ``max_iters_per_epoch``]. ``checkpoint_every`` counts
     blocks (the updates between two validation checks). ``loss_last_n`` scores only the last n days
     of each window (1 = the last-day loss of many-to-one setups); default every day, as the paper.
-    ``deterministic`` defaults to True on CPU.
+    ``deterministic`` defaults to True on CPU. ``recipe``: optimiser, schedule and loss (the target
+    transform is the normaliser's, applied before the arrays get here).
     """
 
     hidden: int
@@ -157,6 +163,7 @@ class TrainSpec:
     budget: Budget = dataclasses.field(default_factory=Budget)
     loss_last_n: int | None = None
     deterministic: bool | None = None
+    recipe: Recipe = dataclasses.field(default_factory=Recipe)
 
     def __post_init__(self) -> None:
         for name in ("hidden", "epochs", "rho", "batch", "min_iters_per_epoch", "checkpoint_every"):
@@ -173,6 +180,8 @@ class TrainSpec:
             raise ConfigError("seed", f"must be an integer >= 0, got {self.seed!r}")
         if self.loss_last_n is not None and not 1 <= self.loss_last_n <= self.rho:
             raise ConfigError("loss_last_n", f"must be in [1, rho={self.rho}], got {self.loss_last_n}")
+        if not isinstance(self.recipe, Recipe):
+            raise ConfigError("recipe", f"expected a Recipe, got {type(self.recipe).__name__}")
 
     @classmethod
     def from_profile(
@@ -192,6 +201,8 @@ class TrainSpec:
             min_iters_per_epoch=profile.min_iters_per_epoch,
             checkpoint_every=profile.checkpoint_every,
             budget=(budget or profile.budget).for_domain(domain),
+            recipe=dom.recipe,
+            loss_last_n=dom.recipe.loss_days or None,
         )
 
     def replace(self, **changes: Any) -> TrainSpec:
@@ -240,16 +251,26 @@ class TrainState:
     curve: list[CurvePoint] = dataclasses.field(default_factory=list)
     blocks: int = 0  # blocks done
     updates: int = 0  # weight updates done
-    bad: int = 0  # checks since the last improvement
-    best: float | None = None  # best validation metric so far
+    bad: int = 0  # checks since the last improvement (of the smoothed metric, see Budget.smooth)
+    best: float | None = None  # best validation metric so far (a single check: its weights are kept)
+    stop_best: float | None = None  # best smoothed validation metric so far (the stopping rule's)
     best_update: int = 0
     best_state: dict[str, torch.Tensor] | None = None  # weights of the best check (converge only)
     train_s: float = 0.0  # training wall time, checks excluded
     val_s: float = 0.0  # wall time of the validation checks
 
     @classmethod
-    def fresh(cls, n_in: int, hidden: int, dropconnect: float, seed: int, device: torch.device) -> TrainState:
-        """Seeded model, AdaDelta optimiser (lr 1.0, rho 0.9, eps 1e-6) and both generators."""
+    def fresh(
+        cls,
+        n_in: int,
+        hidden: int,
+        dropconnect: float,
+        seed: int,
+        device: torch.device,
+        recipe: Recipe = PAPER_RECIPE,
+    ) -> TrainState:
+        """Seeded model, the recipe's optimiser (the paper's: AdaDelta lr 1.0, rho 0.9, eps 1e-6)
+        and both generators."""
         with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
             torch.manual_seed(seed)
             model = SynergyLSTM(n_in, hidden, dropconnect=dropconnect)
@@ -257,8 +278,7 @@ class TrainState:
         gen = torch.Generator(device=device)
         gen.manual_seed(int(seed))
         model.mask_generator = gen
-        opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.9, eps=1e-6)
-        return cls(model, opt, np.random.default_rng(seed), gen)
+        return cls(model, make_optimizer(model, recipe), np.random.default_rng(seed), gen)
 
     @classmethod
     def from_checkpoint(
@@ -269,10 +289,11 @@ class TrainState:
         dropconnect: float,
         seed: int,
         device: torch.device,
+        recipe: Recipe = PAPER_RECIPE,
     ) -> TrainState:
         """A fresh state with the checkpoint loaded into it; raises (RuntimeError, KeyError,
         ValueError, TypeError) when the checkpoint does not fit the model."""
-        state = cls.fresh(n_in, hidden, dropconnect, seed, device)
+        state = cls.fresh(n_in, hidden, dropconnect, seed, device, recipe)
         state.model.load_state_dict(ckpt["model_state"])
         state.optimizer.load_state_dict(ckpt["optimizer_state"])
         state.rng.bit_generator.state = ckpt["numpy_rng"]
@@ -281,6 +302,8 @@ class TrainState:
         state.curve = [CurvePoint(**p) for p in ckpt["curve"]]
         state.blocks, state.updates, state.bad = int(ckpt["blocks"]), int(ckpt["updates"]), int(ckpt["bad"])
         state.best = None if ckpt["best"] is None else float(ckpt["best"])
+        stop_best = ckpt.get("stop_best", ckpt["best"])  # checkpoints from before smoothing: the same
+        state.stop_best = None if stop_best is None else float(stop_best)
         state.best_update = int(ckpt["best_update"])
         state.best_state = ckpt["best_state"]
         state.train_s, state.val_s = float(ckpt["train_s"]), float(ckpt["val_s"])
@@ -297,6 +320,7 @@ class TrainState:
             "curve": [dataclasses.asdict(p) for p in self.curve],
             "bad": self.bad,
             "best": self.best,
+            "stop_best": self.stop_best,
             "best_update": self.best_update,
             "best_state": self.best_state,
             "train_s": self.train_s,
@@ -330,6 +354,8 @@ def _fingerprint(
         "block": int(sched.block),
         "loss_last_n": spec.loss_last_n,
         "validation": None if validation is None else _data_digest(validation.arrays),
+        # only when not the paper's, so checkpoints written before recipes existed still resume
+        **({} if spec.recipe.is_paper else {"recipe": spec.recipe.to_dict()}),
     }
 
 
@@ -343,7 +369,7 @@ def _resume(
 ) -> TrainState:
     """The state of a checkpoint of this configuration, else a fresh one (with a warning when a
     checkpoint was there but could not be used)."""
-    args = (arrays.n_in, spec.hidden, spec.dropconnect, spec.seed, dev)
+    args = (arrays.n_in, spec.hidden, spec.dropconnect, spec.seed, dev, spec.recipe)
     ckpt = load_checkpoint(path, fingerprint) if path is not None else None
     if ckpt is not None and sched.total is not None and int(ckpt.get("updates", 0)) > sched.total:
         warnings.warn(
@@ -359,6 +385,82 @@ def _resume(
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         warnings.warn(f"checkpoint {path} does not fit this model ({exc}); starting over", stacklevel=3)
         return TrainState.fresh(*args)
+
+
+def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's optimiser over ``model``'s parameters, at the recipe's base learning rate."""
+    params = model.parameters()
+    if recipe.optimizer == "adadelta":  # the paper's (rho 0.9, eps 1e-6 as in its code)
+        return torch.optim.Adadelta(params, lr=recipe.lr, rho=0.9, eps=1e-6, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    raise ConfigError("recipe.optimizer", f"unknown optimizer {recipe.optimizer!r}")
+
+
+def learning_rate(recipe: Recipe, update: int, total: int | None) -> float:
+    """The rate of weight update number ``update`` (0-based) of ``total``: linear warm-up over
+    ``warmup_updates``, then ``constant``; ``cosine``: ``lr * (f + (1 - f) * (1 + cos(pi * p)) / 2)``
+    with ``f = lr_min_frac`` and ``p`` the share of the post-warm-up updates done; ``step``:
+    ``lr * step_gamma ** (update // step_every)``. A pure function of the update count, so a resumed
+    run follows exactly the schedule of an uninterrupted one."""
+    lr, warm = recipe.lr, recipe.warmup_updates
+    if update < warm:
+        return lr * (update + 1) / warm
+    if recipe.schedule == "cosine":
+        if total is None:
+            raise ConfigError("recipe.schedule", "'cosine' needs a known number of updates (set max_updates)")
+        share = min(1.0, (update - warm) / max(1, total - warm))
+        f = recipe.lr_min_frac
+        return lr * (f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * share)))
+    if recipe.schedule == "step":
+        return lr * recipe.step_gamma ** (update // recipe.step_every)
+    return lr
+
+
+def site_stds(arrays: Arrays) -> np.ndarray:
+    """Standard deviation of each site's training target (0 where it has fewer than two valid
+    days): the ``s_b`` of the ``nse`` loss."""
+    y = arrays.y[..., 0].astype(np.float64)
+    n = np.isfinite(y).sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sd = np.nanstd(y, axis=1)
+    return np.where(n >= 2, sd, 0.0).astype(np.float32)
+
+
+def smoothed(curve: list[CurvePoint], metric: str, window: int) -> float:
+    """Mean of the metric over the last ``window`` checks of ``curve`` (non-finite ones skipped;
+    NaN when none is finite): what the stopping rule compares with ``Budget.smooth`` > 1."""
+    vals = [p.val_nse if metric == "nse" else p.val_rmse for p in curve[-window:]]
+    vals = [v for v in vals if math.isfinite(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def replay_converge(values: list[float], updates: list[int], budget: Budget, metric: str) -> int | None:
+    """The index of the check at which ``converge`` would stop a run whose checks (after
+    ``updates`` updates) scored ``values``, or None if it would not have stopped by the last one.
+
+    The same rule :func:`train_model` applies, check by check: a check counts as an improvement
+    when the mean of the last ``budget.smooth`` values beats the best such mean so far by more than
+    ``min_delta`` (checks before the window is full are not judged); the run stops after
+    ``patience`` checks without one, once ``min_updates`` are done. Used to compare stopping rules on a recorded curve (``bench/bench_recipes.py``).
+    """
+    best: float | None = None
+    bad = 0
+    for i, (value, update) in enumerate(zip(values, updates, strict=True)):
+        window = [v for v in values[max(0, i + 1 - budget.smooth) : i + 1] if math.isfinite(v)]
+        trend = value if budget.smooth == 1 else (float(np.mean(window)) if window else math.nan)
+        if i + 1 < budget.smooth:
+            continue
+        if improved(metric, trend, best, budget.min_delta):
+            best, bad = trend, 0
+        else:
+            bad += 1
+        if bad >= budget.patience and update >= budget.min_updates:
+            return i
+    return None
 
 
 def passes_to_updates(passes: float, batch: int, rho: int, n_sites: int, n_days: int) -> int:
@@ -427,7 +529,8 @@ def train_model(
     progress: bool = True,
     on_check: Callable[[CurvePoint], bool | None] | None = None,
 ) -> TrainResult:
-    """Train with AdaDelta under ``spec``'s training budget (default: the paper's epoch rule).
+    """Train under ``spec``'s recipe (default: the paper's AdaDelta and RMSE) and training budget
+    (default: the paper's epoch rule).
 
     Budget modes are described in :class:`~synergy_dagster.config.Budget`. Updates run in blocks of
     ``budget.eval_every`` (default one paper epoch); after each block the validation metrics are
@@ -439,7 +542,7 @@ def train_model(
     and at the end; an existing checkpoint of the same configuration is resumed exactly (a corrupt
     or foreign one is ignored with a warning).
     """
-    budget = spec.budget
+    budget, recipe = spec.budget, spec.recipe
     if budget.mode == "converge" and validation is None:
         raise ConfigError("budget.mode", "'converge' needs validation data to stop on")
     n_sites, n_days = arrays.n_sites, arrays.n_days
@@ -452,6 +555,9 @@ def train_model(
     deterministic = dev.type == "cpu" if spec.deterministic is None else spec.deterministic
     sched = spec.schedule(n_sites, n_days)
     total, block, b = sched.total, sched.block, sched.batch
+    if recipe.schedule == "cosine" and total is None:
+        raise ConfigError("recipe.schedule", "'cosine' needs a known number of updates (set max_updates)")
+    scheduled = recipe.schedule != "constant" or recipe.warmup_updates > 0
     fingerprint = _fingerprint(spec, sched, arrays, validation)
     t_start = time.perf_counter()
     keep_best = budget.mode == "converge"
@@ -471,6 +577,7 @@ def train_model(
         x_t = torch.from_numpy(np.ascontiguousarray(arrays.x, dtype=np.float32)).to(dev)
         c_t = torch.from_numpy(np.ascontiguousarray(arrays.c, dtype=np.float32)).to(dev)
         y_t = torch.from_numpy(np.ascontiguousarray(arrays.y, dtype=np.float32)).to(dev)
+        std_t = torch.from_numpy(site_stds(arrays)).to(dev) if recipe.loss == "nse" else None
         model.train()
         show = progress and sys.stderr.isatty()
         bar = tqdm(
@@ -500,8 +607,15 @@ def train_model(
                 out = model(xb)
                 if loss_last_n is not None:
                     out, yb = out[:, -loss_last_n:], yb[:, -loss_last_n:]
-                loss = masked_rmse(out, yb)
+                s_std = None if std_t is None else std_t[torch.as_tensor(s_idx, device=dev)]
+                loss = training_loss(recipe.loss, out, yb, s_std, recipe.nse_eps)
                 loss.backward()
+                if recipe.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                if scheduled:
+                    rate = learning_rate(recipe, st.updates + ran, total)
+                    for group in opt.param_groups:
+                        group["lr"] = rate
                 opt.step()
                 acc += loss.detach()
                 ran += 1
@@ -527,10 +641,18 @@ def train_model(
             point = CurvePoint(st.updates, st.train_s, st.val_s, block_loss, v_nse, v_rmse)
             st.curve.append(point)
             value = v_nse if metric == "nse" else v_rmse
-            if improved(metric, value, st.best, budget.min_delta):
-                st.best, st.best_update, st.bad = value, st.updates, 0
+            # Kept weights: the best single check. Stopping: the best (smoothed) value; with
+            # smooth == 1 both are the one rule of before (a gain of more than min_delta).
+            smooth = budget.smooth
+            if improved(metric, value, st.best, budget.min_delta if smooth == 1 else 0.0):
+                st.best, st.best_update = value, st.updates
                 if keep_best:
                     st.best_state = st.weights()
+            trend = value if smooth == 1 else smoothed(st.curve, metric, smooth)
+            if len(st.curve) < smooth:
+                pass  # no judgement before the window is full: a mean of fewer checks is noisier
+            elif improved(metric, trend, st.stop_best, budget.min_delta):
+                st.stop_best, st.bad = trend, 0
             else:
                 st.bad += 1
             if log is not None:
@@ -566,6 +688,7 @@ def train_model(
         best_update=st.best_update,
         block=block,
         resumed_from_update=start_update,
+        recipe=recipe,
     )
 
 

@@ -9,8 +9,9 @@ Gauge ids are 8-digit strings with leading zeros and are always read as strings.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from synergy_dagster.sources.plausibility import (
     check_variable,
     check_within_extent,
 )
-from synergy_dagster.sources.sitedata import make_site_dataset
+from synergy_dagster.sources.sitedata import make_site_dataset, text_columns, text_statics
 
 ATTR_DIR = "camels_attributes_v2.0"
 CFS_TO_M3S = 0.0283168  # m3/s per ft3/s
@@ -193,6 +194,7 @@ def read_camels_us(
     *,
     missing_values: MissingValues | None = None,
     extent: tuple[float, float, float, float] | None = None,
+    text_attributes: Sequence[str] = (),
 ) -> xr.Dataset:
     """Read CAMELS-US text files into the sitedata contract (target ``streamflow`` in mm/d).
 
@@ -204,6 +206,11 @@ def read_camels_us(
     -999 in a streamflow file is missing (CAMELS' flag); ``missing_values`` declares more values
     missing (for every variable, or a mapping per variable); any other fill value or implausible
     value is an error. ``extent`` (lon_min, lat_min, lon_max, lat_max) refuses gauges outside it.
+
+    Statics are the numeric attribute columns; ``text_attributes`` names text columns (classes
+    such as ``geol_1st_class`` or ``dom_land_cover``) to read as class codes with their labels
+    (:func:`~synergy_dagster.sources.sitedata.text_statics`). ``ds.attrs["text_attributes"]`` lists
+    every text column of the tables (JSON), for error messages.
     """
     root = Path(root)
     if not root.is_dir():
@@ -296,8 +303,8 @@ def read_camels_us(
     lon = table["gauge_lon"].to_numpy(dtype=np.float64)
     if extent is not None:
         check_within_extent(lat, lon, ids, extent, attr_base / ATTR_DIR / "camels_topo.txt")
-    # Text columns (names, classes) stay out; a numeric column with a text cell was refused when
-    # its table was read.
+    # Text columns (names, classes) stay out unless asked for as classes; a numeric column with a
+    # text cell was refused when its table was read.
     static = {
         c: (
             check_variable(
@@ -310,7 +317,8 @@ def read_camels_us(
         if c not in ("gauge_lat", "gauge_lon")
     }  # fmt: skip
     static["area"] = (np.asarray(areas), "km2")
-    return make_site_dataset(
+    classes, labels = text_statics(table, text_attributes, str(attr_base / ATTR_DIR))
+    ds = make_site_dataset(
         domain="streamflow",
         source=str(root),
         site_ids=ids,
@@ -319,5 +327,8 @@ def read_camels_us(
         lon=lon,
         target=("streamflow", q, "mm/d"),
         dynamic=dynamic,
-        static=static,
+        static={**static, **classes},
+        categories=labels,
     )
+    ds.attrs["text_attributes"] = json.dumps(text_columns(table))
+    return ds

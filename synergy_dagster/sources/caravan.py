@@ -13,6 +13,7 @@ Layout under ``root``::
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -33,7 +34,14 @@ from synergy_dagster.sources.plausibility import (
     check_variable,
     check_within_extent,
 )
-from synergy_dagster.sources.sitedata import dynamic_names, make_site_dataset, static_names, target_name
+from synergy_dagster.sources.sitedata import (
+    dynamic_names,
+    make_site_dataset,
+    static_names,
+    target_name,
+    text_columns,
+    text_statics,
+)
 
 TARGET = "streamflow"
 MISSING_FLAGS = (-999.0, -9999.0)
@@ -294,6 +302,7 @@ def read_caravan(
     *,
     missing_values: MissingValues | None = None,
     extent: tuple[float, float, float, float] | None = None,
+    text_attributes: Sequence[str] = (),
 ) -> xr.Dataset:
     """Read a Caravan subset into the sitedata contract (domain ``streamflow``, target ``streamflow``).
 
@@ -304,6 +313,10 @@ def read_caravan(
     or a mapping per variable); any other fill value or implausible value is an error
     (:mod:`synergy_dagster.sources.plausibility`). ``extent`` (lon_min, lat_min, lon_max, lat_max),
     e.g. the ecoregion layer's bounds plus a margin, refuses gauges outside it.
+
+    ``text_attributes`` names text attribute columns (class names) to read as class codes with
+    their labels (:func:`~synergy_dagster.sources.sitedata.text_statics`);
+    ``ds.attrs["text_attributes"]`` lists every text column of the tables (JSON).
     """
     root = Path(root)
     if not root.is_dir():
@@ -377,8 +390,8 @@ def read_caravan(
         )
     if extent is not None:
         check_within_extent(lat, lon, ids, extent, other)
-    # Text columns (names, country) stay out; a numeric column with a text cell was refused when
-    # the attribute table was read.
+    # Text columns (names, country) stay out unless asked for as classes; a numeric column with a
+    # text cell was refused when the attribute table was read.
     static = {
         c: (
             check_variable(
@@ -389,7 +402,8 @@ def read_caravan(
         for c in table.select_dtypes("number").columns
         if c not in _COORD_COLUMNS
     }
-    return make_site_dataset(
+    classes, labels = text_statics(table, text_attributes, str(other.parent))
+    ds = make_site_dataset(
         domain="streamflow",
         source=str(root),
         site_ids=ids,
@@ -398,8 +412,11 @@ def read_caravan(
         lon=lon,
         target=(TARGET, q, caravan_units(TARGET)),
         dynamic=dynamic,
-        static=static,
+        static={**static, **classes},
+        categories=labels,
     )
+    ds.attrs["text_attributes"] = json.dumps(text_columns(table, _COORD_COLUMNS))
+    return ds
 
 
 # --------------------------------------------------------------------------- writing

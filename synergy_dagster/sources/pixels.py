@@ -18,7 +18,7 @@ from synergy_dagster.sources.plausibility import (
     check_variable,
     check_within_extent,
 )
-from synergy_dagster.sources.sitedata import make_site_dataset
+from synergy_dagster.sources.sitedata import encode_classes, make_site_dataset
 
 KELVIN_MEDIAN = 200.0
 _KELVIN = {"k", "kelvin", "degk", "deg_k"}
@@ -127,6 +127,7 @@ def read_pixel_cube(
     *,
     missing_values: MissingValues | None = None,
     extent: tuple[float, float, float, float] | None = None,
+    text_attributes: Sequence[str] = (),
 ) -> xr.Dataset:
     """Read a soil-moisture pixel cube into the sitedata contract (domain ``soil_moisture``).
 
@@ -135,6 +136,12 @@ def read_pixel_cube(
     ``_FillValue`` / ``missing_value`` attributes are missing; ``missing_values`` declares more
     (for every variable, or a mapping per variable); any other fill value or implausible value is
     an error. ``extent`` (lon_min, lat_min, lon_max, lat_max) refuses pixels outside it.
+
+    A (pixel,) variable holding text is refused unless ``text_attributes`` names it: then it is
+    read (in addition to ``static``) as class codes with their labels
+    (:func:`~synergy_dagster.sources.sitedata.encode_classes`). Names in ``text_attributes`` that
+    the cube lacks are left to the study's input selection, which names the study key; numeric
+    ones are read as plain statics.
     """
     path = Path(path)
     raw = _open(path)
@@ -160,19 +167,22 @@ def read_pixel_cube(
                 target,
             )
         dyn = [v for v in have_dyn if v != target] if dynamic is None else list(dynamic)
-        sta = have_sta if static is None else list(static)
+        sta = list(have_sta) if static is None else list(static)
+        sta += [v for v in text_attributes if v in have_sta and v not in sta]
         for names, have, kind in ((dyn, have_dyn, "(pixel, time)"), (sta, have_sta, "(pixel,)")):
             absent = [v for v in names if v not in have]
             if absent:
                 raise InputError(
                     path, f"variables {absent} not found as {kind}; the file has {sorted(have)}", absent[0]
                 )
+        classes = [k for k in sta if k in text_attributes and ds[k].dtype.kind not in "biuf"]
         for k in (target, *dyn, *sta):
-            if ds[k].dtype.kind not in "biuf":
+            if ds[k].dtype.kind not in "biuf" and k not in classes:
+                hint = "; a static of classes can be declared categorical" if k in sta else ""
                 raise InputError(
                     path,
                     f"variable {k!r} holds {ds[k].dtype} values (text?), not numbers; convert it or "
-                    "leave it out of dynamic/static",
+                    f"leave it out of dynamic/static{hint}",
                     k,
                 )
         check_time_units(ds["time"].encoding.get("units") or ds["time"].attrs.get("units"), path)
@@ -230,8 +240,17 @@ def read_pixel_cube(
             std = str(ds[k].attrs.get("standard_name", ""))
             check_variable(arr, k, u, ids, time, path, standard_name=std)
             dyn_out[k] = (arr, u)
-        sta_out = {}
+        sta_out, labels = {}, {}
         for k in sta:
+            if k in classes:
+                raw_text = np.asarray(ds[k].values)
+                if raw_text.dtype.kind == "S":  # NetCDF char arrays come back as bytes
+                    raw_text = np.char.decode(raw_text, "utf-8")
+                codes, labels[k] = encode_classes(raw_text)
+                if not labels[k]:
+                    raise InputError(path, f"text variable {k!r} is empty at every pixel", k)
+                sta_out[k] = (codes, "")
+                continue
             arr, u = _convert_units(k, screen(k), ds[k], path)
             sta_out[k] = (arr, u)
     finally:
@@ -246,4 +265,5 @@ def read_pixel_cube(
         target=(target, y, _TARGET_UNITS),
         dynamic=dyn_out,
         static=sta_out,
+        categories=labels,
     )

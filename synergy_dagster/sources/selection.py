@@ -1,13 +1,17 @@
 """What a study feeds its models: the chosen inputs of a source, and periods checked against its record.
 
 A reader returns everything a source holds; a study lists the target, the dynamic inputs and the
-static attributes it wants (categorical ones one-hot encoded, never fed as codes), its periods must
-lie inside the record, and sites whose target is missing on every day are dropped with a reason
-instead of refusing the whole source. Free of Dagster; the sources assets call it.
+static attributes it wants (categorical ones one-hot encoded, never fed as codes: a numeric column
+of class codes, or a text column of class names that the readers return as codes with their
+labels), its periods must lie inside the record, and sites whose target is missing on every day
+are dropped with a reason instead of refusing the whole source. Free of Dagster; the sources
+assets call it.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +20,7 @@ import xarray as xr
 
 from synergy_dagster.config import DomainPeriods, Period
 from synergy_dagster.errors import ConfigError, InputError
-from synergy_dagster.sources.sitedata import dynamic_names, static_names, target_name
+from synergy_dagster.sources.sitedata import class_labels, dynamic_names, static_names, target_name
 
 ALL_NUMERIC = "all_numeric"
 
@@ -29,13 +33,23 @@ def _missing(wanted: Sequence[str], have: Sequence[str], key: str, where: str) -
         )
 
 
-def one_hot(ds: xr.Dataset, name: str, where: str) -> xr.Dataset:
-    """Replace the static ``name`` (class codes) by one 0/1 static per class, ``name=<code>``.
+def label_slug(label: str) -> str:
+    """A class label as a column-name part: lower case, runs of other characters one ``_``
+    (``Siliciclastic sedimentary rocks`` -> ``siliciclastic_sedimentary_rocks``; a ``/`` in a
+    label is not allowed in a NetCDF name)."""
+    return re.sub(r"[^0-9a-z]+", "_", label.lower()).strip("_")
 
-    A site without a class gets NaN in every indicator (the normaliser and the models treat a
-    missing static as missing, not as a class of its own).
+
+def one_hot(ds: xr.Dataset, name: str, where: str) -> xr.Dataset:
+    """Replace the static ``name`` (class codes) by one 0/1 static per class.
+
+    A numeric column's indicators are named ``name=<code>``; a column read from text (its labels
+    in ``attrs["categories"]``) gives ``name=<label slug>`` (:func:`label_slug`, the label itself
+    in the indicator's ``attrs["label"]``). A site without a class gets NaN in every indicator
+    (the normaliser and the models treat a missing static as missing, not as a class of its own).
     """
     values = ds[name].values.astype(np.float64)
+    labels = class_labels(ds[name])
     ok = np.isfinite(values)
     codes = np.unique(values[ok])
     if codes.size == 0:
@@ -46,12 +60,23 @@ def one_hot(ds: xr.Dataset, name: str, where: str) -> xr.Dataset:
             f"categorical attribute {name!r} of {where} has {codes.size} classes: is it really categorical?",
             name,
         )
+    if labels is None:
+        names = [str(int(c)) if float(c).is_integer() else str(c) for c in codes]
+        texts = names
+    else:
+        texts = [labels[int(c)] for c in codes]
+        names = [label_slug(t) for t in texts]
+        # two labels that differ only in case or punctuation keep distinct columns
+        names = [
+            f"{n}_{int(c)}" if not n or names.count(n) > 1 else n for n, c in zip(names, codes, strict=True)
+        ]
     out = ds.drop_vars(name)
-    for code in codes:
-        label = f"{name}={int(code) if float(code).is_integer() else code}"
+    for code, part, text in zip(codes, names, texts, strict=True):
+        label = f"{name}={part}"
         col = np.where(ok, (values == code).astype(np.float32), np.nan)
         out[label] = xr.Variable(("site",), col.astype(np.float32), {"role": "static", "units": "1"})
         out[label].attrs["categorical_of"] = name
+        out[label].attrs["label"] = text
     return out
 
 
@@ -78,11 +103,36 @@ def select_inputs(
     dyn = dynamic_names(ds)
     _missing(dynamic, dyn, f"{key}dynamic", where)
     stat = static_names(ds)
+    text = json.loads(ds.attrs.get("text_attributes", "[]"))
+    numeric = [n for n in stat if class_labels(ds[n]) is None]
+    absent = [n for n in categorical if n not in stat]
+    if absent:
+        raise ConfigError(
+            f"{key}categorical",
+            f"{absent} is neither a numeric static nor a text attribute of {where}; its numeric statics "
+            f"are {sorted(numeric)}, its text attributes {sorted(text)}",
+            ", ".join(absent),
+        )
     chosen = list(stat) if static == ALL_NUMERIC else list(static)
+    as_text = [n for n in chosen if n not in stat and n in text]
+    if as_text:
+        raise ConfigError(
+            f"{key}static",
+            f"{as_text} in {where} hold text (class names): list them under categorical too, "
+            "so they are one-hot encoded",
+            ", ".join(as_text),
+        )
     _missing(chosen, stat, f"{key}static", where)
     _missing(categorical, chosen, f"{key}categorical", where)
+    codes = [n for n in chosen if n not in categorical and class_labels(ds[n]) is not None]
+    if codes:  # class codes of a text column are no quantity: never feed them as numbers
+        raise ConfigError(
+            f"{key}static",
+            f"{codes} in {where} were read from text (class names): list them under categorical too",
+            ", ".join(codes),
+        )
     out = ds[[target, *dynamic, *chosen]]
-    out.attrs = dict(ds.attrs)
+    out.attrs = {k: v for k, v in ds.attrs.items() if k != "text_attributes"}
     for name in categorical:
         out = one_hot(out, name, where)
     out.attrs["inputs_dynamic"] = ",".join(dynamic)

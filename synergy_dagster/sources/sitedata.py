@@ -9,13 +9,16 @@ Contract (checked by :func:`validate_site_dataset`):
   exactly one ``target`` (site, time), any number of ``dynamic`` (site, time) and
   ``static`` (site,) variables, all float32, NaN for missing;
 - ``attrs["units"]`` on each variable where known;
+- a static read from a text column (classes such as a geology name) holds integer codes 0..k-1
+  (NaN where a site has no class) and ``attrs["categories"]``, the JSON list of its k labels;
 - ``ds.attrs["domain"]`` is ``"streamflow"`` or ``"soil_moisture"``; ``ds.attrs["source"]`` names
   the file or folder it came from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,9 +41,11 @@ def make_site_dataset(
     target: tuple[str, np.ndarray, str],
     dynamic: Mapping[str, tuple[np.ndarray, str]],
     static: Mapping[str, tuple[np.ndarray, str]] | None = None,
+    categories: Mapping[str, Sequence[str]] | None = None,
 ) -> xr.Dataset:
     """Build a dataset that meets the contract. ``target`` is (name, array[site,time], units);
-    ``dynamic``/``static`` map name -> (array, units)."""
+    ``dynamic``/``static`` map name -> (array, units); ``categories`` maps a static holding class
+    codes to its labels (see :func:`encode_classes`)."""
     if domain not in DOMAINS:
         raise InputError("domain", f"unknown domain {domain!r}; expected one of {DOMAINS}")
     data_vars: dict[str, xr.Variable] = {}
@@ -54,6 +59,8 @@ def make_site_dataset(
         )
     for k, (a, u) in (static or {}).items():
         data_vars[k] = xr.Variable(("site",), np.asarray(a, dtype=np.float32), {"role": "static", "units": u})
+    for k, labels in (categories or {}).items():
+        data_vars[k].attrs["categories"] = json.dumps([str(v) for v in labels])
     ds = xr.Dataset(
         data_vars,
         coords={
@@ -66,6 +73,47 @@ def make_site_dataset(
     )
     validate_site_dataset(ds, where=str(source))
     return ds
+
+
+def encode_classes(values: Sequence[object] | np.ndarray | pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Text classes -> (float32 codes 0..k-1 into the sorted labels, NaN where empty; the labels).
+
+    Labels are stripped (CAMELS pads ``dom_land_cover`` with spaces): one class is one label
+    however a table aligns it.
+    """
+    text = pd.Series(values, dtype="string").str.strip()
+    codes, labels = pd.factorize(text.mask(text == ""), sort=True)  # -1 for a missing class
+    out = codes.astype(np.float32)
+    out[codes < 0] = np.nan
+    return out, [str(v) for v in labels]
+
+
+def text_statics(
+    table: pd.DataFrame, wanted: Collection[str], source: str
+) -> tuple[dict[str, tuple[np.ndarray, str]], dict[str, list[str]]]:
+    """The ``wanted`` text columns of an attribute table (one row per site) as class-code statics
+    and their labels. Wanted names that are numeric columns are the numeric statics already, and
+    names the table lacks are left to the study's input selection, which names the study key."""
+    static: dict[str, tuple[np.ndarray, str]] = {}
+    labels: dict[str, list[str]] = {}
+    for name in wanted:
+        if name in table.columns and not pd.api.types.is_numeric_dtype(table[name]):
+            codes, labels[name] = encode_classes(table[name])
+            if not labels[name]:
+                raise InputError(source, f"text attribute {name!r} is empty at every site", name)
+            static[name] = (codes, "")
+    return static, labels
+
+
+def text_columns(table: pd.DataFrame, skip: Collection[str] = ()) -> list[str]:
+    """Names of the text columns of an attribute table (what a study may declare categorical)."""
+    return [str(c) for c in table.columns if c not in skip and not pd.api.types.is_numeric_dtype(table[c])]
+
+
+def class_labels(var: xr.DataArray) -> list[str] | None:
+    """The labels of a static read from a text column, None for a numeric static."""
+    raw = var.attrs.get("categories")
+    return None if raw is None else [str(v) for v in json.loads(raw)]
 
 
 def vars_with_role(ds: xr.Dataset, role: str) -> list[str]:

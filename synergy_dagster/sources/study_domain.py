@@ -3,6 +3,11 @@
 The Dagster sources assets call :func:`read_study_domain`; it returns the data the models see (the
 listed inputs only, categorical statics one-hot), the sites dropped with their reasons, and the
 files read with their content hash (what the ``sources`` table records).
+
+What the study file declares reaches the readers: ``missing_values`` (values that mean no data),
+the ``categorical`` names (a text column among them is read as class codes with its labels), and
+the caller's ``extent`` (the ecoregion layer's bounds: a site outside, e.g. lat/lon swapped, is
+refused before anything is written).
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ def _files(root: Path) -> list[Path]:
 def read_study_domain(
     domain: str, spec: DomainSpec, extent: tuple[float, float, float, float] | None = None
 ) -> DomainData:
-    """Read, select and check one domain; every error names the file or the study key."""
+    """Read, select and check one domain; every error names the file or the study key.
+
+    ``extent`` (lon_min, lat_min, lon_max, lat_max), e.g. ``extent_of(l3)``, refuses sites outside.
+    """
     if spec.path is None:
         raise ConfigError(f"domains.{domain}.path", "no path given for this domain")
     path = Path(spec.path)
@@ -49,7 +57,14 @@ def read_study_domain(
     missing = list(spec.missing_values) or None
     if spec.reader == "caravan":
         subset = spec.subset or "camels"
-        ds = read_caravan(path, subset=subset, gauges=spec.gauges, missing_values=missing, extent=extent)
+        ds = read_caravan(
+            path,
+            subset=subset,
+            gauges=spec.gauges,
+            missing_values=missing,
+            extent=extent,
+            text_attributes=spec.categorical,
+        )
         files = sorted((path / "timeseries").rglob(f"*/{subset}/*")) + sorted(
             (path / "attributes" / subset).glob("*.csv")
         )
@@ -62,10 +77,15 @@ def read_study_domain(
             attributes_root=spec.attributes,
             missing_values=missing,
             extent=extent,
+            text_attributes=spec.categorical,
         )
         digest = tree_sha256(_files(path))
     else:
-        static = None if spec.static == "all_numeric" else list(spec.static)
+        # Categorical names go as text_attributes: one the cube lacks is then the study's
+        # ``categorical`` key's error (select_inputs), not a missing ``static``.
+        static = (
+            None if spec.static == "all_numeric" else [n for n in spec.static if n not in spec.categorical]
+        )
         ds = read_pixel_cube(
             path,
             target=spec.target,
@@ -73,6 +93,7 @@ def read_study_domain(
             static=static,
             missing_values=missing,
             extent=extent,
+            text_attributes=spec.categorical,
         )
         digest = file_sha256(path) if path.is_file() else tree_sha256(_files(path))
     where = str(path)

@@ -46,13 +46,40 @@ TABLES: dict[str, str] = {
         domain VARCHAR, experiment VARCHAR, comparison VARCHAR, scenario_a VARCHAR, scenario_b VARCHAR,
         region VARCHAR, metric VARCHAR, seed VARCHAR, n INTEGER, statistic DOUBLE, p_value DOUBLE, p_holm DOUBLE, effect DOUBLE,
         median_diff DOUBLE, ci_low DOUBLE, ci_high DOUBLE, median_a DOUBLE, median_b DOUBLE,
-        share_a_better DOUBLE, budget VARCHAR
+        share_a_better DOUBLE, budget VARCHAR, method VARCHAR, n_seeds INTEGER,
+        seed_sd_median_diff DOUBLE, seed_min_share DOUBLE, seed_max_share DOUBLE, seed_max_p DOUBLE,
+        seeds_agree INTEGER
     """,
     "budget_sensitivity": """
         domain VARCHAR, region VARCHAR, metric VARCHAR, budget VARCHAR, n INTEGER,
         median_global DOUBLE, median_local DOUBLE, median_diff DOUBLE, p_value DOUBLE,
         share_global_better DOUBLE, winner VARCHAR, sign_changed BOOLEAN,
         PRIMARY KEY (domain, region, metric, budget)
+    """,
+    # Synergy curves (evaluation/synergy.py): one row per ROI x pool x point x metric, and the slopes.
+    "synergy_curves": """
+        domain VARCHAR, budget VARCHAR, region VARCHAR, pool VARCHAR, point VARCHAR, k INTEGER,
+        n_train_sites INTEGER, n_eval_sites INTEGER, n_draws INTEGER, metric VARCHAR, value DOUBLE,
+        sd DOUBLE, min DOUBLE, max DOUBLE, sd_seeds DOUBLE
+    """,
+    "synergy_slopes": """
+        domain VARCHAR, budget VARCHAR, region VARCHAR, metric VARCHAR, pool VARCHAR, versus VARCHAR,
+        x VARCHAR, n_points INTEGER, k_max INTEGER, n_rois INTEGER, slope DOUBLE, intercept DOUBLE,
+        se DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE, se_ols DOUBLE, gain DOUBLE,
+        n_boot INTEGER
+    """,
+    # Each kept site's region under every regionalisation scheme of the study (regions/schemes.py).
+    "site_regions": """
+        domain VARCHAR, scheme VARCHAR, kind VARCHAR, site_id VARCHAR, region VARCHAR,
+        PRIMARY KEY (domain, scheme, site_id)
+    """,
+    # Global vs local per scheme, and each scheme's local models against random regions'.
+    "scheme_comparison": """
+        domain VARCHAR, scheme VARCHAR, metric VARCHAR, budget VARCHAR, n_regions INTEGER,
+        n_sites INTEGER, median_global DOUBLE, median_local DOUBLE, median_diff DOUBLE,
+        share_global_better DOUBLE, p_value DOUBLE, winner VARCHAR, null_scheme VARCHAR,
+        n_vs_null INTEGER, median_local_minus_null DOUBLE, p_vs_null DOUBLE,
+        PRIMARY KEY (domain, scheme, metric, budget)
     """,
     # Landed files refused by validation and moved to landed/rejected (one row per content).
     "landing_rejections": """
@@ -63,7 +90,8 @@ TABLES: dict[str, str] = {
 
 # Values given to columns added after a table was first created, when an older database is
 # migrated: every model trained before budget modes existed followed the paper's epoch rule.
-MIGRATION_DEFAULTS: dict[str, str] = {"budget": "'paper'"}
+# Significance rows written before the Wilcoxon method was a setting used scipy's default.
+MIGRATION_DEFAULTS: dict[str, str] = {"budget": "'paper'", "method": "'auto'"}
 
 # Columns renamed since a table was first created (new name -> old name): an older database's
 # values are copied over when it is migrated. A "block" is the updates between validation checks;

@@ -1,5 +1,6 @@
 """Stage 5, evaluation: per-site metrics on the test period, significance tables, the paper's
-figures and a summary report, for both domains."""
+figures, a summary report and the reproduction report (the paper's claims against this run), for
+both domains."""
 
 import json
 from typing import Any
@@ -18,9 +19,19 @@ from synergy_dagster.evaluation.figures import (
     error_matrix,
     observed_vs_simulated,
     pick_sites,
+    seed_spread_figure,
 )
 from synergy_dagster.evaluation.predictions import TAG_COLUMNS, predictions_dataset, write_predictions
-from synergy_dagster.evaluation.statistics import SIGNIFICANCE_COLUMNS, significance_table
+from synergy_dagster.evaluation.report import build_report, run_setup
+from synergy_dagster.evaluation.statistics import (
+    PAPER_METHOD,
+    SEED_MEAN,
+    SEED_SPREAD_COLUMNS,
+    SIGNIFICANCE_COLUMNS,
+    per_site_seed_means,
+    seed_spread,
+    significance_table,
+)
 from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, evaluate_domain, predict_models
 from synergy_dagster.evaluation.summary import markdown_table, study_summary
 from synergy_dagster.io_utils import atomic_path, atomic_write_bytes, atomic_write_text
@@ -181,28 +192,32 @@ def evaluation(
     )
 
 
-def significance_for(metrics: pd.DataFrame) -> pd.DataFrame:
+def significance_for(metrics: pd.DataFrame, method: str = PAPER_METHOD, n_boot: int = 2000) -> pd.DataFrame:
     """All comparison tables (Wilcoxon, Holm, effect sizes) for both domains, on seed means and,
-    with several seeds, per seed; with the budget mode of the metrics rows."""
+    with several seeds, per seed and on the per-site means over seeds (seed ``SEED_MEAN``), whose
+    rows and the ``"mean"`` rows carry the spread across seeds; with the budget mode of the
+    metrics rows and the Wilcoxon ``method`` in every row."""
+    rows = metrics[metrics["seed"] != "std"]
+    rows = pd.concat([rows, per_site_seed_means(rows, list(METRIC_NAMES))], ignore_index=True)
     out = []
-    for (domain, experiment, seed), group in metrics[metrics["seed"] != "std"].groupby(
-        ["domain", "experiment", "seed"]
-    ):
+    for (domain, experiment, seed), group in rows.groupby(["domain", "experiment", "seed"]):
         present = set(group["scenario"])  # e.g. a domain with no sized sets has no sized rows
         comps = [c for c in COMPARISONS[experiment] if c[1] in present and c[2] in present]
         if not comps:
             continue
-        table = significance_table(group, comps, list(METRIC_NAMES))
+        table = significance_table(group, comps, list(METRIC_NAMES), method=method, n_boot=n_boot)
         table.insert(0, "experiment", experiment)
         table.insert(0, "domain", domain)
         table["seed"] = seed
         out.append(table)
     if not out:  # e.g. no sub-region reached N: only the global model was evaluated
-        return pd.DataFrame(columns=["domain", "experiment", *SIGNIFICANCE_COLUMNS, "seed", "budget"])
+        return pd.DataFrame(
+            columns=["domain", "experiment", *SIGNIFICANCE_COLUMNS, "seed", "budget", *SEED_SPREAD_COLUMNS]
+        )
     table = pd.concat(out, ignore_index=True)
     budgets = metrics["budget"].unique() if "budget" in metrics.columns else []
     table["budget"] = budgets[0] if len(budgets) == 1 else None
-    return table
+    return seed_spread(table, ["domain", "experiment", "comparison", "region", "metric"])
 
 
 @dg.asset(
@@ -212,13 +227,17 @@ def significance_for(metrics: pd.DataFrame) -> pd.DataFrame:
     kinds={"scipy", "duckdb"},
     description=(
         "Wilcoxon signed-rank tests per region and All (the paper's Tables 2-5), with Holm-corrected p-values, "
-        "median paired differences with bootstrap CIs, rank-biserial effect sizes and shares of sites improved."
+        "median paired differences with bootstrap CIs, rank-biserial effect sizes and shares of sites improved. "
+        "The p-value method is the study file's statistics.wilcoxon_method (default 'paper': scipy's normal "
+        "approximation, as the paper), recorded in each row; with several seeds also the test on per-site "
+        "seed means (seed 'seed_mean') and the spread across seeds."
     ),
 )
-def significance(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
+def significance(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) -> dg.MaterializeResult:
     layout = Layout(sources.work_dir)
+    stats = study.resolved_statistics(sources.study())
     metrics = pd.read_parquet(layout.site_metrics())
-    table = significance_for(metrics)
+    table = significance_for(metrics, stats.wilcoxon_method, stats.n_boot)
     budget = str(metrics["budget"].iloc[0])
     for domain in metrics["domain"].unique():  # also clears a domain whose table is now empty
         store.store().replace_rows(
@@ -246,7 +265,9 @@ def significance(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeRes
                 ]
             )
         )
-    return dg.MaterializeResult(metadata={"budget": budget, "n_rows": len(table), **md})
+    return dg.MaterializeResult(
+        metadata={"budget": budget, "wilcoxon_method": stats.wilcoxon_method, "n_rows": len(table), **md}
+    )
 
 
 @dg.asset(
@@ -285,8 +306,30 @@ def figures(sources: SourceConfig) -> dg.MaterializeResult:
                 name = f"{domain}_error_matrix_{metric}.png"
                 atomic_write_bytes(layout.figure(name), png)
                 meta[name] = png_markdown(png)
+    meta.update(_seed_spread_figures(layout))
     meta["folder"] = dg.MetadataValue.path(str(layout.figures_dir()))
     return dg.MaterializeResult(metadata=meta)
+
+
+def _seed_spread_figures(layout: Layout) -> dict[str, Any]:
+    """With several seeds: per domain, experiment and paper metric, each seed's median difference
+    next to the test on per-site seed means (files of a study with fewer seeds are removed)."""
+    sig = pd.read_parquet(layout.significance()) if layout.significance().exists() else pd.DataFrame()
+    meta: dict[str, Any] = {}
+    written = set()
+    if "seed" in sig.columns and (sig["seed"].astype(str) == SEED_MEAN).any():
+        for (domain, experiment), g in sig.groupby(["domain", "experiment"]):
+            for metric in PAPER_METRICS.get(str(domain), []):
+                path = layout.seed_spread_png(str(domain), str(experiment), metric)
+                png = seed_spread_figure(
+                    g, metric, aggregate=SEED_MEAN, title=f"{domain} {experiment}: {metric} across seeds"
+                )
+                atomic_write_bytes(path, png)
+                written.add(path)
+                meta[path.name] = png_markdown(png)
+    for stale in set(layout.figures_dir().glob("*_seed_spread.png")) - written:
+        stale.unlink(missing_ok=True)
+    return meta
 
 
 @dg.asset(
@@ -316,5 +359,61 @@ def summary(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.Mate
             "summary": dg.MetadataValue.md(text),
             "path": dg.MetadataValue.path(str(path)),
             "n_sites": int(np.sum(metrics["seed"] == "mean")),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[significance, summary],
+    pool="duckdb",
+    kinds={"python"},
+    description=(
+        "The paper's headline claims (global vs local RMSE/correlation/NSE and shares of sites, Table 2 per "
+        "region, the direction of each similarity comparison of Tables 3-5) next to this run's numbers, with "
+        "what differs in the data (sites, forcing, periods, inputs), profile, budget, seeds and code version, "
+        "and a verdict per claim: holds / does not hold / not testable here. evaluation/reproduction_report.md "
+        "and reproduction_verdicts.parquet."
+    ),
+)
+def reproduction_report(
+    context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+) -> dg.MaterializeResult:
+    layout = Layout(sources.work_dir)
+    study_file = sources.study()
+    stats = study.resolved_statistics(study_file)
+    profile = study.resolved_profile(study_file)
+    metrics = pd.read_parquet(layout.site_metrics())
+    table = pd.read_parquet(layout.significance())
+    budget = str(metrics["budget"].iloc[0])
+    domains = [str(d) for d in metrics["domain"].unique()]
+    models = {
+        d: store.store().query("SELECT * FROM models WHERE domain = ? AND budget = ?", [d, budget])
+        for d in domains
+    }
+    sets = {d: store.store().query("SELECT * FROM training_sets WHERE domain = ?", [d]) for d in domains}
+    methods = sorted(set(table["method"].dropna().astype(str))) if "method" in table.columns else []
+    setup = run_setup(
+        study_file,
+        profile,
+        table,
+        models,
+        sources=store.store().query("SELECT * FROM sources", []),
+        training_sets=sets,
+        method="/".join(methods) or stats.wilcoxon_method,
+    )
+    setup.study["training budget of the evaluated models"] = budget
+    report = build_report(table, metrics, setup, alpha=stats.alpha)
+    atomic_write_text(layout.reproduction_report(), report.markdown)
+    _write_parquet(report.verdicts, layout.reproduction_verdicts())
+    counts = report.verdicts["verdict"].value_counts().to_dict()
+    context.log.info(f"reproduction report written to {layout.reproduction_report()}: {counts}")
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.md(report.markdown),
+            "path": dg.MetadataValue.path(str(layout.reproduction_report())),
+            "verdicts": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
+            "budget": budget,
+            "wilcoxon_method": stats.wilcoxon_method,
         }
     )

@@ -13,9 +13,12 @@ from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.regions.coverage import coverage_filter
+from synergy_dagster.regions.schemes import SchemeInputs, assign_schemes
 from synergy_dagster.regions.subregions import SUBREGIONS
 from synergy_dagster.regions.tagging import tag_sites
-from synergy_dagster.sources.basin_polygons import read_basin_polygons
+from synergy_dagster.sources.basin_polygons import read_site_polygons
+from synergy_dagster.sources.camels_us import read_camels_attributes
+from synergy_dagster.sources.gages2 import read_gages2
 
 GROUP = "regions"
 SITES_COLUMNS = [
@@ -74,6 +77,34 @@ def regions(sources: SourceConfig) -> dg.MaterializeResult:
     )
 
 
+def scheme_regions(
+    domain: str, sources: SourceConfig, kept: pd.DataFrame, ds: xr.Dataset, min_sites: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The kept sites' regions under every scheme of the study's ``stratification`` (long table
+    with a domain column) and the per-scheme status (applicable, regions reaching N, why not)."""
+    study = sources.study()
+    specs = study.stratification.schemes
+    gages2 = camels_huc = None
+    if domain == "streamflow" and any(s.kind == "huc2" for s in specs):
+        if sources.gages2() is not None:
+            gages2 = read_gages2(sources.gages2())
+        spec = study.domain(domain)
+        if gages2 is None and spec.reader == "camels_us":
+            table = read_camels_attributes(spec.attributes or spec.path)
+            camels_huc = table["huc_02"] if "huc_02" in table.columns else None
+    inputs = SchemeInputs(
+        domain,
+        kept[["site_id", "lat", "lon", "subregion"]].reset_index(drop=True),
+        min_sites,
+        ds=ds,
+        train=sources.periods(domain).train.slice,
+        gages2=gages2,
+        camels_huc=camels_huc,
+    )
+    regions_long, status = assign_schemes(specs, inputs)
+    return regions_long.assign(domain=domain), status
+
+
 def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{domain}_sites",
@@ -97,7 +128,9 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
         ds = xr.load_dataset(layout.source_nc(domain))
         polygons = None
         if domain == "streamflow" and sources.basin_polygons() is not None:
-            polygons = read_basin_polygons(sources.basin_polygons()).reset_index()
+            # each gauge within GAUGE_TOLERANCE_KM of its own polygon; ids paired on their digits
+            # (site camels_01022500 = polygon 01022500) for the check and the tagging alike
+            polygons = read_site_polygons(sources.basin_polygons(), ds).reset_index()
         tagging = tag_sites(ds, l3, domain, polygons=polygons)
         tagged = tagging.tagged.set_index("site_id")
         periods = sources.periods(domain)
@@ -122,6 +155,14 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
         )
         png = region_map(l3.rename(columns={"l3": "code"}), rows[rows["kept"]], color_by="subregion")
         map_path = layout.region_map(domain)  # the paper's Figure 1
+        kept_rows = rows[rows["kept"]]
+        by_scheme, scheme_status = scheme_regions(
+            domain,
+            sources,
+            kept_rows,
+            ds.sel(site=kept_rows["site_id"].to_numpy()),
+            study.plan_config(sources.study()).min_sites_subregion,
+        )
         db = store.store()
         # All or nothing: the sites rows, the table, the kept sites' NetCDF and the map change
         # together; any failure leaves the previous four (or none) in place.
@@ -129,7 +170,10 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
             rows.to_parquet(out.path(layout.sites_table(domain)), index=False)
             out.write_netcdf(layout.sites_nc(domain), ds.sel(site=list(kept)))
             out.write_bytes(map_path, png)
-            out.transaction(db.transaction([("sites", rows[SITES_COLUMNS], {"domain": domain})]), db.path)
+            by_scheme.to_parquet(out.path(layout.site_regions(domain)), index=False)
+            writes = [("sites", rows[SITES_COLUMNS], {"domain": domain})]
+            writes.append(("site_regions", by_scheme, {"domain": domain}))
+            out.transaction(db.transaction(writes), db.path)
         context.log.info(
             f"{domain}: {len(rows)} tagged, {len(tagging.dropped)} outside every region, "
             f"{int(rows['kept'].sum())} kept by coverage"
@@ -144,6 +188,7 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
                 "counts_per_subregion": dg.MetadataValue.md(markdown_table(counts)),
                 "map": png_markdown(png),
                 "map_path": dg.MetadataValue.path(str(map_path)),
+                "schemes": dg.MetadataValue.md(markdown_table(scheme_status)),
             }
         )
 

@@ -1,5 +1,10 @@
 """Stage 1, sources: the configured input files (or the generated virtual CONUS), read and
-validated by the science readers, cached as NetCDF/GeoPackage under ``data/sources``."""
+validated by the science readers, cached as NetCDF/GeoPackage under ``data/sources``.
+
+Each asset's outputs change together (``staged_outputs``): the cache file(s) and the ``sources``
+row are all new or all old. Sites are read within the ecoregion layer's extent (plus a margin),
+so a gauge or pixel with lat/lon swapped is refused before anything is written.
+"""
 
 import dataclasses
 import json
@@ -14,14 +19,10 @@ import xarray as xr
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.summary import markdown_table
-from synergy_dagster.io_utils import (
-    atomic_path,
-    file_sha256,
-    sweep_stale_temps,
-    write_netcdf,
-)
+from synergy_dagster.io_utils import file_sha256, staged_outputs, sweep_stale_temps
 from synergy_dagster.layout import Layout
 from synergy_dagster.sources.ecoregions import read_ecoregions
+from synergy_dagster.sources.plausibility import extent_of
 from synergy_dagster.sources.sitedata import target_name
 from synergy_dagster.sources.study_domain import DomainData, read_study_domain
 
@@ -106,14 +107,11 @@ def source_files(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg
 def raw_ecoregions(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
     path = sources.ecoregions()
     l3 = read_ecoregions(path)
-    out = Layout(sources.work_dir).ecoregions()
-    with atomic_path(out) as tmp:
-        l3.to_file(tmp, driver="GPKG", layer="l3")
-    store.store().replace_rows(
-        "sources",
-        _source_row("ecoregions", "", path, path.suffix.lstrip("."), file_sha256(path), None),
-        {"source_name": "ecoregions"},
-    )
+    row = _source_row("ecoregions", "", path, path.suffix.lstrip("."), file_sha256(path), None)
+    db = store.store()
+    with staged_outputs() as out:  # the GeoPackage and its sources row change together
+        l3.to_file(out.path(Layout(sources.work_dir).ecoregions()), driver="GPKG", layer="l3")
+        out.transaction(db.transaction([("sources", row, {"source_name": "ecoregions"})]), db.path)
     counts = pd.DataFrame(
         {"level": ["L1", "L2", "L3"], "regions": [l3["l1"].nunique(), l3["l2"].nunique(), l3["l3"].nunique()]}
     )
@@ -123,6 +121,13 @@ def raw_ecoregions(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeR
             "regions": dg.MetadataValue.md(markdown_table(counts)),
         }
     )
+
+
+def study_extent(sources: SourceConfig) -> tuple[float, float, float, float]:
+    """The ecoregion layer's bounds plus a margin (``extent_of``): where the study's sites must lie.
+    Read from the file the study names (a virtual study's generated layer), validated as the
+    ``raw_ecoregions`` asset reads it; half a second for the EPA CONUS layer."""
+    return extent_of(read_ecoregions(sources.ecoregions()))
 
 
 def _skipped(domain: str, sources: SourceConfig) -> dg.MaterializeResult:
@@ -137,11 +142,14 @@ def _record_sites_source(
 ) -> dg.MaterializeResult:
     ds = data.ds
     layout = Layout(work_dir)
-    write_netcdf(ds, layout.source_nc(domain))
-    with atomic_path(layout.source_drops(domain)) as tmp:
-        data.dropped.to_parquet(tmp, index=False)
     row = _source_row(domain, domain, data.path, data.fmt, data.content_hash, ds)
-    store.store().replace_rows("sources", row, {"source_name": domain})
+    db = store.store()
+    # All or nothing: the cache NetCDF, the dropped-sites table and the sources row; a failure in
+    # any leaves the previous three in place (a NetCDF never disagrees with its row).
+    with staged_outputs() as out:
+        out.write_netcdf(layout.source_nc(domain), ds)
+        data.dropped.to_parquet(out.path(layout.source_drops(domain)), index=False)
+        out.transaction(db.transaction([("sources", row, {"source_name": domain})]), db.path)
     r = row.iloc[0]
     return dg.MaterializeResult(
         metadata={
@@ -175,13 +183,14 @@ def _record_sites_source(
     description=(
         "Basins: daily forcings, streamflow (mm/d) and attributes as the study file says (Caravan "
         "or CAMELS-US layout), only the listed inputs, gauges without any streamflow dropped with "
-        "their reason, periods checked against the record."
+        "their reason, periods checked against the record, gauges outside the ecoregion layer's "
+        "extent refused."
     ),
 )
 def raw_basins(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
     if "streamflow" not in sources.domains():
         return _skipped("streamflow", sources)
-    data = read_study_domain("streamflow", sources.domain("streamflow"))
+    data = read_study_domain("streamflow", sources.domain("streamflow"), extent=study_extent(sources))
     return _record_sites_source("streamflow", data, sources.work_dir, store)
 
 
@@ -192,11 +201,12 @@ def raw_basins(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResul
     kinds={"xarray", "duckdb"},
     description=(
         "Pixels: SMAP-like soil moisture, daily forcings and static attributes from a NetCDF/Zarr "
-        "cube, as the study file says (listed inputs only, periods checked against the record)."
+        "cube, as the study file says (listed inputs only, periods checked against the record, "
+        "pixels outside the ecoregion layer's extent refused)."
     ),
 )
 def raw_pixels(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
     if "soil_moisture" not in sources.domains():
         return _skipped("soil_moisture", sources)
-    data = read_study_domain("soil_moisture", sources.domain("soil_moisture"))
+    data = read_study_domain("soil_moisture", sources.domain("soil_moisture"), extent=study_extent(sources))
     return _record_sites_source("soil_moisture", data, sources.work_dir, store)

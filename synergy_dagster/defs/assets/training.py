@@ -22,6 +22,7 @@ from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfi
 from synergy_dagster.evaluation.figures import learning_curve
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.experiments.plan import build_plan, threshold_advice
+from synergy_dagster.experiments.synergy import CurveConfig
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
@@ -35,6 +36,12 @@ from synergy_dagster.models.fit import (
 from synergy_dagster.models.normalization import Normalizer
 
 SITES_ASSETS = {"soil_moisture": soil_moisture_sites, "streamflow": streamflow_sites}
+
+
+def _scheme_regions(layout: Layout, domain: str) -> pd.DataFrame | None:
+    """The sites asset's per-scheme regions (absent before the sites asset ever wrote them)."""
+    path = layout.site_regions(domain)
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def build_plan_asset(domain: str) -> dg.AssetsDefinition:
@@ -62,13 +69,21 @@ def build_plan_asset(domain: str) -> dg.AssetsDefinition:
         sites = pd.read_parquet(layout.sites_table(domain))
         sites = sites[sites["kept"]]
         plan = build_plan(
-            sites, domain, study.plan_config(sources.study()), rois_preferred=PAPER_ROIS[domain]
+            sites,
+            domain,
+            study.plan_config(sources.study()),
+            rois_preferred=PAPER_ROIS[domain],
+            curves=CurveConfig.from_study(sources.study()),  # synergy curve sets, if the study asks
+            # global vs local under the study's other regionalisations (keys local@<scheme>:<region>)
+            scheme_regions=_scheme_regions(layout, domain),
+            ecoregions="ecoregions" in sources.study().stratification.labels,
         )
         for advice in threshold_advice(plan):
             context.log.warning(advice)
         periods = sources.periods(domain)
         ds = xr.load_dataset(layout.sites_nc(domain))
-        opts = normalizer_options(domain, ds, study.log_transform)
+        recipe = study.resolved_profile(sources.study()).for_domain(domain).recipe
+        opts = normalizer_options(domain, ds, study.log_transform, recipe.target_transform)
         norm = Normalizer.fit(ds, periods.train.slice, **opts)
         distinct = plan.sets[plan.sets["trained_as"] == plan.sets["key"]]["key"].tolist()
         rows = plan.sets.assign(
@@ -146,6 +161,7 @@ def build_training_set_asset(domain: str, plan_asset: dg.AssetsDefinition) -> dg
             sources.periods(domain),
             study.per_set_normalization,
             study.log_transform,
+            study.resolved_profile(sources.study()).for_domain(domain).recipe.target_transform,
         )
         context.add_output_metadata(
             {

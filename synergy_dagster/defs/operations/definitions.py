@@ -13,10 +13,10 @@ from synergy_dagster.defs.operations.sensors import (
     landed_training_sensor,
     landing_sensor,
 )
+from synergy_dagster.defs.resources import SourceConfig
 
 ASSETS = [landed_streamflow]
 JOBS = [landed_streamflow_job, nwis_fetch_job]
-RESOURCES = {"landing": LandingConfig()}
 # Decided at import (as the code location loads); full_defs adds the sensor later when asked explicitly.
 SENSORS: list[dg.SensorDefinition] = [landing_sensor, landed_training_sensor, landed_evaluation_sensor] + (
     [automation_sensor] if automation_enabled() else []
@@ -24,14 +24,18 @@ SENSORS: list[dg.SensorDefinition] = [landing_sensor, landed_training_sensor, la
 SCHEDULES = [nwis_daily_fetch]
 
 
-def operations_defs() -> dg.Definitions:
-    """Everything the operations package adds, to merge into the project's Definitions."""
-    return dg.Definitions(assets=ASSETS, jobs=JOBS, sensors=SENSORS, schedules=SCHEDULES, resources=RESOURCES)
+def operations_defs(sources: SourceConfig) -> dg.Definitions:
+    """Everything the operations package adds, to merge into the project's Definitions whose
+    ``sources`` resource is ``sources`` (the landing folder defaults to its working folder)."""
+    # Bound explicitly, as the store's: an unbound ResourceDependency is None at run time, and the
+    # configure_at_launch instance makes the run's `sources` config reach the landing folder too.
+    resources = {"landing": LandingConfig(sources=sources)}
+    return dg.Definitions(assets=ASSETS, jobs=JOBS, sensors=SENSORS, schedules=SCHEDULES, resources=resources)
 
 
 def full_defs(base: dg.Definitions, automation: bool | None = None) -> dg.Definitions:
     """``base`` + operations (+ automation when enabled): what definitions.py should expose."""
-    merged = dg.Definitions.merge(base, operations_defs())
+    merged = dg.Definitions.merge(base, operations_defs(base.resources["sources"]))
     if not (automation if automation is not None else automation_enabled()):
         return merged
     merged = with_automation(merged, True)

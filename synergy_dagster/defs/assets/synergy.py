@@ -1,0 +1,141 @@
+"""The ``synergy_curves`` asset: skill on each ROI's own sites against the sites added from each
+pool, and a slope per pool with its bootstrap uncertainty (the science in
+:mod:`synergy_dagster.evaluation.synergy`; the sets in :mod:`synergy_dagster.experiments.synergy`).
+
+Runs only where the study file enables ``synergy_curves`` (else it reports a skip and writes
+nothing). Per domain: table ``synergy_curves`` and ``synergy_slopes`` rows (one set per domain and
+budget), Parquet under ``evaluation/synergy_curves/`` and ``figures/<domain>_synergy_curves.png``,
+all in one staged write with one DuckDB transaction."""
+
+import json
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import torch
+import xarray as xr
+
+from synergy_dagster.config import AUTO_METRIC, DOMAINS
+from synergy_dagster.defs.metadata import png_markdown
+from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.evaluation.figures import synergy_curves_figure
+from synergy_dagster.evaluation.study import evaluate_domain
+from synergy_dagster.evaluation.summary import markdown_table
+from synergy_dagster.evaluation.synergy import curve_evaluations, curve_points, curve_table, slope_table
+from synergy_dagster.experiments.synergy import CurveConfig
+from synergy_dagster.io_utils import staged_outputs
+from synergy_dagster.layout import Layout
+from synergy_dagster.models.device import configure_threads, pick_device
+from synergy_dagster.models.files import load_state
+from synergy_dagster.models.fit import load_plan
+from synergy_dagster.models.normalization import Normalizer
+
+STUDY_COMMAND = "make study   (or: python -m synergy_dagster.cli study --config <study file>)"
+
+
+def _missing(domain: str, keys: list[str], budget: str) -> str:
+    return (
+        f"{len(keys)} {domain} synergy-curve model partition(s) were never trained under the {budget!r} "
+        f"budget: {keys[:8]}{' ...' if len(keys) > 8 else ''}. Train them with:\n  {STUDY_COMMAND}\n"
+        f"or one with:\n  dagster asset materialize -m synergy_dagster.defs.definitions "
+        f"--select {domain}_training_set,{domain}_model --partition '{keys[0]}'"
+    )
+
+
+@dg.asset(
+    group_name="evaluation",
+    deps=[dg.AssetKey(f"{d}_model") for d in DOMAINS],
+    pool="duckdb",
+    kinds={"pytorch", "duckdb", "matplotlib"},
+    description=(
+        "Synergy curves (study file `synergy_curves`, off by default): per ROI and pool (close, far, "
+        "dissimilar) the median test skill on the ROI's own sites of models trained on the ROI plus k "
+        "sites drawn from the pool (nested seeded draws, k on a grid up to the smallest pool, and all), "
+        "draws averaged with their spread; per pool the slope on log2(1+k) with a paired bootstrap "
+        "se and the differences between pools (quantity or diversity of added data?). Tables "
+        "synergy_curves, synergy_slopes; evaluation/synergy_curves/*.parquet; "
+        "figures/<domain>_synergy_curves.png."
+    ),
+)
+def synergy_curves(
+    context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+) -> dg.MaterializeResult:
+    study_file = sources.study()
+    cfg = CurveConfig.from_study(study_file)
+    if cfg is None:
+        return dg.MaterializeResult(metadata={"skipped": "the study file does not enable synergy_curves"})
+    layout = Layout(sources.work_dir)
+    profile = study.resolved_profile(study_file)
+    budget = profile.budget.mode
+    configure_threads(study.torch_threads, profile.hidden)
+    device = pick_device(study.device)
+    db = store.store()
+    results: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, bytes]] = {}
+    meta: dict[str, Any] = {"budget": budget, "draws": cfg.draws, "bootstrap": cfg.bootstrap}
+    for domain in study.resolved_domains(study_file):
+        plan = load_plan(layout, domain)
+        evals = curve_evaluations(plan.sets, domain)
+        if evals.empty:
+            meta[f"{domain}/skipped"] = (
+                f"the plan holds no curve sets: its ROIs are {list(plan.rois)}, synergy_curves.rois is "
+                f"{list(cfg.rois) if cfg.rois is not None else 'all'} (rematerialise {domain}_plan after "
+                "enabling the block)"
+            )
+            context.log.warning(meta[f"{domain}/skipped"])
+            continue
+        models = db.query("SELECT * FROM models WHERE domain = ? AND budget = ?", [domain, budget])
+        missing = sorted(set(evals["model_key"]) - set(models["set_key"]))
+        if missing:
+            raise dg.Failure(_missing(domain, missing, budget))
+
+        def load_model(
+            key: str, models: pd.DataFrame = models, domain: str = domain
+        ) -> tuple[dict[int, Any], Normalizer]:
+            rows = models[models["set_key"] == key]
+            try:
+                states = {int(r.seed): load_state(r.path, r.file_sha256) for r in rows.itertuples()}
+            except (FileNotFoundError, ValueError) as exc:
+                raise dg.Failure(f"{exc}. Re-train it with:\n  {STUDY_COMMAND}") from exc
+            ts = json.loads(layout.training_set(domain, key).read_text())
+            return states, Normalizer.from_dict(ts["normalizer"])
+
+        ds = xr.load_dataset(layout.sites_nc(domain))
+        hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
+        with torch.inference_mode():
+            sites = evaluate_domain(
+                ds,
+                evals,
+                load_model,
+                hidden,
+                sources.periods(domain).test.slice,
+                profile.for_domain(domain).warmup,
+                device,
+            )
+        points = curve_points(plan.sets)
+        curves = curve_table(points, sites).assign(domain=domain, budget=budget)
+        slopes = slope_table(points, sites, cfg.bootstrap, cfg.seed).assign(domain=domain, budget=budget)
+        metric = AUTO_METRIC[domain]
+        png = synergy_curves_figure(
+            curves, slopes, metric, title=f"{domain}: synergy curves, median {metric} on the ROI [{budget}]"
+        )
+        results[domain] = (sites.assign(budget=budget), curves, slopes, png)
+        show = slopes[(slopes["metric"] == metric)][["region", "pool", "versus", "slope", "se", "p_value"]]
+        meta[f"{domain}/slopes_{metric}"] = dg.MetadataValue.md(markdown_table(show.round(4)))
+        meta[f"{domain}/figure"] = png_markdown(png, f"{domain} synergy curves")
+        meta[f"{domain}/n_points"] = int(curves[["region", "pool", "point", "k"]].drop_duplicates().shape[0])
+        context.log.info(f"{domain}: {points['region'].nunique()} ROIs, {len(points)} curve sets scored")
+    if not results:
+        return dg.MaterializeResult(metadata=meta)
+    writes = []
+    # All or nothing: every domain's Parquet, PNG and DuckDB rows change together.
+    with staged_outputs() as out:
+        for domain, (sites, curves, slopes, png) in results.items():
+            sites.to_parquet(out.path(layout.synergy_site_metrics(domain)), index=False)
+            curves.to_parquet(out.path(layout.synergy_curves_table(domain)), index=False)
+            slopes.to_parquet(out.path(layout.synergy_slopes_table(domain)), index=False)
+            out.write_bytes(layout.synergy_curves_png(domain), png)
+            where = {"domain": domain, "budget": budget}
+            writes += [("synergy_curves", curves, where), ("synergy_slopes", slopes, where)]
+        out.transaction(db.transaction(writes), db.path)
+    meta["folder"] = dg.MetadataValue.path(str(layout.synergy_dir()))
+    return dg.MaterializeResult(metadata=meta)

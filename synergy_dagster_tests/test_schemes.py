@@ -1,0 +1,480 @@
+"""Other ways to regionalise: the study file's ``stratification`` block, the site -> region
+assignment per scheme, the plan's scheme-qualified keys, the comparison of schemes, and on the
+virtual CONUS (whose generator knows the true regional effects) that ecoregions carry information
+random regions do not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+import yaml
+
+from synergy_dagster.config import PlanConfig
+from synergy_dagster.errors import ConfigError, InputError
+from synergy_dagster.evaluation.schemes import compare_schemes, explained_share, scheme_pairs
+from synergy_dagster.evaluation.study import COMPARISONS
+from synergy_dagster.experiments.plan import build_plan, parse_set_key, scheme_of_experiment
+from synergy_dagster.regions.schemes import (
+    SchemeInputs,
+    assign_schemes,
+    gauge_numbers,
+    huc2_regions,
+    n_random_regions,
+)
+from synergy_dagster.regions.subregions import subregions_of
+from synergy_dagster.sources import sitedata
+from synergy_dagster.study_file import (
+    ClimateScheme,
+    Huc2Scheme,
+    KmeansScheme,
+    RandomScheme,
+    parse_study,
+)
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+
+def _study(strat: object) -> object:
+    raw = yaml.safe_load((STUDIES / "virtual.yaml").read_text())
+    raw["stratification"] = strat
+    return parse_study(raw, STUDIES / "virtual.yaml")
+
+
+def _sites(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("ABCDEF"))[np.arange(n) % 6]
+    return pd.DataFrame(
+        {
+            "site_id": [f"camels_{i:08d}" for i in range(n)],
+            "lat": rng.uniform(30, 45, n),
+            "lon": rng.uniform(-120, -75, n),
+            "subregion": letters,
+            "l1": "8",
+            "l2": "8.1",
+            "l3": "8.1.1",
+        }
+    )
+
+
+def _dataset(sites: pd.DataFrame, statics: dict[str, np.ndarray]) -> object:
+    time = pd.date_range("2001-01-01", "2002-12-31")
+    rng = np.random.default_rng(1)
+    p = rng.gamma(0.5, 4.0, (len(sites), len(time)))
+    t = (
+        10
+        + 15 * np.sin(2 * np.pi * time.dayofyear.to_numpy() / 365)[None, :]
+        + sites["lat"].to_numpy()[:, None]
+        - 40
+    )
+    return sitedata.make_site_dataset(
+        domain="streamflow",
+        source="test",
+        site_ids=sites["site_id"].to_numpy(),
+        time=time,
+        lat=sites["lat"].to_numpy(),
+        lon=sites["lon"].to_numpy(),
+        target=("streamflow", p * 0.3, "mm/d"),
+        dynamic={"P": (p, "mm/d"), "T": (t, "degC"), "PET": (np.full_like(p, 2.5), "mm/d")},
+        static={k: (v, "1") for k, v in statics.items()},
+    )
+
+
+# --------------------------------------------------------------------------- the study file
+
+
+def test_default_is_ecoregions_only() -> None:
+    study = _study({})
+    assert study.stratification.labels == ["ecoregions"]
+    raw = yaml.safe_load((STUDIES / "virtual.yaml").read_text())
+    assert parse_study(raw, STUDIES / "virtual.yaml").stratification.labels == ["ecoregions"]
+
+
+def test_block_parses_kinds_and_parameters() -> None:
+    study = _study(
+        {
+            "schemes": [
+                "ecoregions",
+                "random",
+                {"kind": "kmeans", "k": 4, "seed": 3},
+                {"kind": "kmeans", "name": "kmeans8", "k": 8},
+                {"kind": "huc2", "polygons": "huc.gpkg"},
+                {
+                    "kind": "climate",
+                    "domains": {"streamflow": {"classes": {"aridity": 3, "frac": [0.2, 0.5]}}},
+                },
+            ]
+        }
+    )
+    specs = study.stratification.schemes
+    assert study.stratification.labels == ["ecoregions", "random", "kmeans", "kmeans8", "huc2", "climate"]
+    assert specs[2].k == 4 and specs[2].seed == 3
+    assert Path(specs[4].polygons) == (STUDIES / "huc.gpkg").resolve()  # relative to the study file
+
+
+@pytest.mark.parametrize(
+    ("block", "says"),
+    [
+        ({"schemes": ["kmeans", "kmeans"]}, "used twice"),
+        ({"schemes": [{"kind": "kmeans", "kk": 3}]}, "unknown key"),
+        ({"schemes": ["nope"]}, "does not match"),
+        ({"schemes": [{"kind": "ecoregions", "name": "eco"}]}, "keeps its name"),
+        ({"schemes": [{"kind": "random", "name": "Bad:Name"}]}, "name"),
+        ({"schemes": [{"kind": "kmeans", "k": 1}]}, "k"),
+        (
+            {"schemes": [{"kind": "climate", "domains": {"streamflow": {"classes": {"a": [2, 1]}}}}]},
+            "ascending",
+        ),
+        ({"schemes": []}, "schemes"),
+        ({"scheme": "kmeans"}, "unknown key"),
+    ],
+)
+def test_bad_blocks_are_refused_naming_the_key(block: dict, says: str) -> None:
+    with pytest.raises(ConfigError, match="stratification") as err:
+        _study(block)
+    assert says in str(err.value)
+
+
+# --------------------------------------------------------------------------- assignment
+
+
+def test_random_regions_equal_size_seeded_and_order_free() -> None:
+    sites = _sites(103)
+    inputs = SchemeInputs("streamflow", sites, min_sites=10)
+    assert n_random_regions(inputs) == 6  # six letters with >= 10 sites each
+    long, status = assign_schemes([RandomScheme()], inputs)
+    sizes = long["region"].value_counts()
+    assert len(sizes) == 6 and sizes.max() - sizes.min() <= 1
+    shuffled = SchemeInputs("streamflow", sites.sample(frac=1, random_state=5), min_sites=10)
+    again, _ = assign_schemes([RandomScheme()], shuffled)
+    assert (
+        again.set_index("site_id")["region"]
+        .sort_index()
+        .equals(long.set_index("site_id")["region"].sort_index())
+    )
+    other, _ = assign_schemes([RandomScheme(seed=1)], inputs)
+    assert not other["region"].equals(long["region"])
+    assert bool(status["applicable"].iloc[0]) and int(status["n_regions_min"].iloc[0]) == 6
+
+
+def test_random_not_applicable_with_one_qualifying_subregion() -> None:
+    sites = _sites(30).assign(subregion="A")
+    _, status = assign_schemes([RandomScheme()], SchemeInputs("streamflow", sites, min_sites=10))
+    assert not bool(status["applicable"].iloc[0]) and "needs two" in status["detail"].iloc[0]
+
+
+def test_kmeans_finds_separated_groups_and_is_seeded() -> None:
+    sites = _sites(90)
+    group = np.arange(90) % 3
+    rng = np.random.default_rng(0)
+    statics = {"a": group * 10.0 + rng.normal(0, 0.5, 90), "b": rng.normal(0, 1, 90), "x=1": np.ones(90)}
+    ds = _dataset(sites, statics)
+    inputs = SchemeInputs("streamflow", sites, min_sites=10, ds=ds)
+    long, status = assign_schemes([KmeansScheme(k=3, attributes={"streamflow": ["a"]})], inputs)
+    table = pd.crosstab(long["region"], group)
+    assert (table.to_numpy() > 0).sum() == 3  # each cluster is one group
+    again, _ = assign_schemes([KmeansScheme(k=3, attributes={"streamflow": ["a"]})], inputs)
+    assert again.equals(long)
+    # default attributes: every static except one-hot indicators
+    _, st = assign_schemes([KmeansScheme(k=3)], inputs)
+    assert "'a', 'b'" in st["detail"].iloc[0] and "x=1" not in st["detail"].iloc[0]
+    with pytest.raises(ConfigError, match="not a static attribute"):
+        assign_schemes([KmeansScheme(k=3, attributes={"streamflow": ["nope"]})], inputs)
+
+
+def test_climate_classes_edges_quantiles_and_forcing_indices() -> None:
+    sites = _sites(60)
+    frac = np.linspace(0, 1, 60)
+    ds = _dataset(sites, {"frac": frac})
+    spec = ClimateScheme(
+        domains={
+            "streamflow": {
+                "classes": {"frac": [0.25, 0.5], "aridity": 2},
+                "forcing": {"precipitation": "P", "temperature": "T", "pet": "PET"},
+            }
+        }
+    )
+    long, status = assign_schemes(
+        [spec], SchemeInputs("streamflow", sites, 5, ds=ds, train=slice("2001", "2001"))
+    )
+    first = long.set_index("site_id")["region"].str.split("-").str[0].astype(int)
+    assert (first.to_numpy() == np.digitize(frac, [0.25, 0.5])).all()
+    assert set(long["region"].str.split("-").str[1]) == {"0", "1"}  # median split of aridity
+    assert "aridity: edges" in status["detail"].iloc[0]
+    _, status = assign_schemes([spec], SchemeInputs("soil_moisture", sites, 5, ds=ds))
+    assert not bool(status["applicable"].iloc[0])
+
+
+def test_huc2_from_gages2_camels_polygons_and_not_for_pixels() -> None:
+    sites = _sites(4)
+    assert gauge_numbers(["camels_01022500", "virtual_00017", "01022500"]).tolist() == [
+        "01022500",
+        "00000017",
+        "01022500",
+    ]
+    gages2 = pd.DataFrame({"huc02": ["01", "7", "18"]}, index=[f"{i:08d}" for i in range(3)])
+    codes = huc2_regions(Huc2Scheme(), SchemeInputs("streamflow", sites, 1, gages2=gages2))
+    assert codes.tolist() == ["01", "07", "18", None]  # the 4th gauge is not in GAGES-II
+    camels = pd.Series(["03", "03", "05", "05"], index=sites["site_id"])
+    assert huc2_regions(Huc2Scheme(), SchemeInputs("streamflow", sites, 1, camels_huc=camels)).tolist() == [
+        "03",
+        "03",
+        "05",
+        "05",
+    ]
+    _, status = assign_schemes([Huc2Scheme()], SchemeInputs("soil_moisture", sites, 1))
+    assert not bool(status["applicable"].iloc[0]) and "polygon" in status["detail"].iloc[0]
+    polys = gpd.GeoDataFrame(
+        {"HUC2": ["0101", "0202"]},
+        geometry=[shapely.box(-130, 20, -97.5, 50), shapely.box(-97.5, 20, -60, 50)],
+        crs="EPSG:4326",
+    )
+    codes = huc2_regions(Huc2Scheme(), SchemeInputs("soil_moisture", sites, 1), polys)
+    assert codes.tolist() == np.where(sites["lon"] < -97.5, "01", "02").tolist()
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def _plan_input(n: int = 120) -> tuple[pd.DataFrame, pd.DataFrame]:
+    sites = _sites(n)
+    regions, _ = assign_schemes(
+        [RandomScheme(), KmeansScheme(k=2, attributes={"streamflow": ["a"]})],
+        SchemeInputs("streamflow", sites, 10, ds=_dataset(sites, {"a": np.arange(n) % 2 * 5.0})),
+    )
+    return sites, regions
+
+
+def test_plan_keys_unique_across_schemes_and_ecoregion_keys_unchanged() -> None:
+    sites, regions = _plan_input()
+    cfg = PlanConfig(10, 10, 0.9)
+    plain = build_plan(sites, "streamflow", cfg)
+    plan = build_plan(sites, "streamflow", cfg, scheme_regions=regions)
+    assert plan.sets["key"].is_unique
+    eco = plan.sets[~plan.sets["scenario"].str.contains("@")]
+    pd.testing.assert_frame_equal(eco.reset_index(drop=True), plain.sets.reset_index(drop=True))
+    keys = set(plan.sets["key"])
+    assert {"local@random:1", "local@random:6", "local@kmeans:1", "local@kmeans:2", "local:A"} <= keys
+    assert parse_set_key("local@kmeans:2") == ("local@kmeans", "2")
+    ev = plan.evaluations
+    km = ev[ev["experiment"] == "global_vs_local@kmeans"]
+    assert set(km["scenario"]) == {"global", "local"} and set(km["region"]) == {"1", "2"}
+    assert scheme_of_experiment("global_vs_local@kmeans") == "kmeans"
+    assert scheme_of_experiment("global_vs_local") == "ecoregions"
+    assert scheme_of_experiment("similarity") is None
+    assert COMPARISONS["global_vs_local@kmeans"] == COMPARISONS["global_vs_local"]
+    assert list(COMPARISONS) == ["global_vs_local", "similarity", "similarity_sized"]
+
+
+def test_plan_min_sites_per_scheme_region_and_ecoregions_optional() -> None:
+    sites, regions = _plan_input()
+    plan = build_plan(sites, "streamflow", PlanConfig(25, 10, 0.9), scheme_regions=regions)
+    ex = plan.excluded[plan.excluded["experiment"] == "global_vs_local@random"]
+    assert len(ex) == 6 and ex["reason"].str.contains("min_sites_subregion=25").all()  # 20 sites each
+    assert not plan.sets["key"].str.startswith("local@random").any()
+    plan = build_plan(sites, "streamflow", PlanConfig(10, 10, 0.9), scheme_regions=regions, ecoregions=False)
+    assert not plan.sets["key"].str.fullmatch(r"local:[A-R]").any()
+    assert plan.sets["key"].str.startswith("local@kmeans").sum() == 2
+
+
+@pytest.mark.parametrize("key", ["local@:3", "local@Bad:3", "global@kmeans:3", "local@kmeans"])
+def test_bad_scheme_keys_refused(key: str) -> None:
+    with pytest.raises(InputError):
+        parse_set_key(key)
+
+
+# --------------------------------------------------------------------------- the comparison
+
+
+def _metrics(errors: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """site_metrics rows from per-scheme (regions, global error, local error) of the same sites."""
+    frames = []
+    for scheme, (regions, g, loc) in errors.items():
+        experiment = "global_vs_local" if scheme == "ecoregions" else f"global_vs_local@{scheme}"
+        for scenario, err in (("global", g), ("local", loc)):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "domain": "streamflow",
+                        "experiment": experiment,
+                        "scenario": scenario,
+                        "region": regions,
+                        "seed": "mean",
+                        "site_id": [f"s{i}" for i in range(len(err))],
+                        "rmse": err,
+                        "nse": 1 - err,
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_compare_schemes_table() -> None:
+    rng = np.random.default_rng(0)
+    n = 200
+    regions = np.array([str(i % 5 + 1) for i in range(n)])
+    g = rng.uniform(0.2, 0.6, n)
+    site_metrics = _metrics(
+        {
+            "ecoregions": (regions, g, g - 0.1 + rng.normal(0, 0.02, n)),
+            "random": (regions, g, g + rng.normal(0, 0.02, n)),
+        }
+    )
+    table = compare_schemes(site_metrics, ["rmse", "nse"])
+    eco = table[(table["scheme"] == "ecoregions") & (table["metric"] == "rmse")].iloc[0]
+    assert eco["winner"] == "local" and eco["share_global_better"] < 0.05 and eco["p_value"] < 1e-6
+    assert eco["n_regions"] == 5 and eco["n_sites"] == n
+    assert eco["n_vs_null"] == n and eco["median_local_minus_null"] < -0.05 and eco["p_vs_null"] < 1e-6
+    rnd = table[(table["scheme"] == "random") & (table["metric"] == "nse")].iloc[0]
+    assert 0.3 < rnd["share_global_better"] < 0.7 and np.isnan(rnd["p_vs_null"])
+    assert len(scheme_pairs(site_metrics, ["rmse"])) == 2 * n
+
+
+def test_significance_for_handles_scheme_experiments() -> None:
+    from synergy_dagster.defs.assets.evaluation import significance_for
+
+    rng = np.random.default_rng(1)
+    n = 40
+    regions = np.array([str(i % 2 + 1) for i in range(n)])
+    g = rng.uniform(0.2, 0.6, n)
+    site_metrics = _metrics({"kmeans": (regions, g, g - 0.1)})
+    for m in ("ubrmse", "bias", "corr", "kge"):
+        site_metrics[m] = rng.normal(0.5, 0.1, len(site_metrics))
+    site_metrics["budget"] = "converge"
+    table = significance_for(site_metrics)
+    assert set(table["experiment"]) == {"global_vs_local@kmeans"}
+    assert set(table["region"]) == {"1", "2", "All"}
+
+
+def test_scheme_figure_renders() -> None:
+    from synergy_dagster.evaluation.figures import scheme_comparison_figure
+
+    rng = np.random.default_rng(2)
+    n = 50
+    regions = np.array([str(i % 2 + 1) for i in range(n)])
+    g = rng.uniform(0.2, 0.6, n)
+    sm = _metrics({"ecoregions": (regions, g, g - 0.1), "random": (regions, g, g)})
+    png = scheme_comparison_figure(scheme_pairs(sm, ["nse"]), compare_schemes(sm, ["nse"]), ["nse"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- the virtual CONUS
+
+
+def _loo(values: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Leave-one-out region mean: what a 'local model' of a site property predicts for a site."""
+    df = pd.DataFrame({"v": values, "r": regions})
+    s, c = df.groupby("r")["v"].transform("sum"), df.groupby("r")["v"].transform("size")
+    return ((s - df["v"]) / (c - 1)).to_numpy()
+
+
+def test_virtual_conus_ecoregions_beat_random_regions_when_regions_matter() -> None:
+    """The generator's true regional effects: with strong region effects (and weak site effects)
+    the ecoregion scheme's local predictor of a latent parameter beats the random-region one, and
+    random regions explain next to nothing."""
+    from synergy_dagster.sources.virtual import regions as vr
+    from synergy_dagster.sources.virtual.conus import VirtualConusConfig
+    from synergy_dagster.sources.virtual.pixels import pixel_sites
+
+    cfg = VirtualConusConfig(n_pixels=1500, region_effect_sd=(0.8, 0.6, 0.4), site_effect_sd=0.1)
+    rmap = vr.build_regions(cfg.region_seed, cfg.region_res)
+    px = pixel_sites(cfg, rmap)
+    l1, l2 = rmap.codes(1)[px.label], rmap.codes(2)[px.label]
+    sites = pd.DataFrame(
+        {
+            "site_id": [f"px{i:05d}" for i in range(len(px.lon))],
+            "lat": px.lat,
+            "lon": px.lon,
+            "subregion": subregions_of(l1, l2),
+        }
+    )
+    sites = sites[pd.notna(sites["subregion"])].reset_index(drop=True)
+    inputs = SchemeInputs("soil_moisture", sites, min_sites=10)
+    long, _ = assign_schemes(_study({"schemes": ["ecoregions", "random"]}).stratification.schemes, inputs)
+    truth = pd.Series(np.log(px.params.k_drain), index=[f"px{i:05d}" for i in range(len(px.lon))])
+    errors = {}
+    for scheme, g in long.groupby("scheme"):
+        v = truth.reindex(g["site_id"]).to_numpy()
+        reg = g["region"].to_numpy()
+        errors[scheme] = (reg, np.abs(v - v.mean()), np.abs(v - _loo(v, reg)))
+        if scheme == "ecoregions":
+            eco_share = explained_share(v, reg)
+        else:
+            rnd_share = explained_share(v, reg)
+    assert eco_share > 0.3 and rnd_share < 0.05
+    table = compare_schemes(_metrics(errors), ["rmse"])
+    eco = table[table["scheme"] == "ecoregions"].iloc[0]
+    rnd = table[table["scheme"] == "random"].iloc[0]
+    assert eco["winner"] == "local" and eco["p_value"] < 1e-3
+    assert eco["median_local_minus_null"] < 0 and eco["p_vs_null"] < 1e-3
+    assert rnd["p_value"] > 1e-3 or rnd["winner"] == "global"
+
+
+# --------------------------------------------------------------------------- the real data (small)
+
+
+def test_real_data_schemes_for_basins_and_pixels(real_data: Path) -> None:
+    """Every scheme on the real files: CAMELS basins get HUC-2 from GAGES-II (by station number),
+    SMAP pixels get k-means / climate classes of Clay and NDVI, random regions, and HUC-2 is said
+    to be not applicable for pixels."""
+    from synergy_dagster.sources.gages2 import read_gages2
+    from synergy_dagster.sources.pixels import read_pixel_cube
+
+    gages2 = read_gages2(real_data / "gages2" / "gagesII_9322_sept30_2011.shp")
+    ids = sorted(p.stem for p in (real_data / "caravan" / "timeseries" / "csv" / "camels").glob("*.csv"))[
+        :120
+    ]
+    basins = pd.DataFrame(
+        {
+            "site_id": ids,
+            "lat": gages2["lat"].reindex(gauge_numbers(ids).to_numpy()).to_numpy(),
+            "lon": gages2["lon"].reindex(gauge_numbers(ids).to_numpy()).to_numpy(),
+            "subregion": np.array(list("ABCD"))[np.arange(len(ids)) % 4],
+        }
+    )
+    long, status = assign_schemes(
+        [Huc2Scheme(), RandomScheme()], SchemeInputs("streamflow", basins, 10, gages2=gages2)
+    )
+    huc = long[long["scheme"] == "huc2"]
+    assert len(huc) == len(ids)  # every CAMELS gauge is in GAGES-II
+    assert huc["region"].str.fullmatch(r"\d\d").all() and huc["region"].nunique() >= 2
+    assert status.set_index("scheme").loc["random", "n_regions"] == 4
+
+    cube = read_pixel_cube(real_data / "smap" / "smap_conus_v4f1.nc", static=["Clay", "NDVI", "Sand"])
+    cube = cube.isel(site=slice(0, 150), time=slice(0, 400))
+    pixels = pd.DataFrame(
+        {
+            "site_id": cube["site"].values.astype(str),
+            "lat": cube["lat"].values,
+            "lon": cube["lon"].values,
+            "subregion": np.array(list("ABC"))[np.arange(cube.sizes["site"]) % 3],
+        }
+    )
+    specs = _study(
+        {
+            "schemes": [
+                "huc2",
+                {"kind": "kmeans", "k": 4, "attributes": {"soil_moisture": ["Clay", "NDVI"]}},
+                {"kind": "climate", "domains": {"soil_moisture": {"classes": {"NDVI": 2, "Clay": [0.2]}}}},
+                "random",
+            ]
+        }
+    ).stratification.schemes
+    long, status = assign_schemes(specs, SchemeInputs("soil_moisture", pixels, 10, ds=cube))
+    st = status.set_index("scheme")
+    assert not st.loc["huc2", "applicable"] and "polygon" in st.loc["huc2", "detail"]
+    assert st.loc["kmeans", "n_regions"] == 4 and st.loc["random", "n_regions"] == 3
+    assert set(long.loc[long["scheme"] == "climate", "region"]) <= {"0-0", "0-1", "1-0", "1-1"}
+
+
+def test_shipped_real_schemes_study_parses() -> None:
+    from synergy_dagster.study_file import load_study
+
+    study = load_study(STUDIES / "real_schemes.yaml", variables={"SYNERGY_REAL_DATA": "/data"})
+    assert study.stratification.labels == ["ecoregions", "huc2", "climate", "kmeans", "random"]
+    real = load_study(STUDIES / "real.yaml", variables={"SYNERGY_REAL_DATA": "/data"})
+    assert study.data_dir == real.data_dir  # the ecoregion models of real.yaml are reused
