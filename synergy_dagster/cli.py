@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  tables : {layout.site_metrics()}, {layout.significance()} (and DuckDB {layout.database()})")
     print(f"  figures: {layout.figures_dir()}")
     print(f"  summary: {layout.summary()}")
+    print(f"  paper vs this run: {layout.reproduction_report()}")
     if args.sensitivity:
         print(f"  budget sensitivity: {layout.sensitivity_dir()} (DuckDB table budget_sensitivity)")
     return 0

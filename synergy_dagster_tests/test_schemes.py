@@ -474,7 +474,7 @@ def test_real_data_schemes_for_basins_and_pixels(real_data: Path) -> None:
 def test_shipped_real_schemes_study_parses() -> None:
     from synergy_dagster.study_file import load_study
 
-    study = load_study(STUDIES / "real_schemes.yaml", variables={"SYNERGY_REAL_DATA": "/data"})
+    study = load_study(STUDIES / "real_beyond.yaml", variables={"SYNERGY_REAL_DATA": "/data"})
     assert study.stratification.labels == ["ecoregions", "huc2", "climate", "kmeans", "random"]
     real = load_study(STUDIES / "real.yaml", variables={"SYNERGY_REAL_DATA": "/data"})
     assert study.data_dir == real.data_dir  # the ecoregion models of real.yaml are reused

@@ -791,7 +791,7 @@ def run_setup(
             s = sources[sources["source_name"] == domain]
             if len(s):
                 r = s.iloc[0]
-                src = f"{r['format']} at {r['path']}; {int(r['n_sites'])} sites, {r['period_start']}..{r['period_end']}"
+                src = f"{r['format']} at {r['path']}; {int(r['n_sites'])} sites, {str(r['period_start'])[:10]}..{str(r['period_end'])[:10]}"
         ts = (training_sets or {}).get(domain)
         n_global = ""
         if ts is not None and len(ts):

@@ -57,6 +57,8 @@ def landed_streamflow(
     store: DuckDBStore,
     landing: LandingConfig,
 ) -> dg.MaterializeResult:
+    if "streamflow" not in sources.domains():  # landed files are streamflow: nothing to ingest into
+        return dg.MaterializeResult(metadata={"skipped": "the study has no streamflow domain"})
     layout = Layout(sources.work_dir)
     try:
         result = ingest_landed(
