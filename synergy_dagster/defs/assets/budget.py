@@ -16,7 +16,6 @@ from synergy_dagster.evaluation.figures import learning_curves_by_scenario
 from synergy_dagster.evaluation.study import evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import atomic_path, atomic_write_bytes
-from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.files import save_models
 from synergy_dagster.models.fit import fit_set, load_plan, load_training_set
@@ -37,7 +36,7 @@ EXPERIMENT = "global_vs_local"
     ),
 )
 def learning_curves(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) -> dg.MaterializeResult:
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     profile = study.resolved_profile(sources.study())
     budget = profile.budget
     meta: dict[str, Any] = {"budget": budget.mode}
@@ -96,7 +95,7 @@ def learning_curves(sources: SourceConfig, study: StudyConfig, store: DuckDBStor
 def budget_sensitivity(
     context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
 ) -> dg.MaterializeResult:
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     profile = study.resolved_profile(sources.study())
     modes = study.resolved_sensitivity_modes()
     # Every mode shares the profile's budget parameters (updates, passes, cap, patience, K).

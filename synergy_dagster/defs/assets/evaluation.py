@@ -113,7 +113,7 @@ def _timeseries_figures(layout: Layout, domain: str, cube: xr.Dataset, frame: pd
 def evaluation(
     context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
 ) -> dg.MaterializeResult:
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     profile = study.resolved_profile(sources.study())
     budget = profile.budget.mode
     configure_threads(study.torch_threads, profile.hidden)
@@ -234,7 +234,7 @@ def significance_for(metrics: pd.DataFrame, method: str = PAPER_METHOD, n_boot: 
     ),
 )
 def significance(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) -> dg.MaterializeResult:
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     stats = study.resolved_statistics(sources.study())
     metrics = pd.read_parquet(layout.site_metrics())
     table = significance_for(metrics, stats.wilcoxon_method, stats.n_boot)
@@ -280,7 +280,7 @@ def significance(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) 
     ),
 )
 def figures(sources: SourceConfig) -> dg.MaterializeResult:
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     metrics = pd.read_parquet(layout.site_metrics())
     metrics = metrics[metrics["seed"] == "mean"]
     meta: dict[str, Any] = {}
@@ -342,7 +342,7 @@ def _seed_spread_figures(layout: Layout) -> dict[str, Any]:
     ),
 )
 def summary(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.MaterializeResult:
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     metrics = pd.read_parquet(layout.site_metrics())
     table = pd.read_parquet(layout.significance())
     text = study_summary(metrics[metrics["seed"] == "mean"], table[table["seed"] == "mean"])
@@ -379,7 +379,7 @@ def summary(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.Mate
 def reproduction_report(
     context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
 ) -> dg.MaterializeResult:
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     study_file = sources.study()
     stats = study.resolved_statistics(study_file)
     profile = study.resolved_profile(study_file)

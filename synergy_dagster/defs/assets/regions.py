@@ -11,7 +11,6 @@ from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfi
 from synergy_dagster.evaluation.figures import region_map
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
-from synergy_dagster.layout import Layout
 from synergy_dagster.regions.coverage import coverage_filter
 from synergy_dagster.regions.schemes import SchemeInputs, assign_schemes
 from synergy_dagster.regions.subregions import SUBREGIONS
@@ -40,7 +39,7 @@ REVISIT_DAYS = {"soil_moisture": 3, "streamflow": 1}
 
 
 def load_l3(sources: SourceConfig) -> gpd.GeoDataFrame:
-    return gpd.read_file(Layout(sources.work_dir).ecoregions(), layer="l3")
+    return gpd.read_file(sources.layout.ecoregions(), layer="l3")
 
 
 @dg.asset(
@@ -123,7 +122,7 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
     ) -> dg.MaterializeResult:
         if domain not in study.resolved_domains(sources.study()):  # not in this study / run
             return dg.MaterializeResult(metadata={"skipped": f"{domain} is not among this run's domains"})
-        layout = Layout(sources.work_dir)
+        layout = sources.layout
         l3 = load_l3(sources)
         ds = xr.load_dataset(layout.source_nc(domain))
         polygons = None

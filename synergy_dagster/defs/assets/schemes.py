@@ -13,7 +13,6 @@ from synergy_dagster.evaluation.figures import scheme_comparison_figure
 from synergy_dagster.evaluation.schemes import COMPARISON_COLUMNS, compare_schemes, scheme_pairs
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
-from synergy_dagster.layout import Layout
 
 SHOWN = ["scheme", "metric", "n_regions", "n_sites", "median_global", "median_local", "share_global_better"]
 
@@ -31,7 +30,7 @@ SHOWN = ["scheme", "metric", "n_regions", "n_sites", "median_global", "median_lo
     ),
 )
 def scheme_comparison(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResult:
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     metrics = pd.read_parquet(layout.site_metrics())
     budget = str(metrics["budget"].iloc[0]) if "budget" in metrics.columns and len(metrics) else "unknown"
     method = sources.study().statistics.wilcoxon_method

@@ -73,7 +73,7 @@ def source_files(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg
         from synergy_dagster.sources.virtual import VirtualConusConfig, generate_virtual_conus
 
         cfg = VirtualConusConfig(seed=virtual.seed, n_pixels=virtual.pixels, n_basins=virtual.basins)
-        layout = Layout(sources.work_dir)
+        layout = sources.layout
         manifest_path = layout.virtual_manifest()
         wanted = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
         if manifest_path.exists() and json.loads(manifest_path.read_text()).get("config") == wanted:
@@ -110,7 +110,7 @@ def raw_ecoregions(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeR
     row = _source_row("ecoregions", "", path, path.suffix.lstrip("."), file_sha256(path), None)
     db = store.store()
     with staged_outputs() as out:  # the GeoPackage and its sources row change together
-        l3.to_file(out.path(Layout(sources.work_dir).ecoregions()), driver="GPKG", layer="l3")
+        l3.to_file(out.path(sources.layout.ecoregions()), driver="GPKG", layer="l3")
         out.transaction(db.transaction([("sources", row, {"source_name": "ecoregions"})]), db.path)
     counts = pd.DataFrame(
         {"level": ["L1", "L2", "L3"], "regions": [l3["l1"].nunique(), l3["l2"].nunique(), l3["l3"].nunique()]}
@@ -138,10 +138,9 @@ def _skipped(domain: str, sources: SourceConfig) -> dg.MaterializeResult:
 
 
 def _record_sites_source(
-    domain: str, data: DomainData, work_dir: Path, store: DuckDBStore
+    domain: str, data: DomainData, layout: Layout, store: DuckDBStore
 ) -> dg.MaterializeResult:
     ds = data.ds
-    layout = Layout(work_dir)
     row = _source_row(domain, domain, data.path, data.fmt, data.content_hash, ds)
     db = store.store()
     # All or nothing: the cache NetCDF, the dropped-sites table and the sources row; a failure in
@@ -191,7 +190,7 @@ def raw_basins(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResul
     if "streamflow" not in sources.domains():
         return _skipped("streamflow", sources)
     data = read_study_domain("streamflow", sources.domain("streamflow"), extent=study_extent(sources))
-    return _record_sites_source("streamflow", data, sources.work_dir, store)
+    return _record_sites_source("streamflow", data, sources.layout, store)
 
 
 @dg.asset(
@@ -209,4 +208,4 @@ def raw_pixels(sources: SourceConfig, store: DuckDBStore) -> dg.MaterializeResul
     if "soil_moisture" not in sources.domains():
         return _skipped("soil_moisture", sources)
     data = read_study_domain("soil_moisture", sources.domain("soil_moisture"), extent=study_extent(sources))
-    return _record_sites_source("soil_moisture", data, sources.work_dir, store)
+    return _record_sites_source("soil_moisture", data, sources.layout, store)

@@ -24,7 +24,6 @@ from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.evaluation.synergy import curve_evaluations, curve_points, curve_table, slope_table
 from synergy_dagster.experiments.synergy import CurveConfig
 from synergy_dagster.io_utils import staged_outputs
-from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.files import load_state
 from synergy_dagster.models.fit import load_plan
@@ -64,7 +63,7 @@ def synergy_curves(
     cfg = CurveConfig.from_study(study_file)
     if cfg is None:
         return dg.MaterializeResult(metadata={"skipped": "the study file does not enable synergy_curves"})
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     profile = study.resolved_profile(study_file)
     budget = profile.budget.mode
     configure_threads(study.torch_threads, profile.hidden)

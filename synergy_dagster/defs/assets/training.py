@@ -65,7 +65,7 @@ def build_plan_asset(domain: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         if domain not in study.resolved_domains(sources.study()):  # not in this study / run: no plan
             return dg.MaterializeResult(metadata={"skipped": f"{domain} is not among this run's domains"})
-        layout = Layout(sources.work_dir)
+        layout = sources.layout
         sites = pd.read_parquet(layout.sites_table(domain))
         sites = sites[sites["kept"]]
         plan = build_plan(
@@ -155,7 +155,7 @@ def build_training_set_asset(domain: str, plan_asset: dg.AssetsDefinition) -> dg
         context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig
     ) -> dict[str, Any]:
         ts = build_training_set(
-            Layout(sources.work_dir),
+            sources.layout,
             domain,
             context.partition_key,
             sources.periods(domain),
@@ -215,7 +215,7 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
         study: StudyConfig,
         store: DuckDBStore,
     ) -> Iterator[dg.AssetCheckResult | dg.Output]:
-        layout = Layout(sources.work_dir)
+        layout = sources.layout
         profile = study.resolved_profile(sources.study())
         budget = profile.budget
         threads = configure_threads(study.torch_threads, profile.hidden)

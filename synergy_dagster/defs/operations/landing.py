@@ -16,7 +16,6 @@ from synergy_dagster.defs.assets.sources import raw_basins
 from synergy_dagster.defs.operations.resources import LandingConfig
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
 from synergy_dagster.errors import SynergyError
-from synergy_dagster.layout import Layout
 from synergy_dagster.sources.landing import SOURCE_NAME, Quarantined, ingest_landed, landed_source_row
 
 INGEST_JOB = "landed_streamflow_job"
@@ -59,7 +58,7 @@ def landed_streamflow(
 ) -> dg.MaterializeResult:
     if "streamflow" not in sources.domains():  # landed files are streamflow: nothing to ingest into
         return dg.MaterializeResult(metadata={"skipped": "the study has no streamflow domain"})
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     try:
         result = ingest_landed(
             layout, landing.dir, [(f.name, f.sha256) for f in config.files], log=context.log

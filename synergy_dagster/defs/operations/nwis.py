@@ -15,7 +15,6 @@ from pydantic import Field
 from synergy_dagster.defs.operations.resources import LandingConfig
 from synergy_dagster.defs.resources import SourceConfig
 from synergy_dagster.env import env_str
-from synergy_dagster.layout import Layout
 from synergy_dagster.sources.landing import newest_date, tracked_usgs_sites
 from synergy_dagster.sources.nwis_client import fetch_to_landing
 
@@ -29,7 +28,7 @@ class NwisFetchConfig(dg.Config):
 def fetch_nwis(
     context: dg.OpExecutionContext, config: NwisFetchConfig, sources: SourceConfig, landing: LandingConfig
 ) -> None:
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     sites = tracked_usgs_sites(layout, landing.nwis_sites)
     if not sites:
         context.log.info("no tracked gauge has a USGS site number (e.g. the virtual CONUS); nothing to fetch")

@@ -76,7 +76,7 @@ def landing_sensor(
             context.log.warning(f"landing: {reason}")
             cursor[name] = REJECTED
     known = {v for v in cursor.values() if v != REJECTED}
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     in_quarantine = quarantined_hashes(layout)
     new: list[tuple[str, str, pd.DataFrame]] = []
     bad: list[tuple[str, str]] = []  # invalid: into the run, which quarantines them
@@ -156,7 +156,7 @@ def _affected_by(
     context: dg.SensorEvaluationContext, new: Sequence[tuple[str, str, pd.DataFrame]], sources: SourceConfig
 ) -> tuple[list[str], bool]:
     """The partitions and evaluation the new files affect, under the current streamflow plan."""
-    layout = Layout(sources.work_dir)
+    layout = sources.layout
     if not layout.plan(DOMAIN).exists():
         context.log.info("landing: no streamflow plan yet; the files are ingested, nothing is retrained")
         return [], False
