@@ -79,6 +79,11 @@ class DomainSpec(_Strict):
     attributes: str | None = Field(None, description="camels_us: a root holding camels_attributes_v2.0")
     basin_polygons: str | None = Field(None, description="basin outlines (GeoPackage/shapefile), optional")
     gages2: str | None = Field(None, description="GAGES-II gauge points, optional")
+    streamflow_rdb: str | None = Field(
+        None,
+        description="a folder of NWIS daily-values RDB files (cfs) whose discharge, converted to mm/d by "
+        "each basin's area, overwrites the reader's streamflow where it has values",
+    )
     gauges: list[str] | None = Field(None, description="a subset of gauge ids; default every gauge")
     target: str
     dynamic: Annotated[list[str], Field(min_length=1)]
@@ -99,6 +104,8 @@ class DomainSpec(_Strict):
     def _consistent(self) -> DomainSpec:
         if self.reader != "caravan" and self.subset is not None:
             raise ValueError(f"'subset' is a caravan setting; reader is {self.reader!r}")
+        if self.reader == "pixel_cube" and self.streamflow_rdb is not None:
+            raise ValueError("'streamflow_rdb' adds gauge discharge to a basin reader, not to a pixel cube")
         if self.reader != "camels_us" and (self.forcing is not None or self.attributes is not None):
             raise ValueError(f"'forcing' and 'attributes' are camels_us settings; reader is {self.reader!r}")
         if self.target in self.dynamic:
@@ -392,7 +399,7 @@ def _expand(value: str, key: str, base: Path, variables: Mapping[str, str]) -> s
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-_PATH_KEYS = ("path", "attributes", "basin_polygons", "gages2")
+_PATH_KEYS = ("path", "attributes", "basin_polygons", "gages2", "streamflow_rdb")
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path, variables: Mapping[str, str]) -> dict[str, Any]:

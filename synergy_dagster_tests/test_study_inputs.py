@@ -467,3 +467,49 @@ def test_landing_folder_follows_the_sources_data_dir(tmp_path: Path, monkeypatch
     run_config = {"resources": {"sources": {"config": {"data_dir": str(tmp_path / "b")}}}}
     assert job.execute_in_process(run_config=run_config, instance=dg.DagsterInstance.ephemeral()).success
     assert seen["dir"] == (tmp_path / "b" / "landing").resolve()
+
+
+# ---------------------------------------------------------------- NWIS RDB folder as the target
+
+
+def test_streamflow_rdb_folder_overrides_the_readers_streamflow(world) -> None:
+    from synergy_dagster.sources.camels_us import cfs_to_mm_per_day
+    from synergy_dagster.sources.nwis import write_nwis_rdb
+
+    before = _read(world)
+    rdb = world["tmp"] / "nwis"
+    rdb.mkdir()
+    days = pd.date_range("2000-03-01", periods=5, freq="D")
+    cfs = np.array([10.0, 20.0, np.nan, 40.0, 50.0])
+    write_nwis_rdb(
+        pd.DataFrame({"site_no": GAUGES[0], "date": days, "value": cfs, "qualifier": "A"}),
+        rdb / f"{GAUGES[0]}.rdb",
+    )
+    after = _read(world, streamflow_rdb=str(rdb))
+    area = float(before["area"].sel(site=GAUGES[0]))
+    got = after["streamflow"].sel(site=GAUGES[0], time=days).values
+    want = cfs_to_mm_per_day(cfs, area)
+    np.testing.assert_allclose(got[[0, 1, 3, 4]], want[[0, 1, 3, 4]], rtol=1e-5)
+    # a gap in the RDB file never erases the reader's value; other gauges are untouched
+    assert got[2] == pytest.approx(float(before["streamflow"].sel(site=GAUGES[0], time=days[2])))
+    xr.testing.assert_equal(after["streamflow"].sel(site=GAUGES[1]), before["streamflow"].sel(site=GAUGES[1]))
+
+
+def test_streamflow_rdb_folder_errors_name_the_folder_or_gauge(world) -> None:
+    from synergy_dagster.sources.nwis import write_nwis_rdb
+
+    empty = world["tmp"] / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"empty.*no \*\.rdb files"):
+        _read(world, streamflow_rdb=str(empty))
+    other = world["tmp"] / "other"
+    other.mkdir()
+    write_nwis_rdb(
+        pd.DataFrame({"site_no": "09999999", "date": DATES[:3], "value": [1.0, 2.0, 3.0], "qualifier": "A"}),
+        other / "09999999.rdb",
+    )
+    with pytest.raises(InputError, match=r"not in the basin data: \['09999999'\]"):
+        _read(world, streamflow_rdb=str(other))
+    with pytest.raises(ConfigError, match="not to a pixel cube"):
+        load_study(_study(world, domains={"soil_moisture": {**STREAMFLOW, "reader": "pixel_cube",
+                   "path": str(world["camels"]), "streamflow_rdb": str(other)}}))  # fmt: skip

@@ -332,3 +332,30 @@ def merge_streamflow(ds: xr.Dataset, new: pd.DataFrame) -> xr.Dataset:
         out[v].attrs = dict(ds[v].attrs)
     validate_site_dataset(out, where=where)
     return out
+
+
+def merge_rdb_folder(
+    ds: xr.Dataset, folder: str | Path, *, missing_values: MissingValues | None = None
+) -> xr.Dataset:
+    """Overwrite a basin dataset's streamflow with the daily discharge of every ``*.rdb`` in ``folder``.
+
+    Discharge (cfs) becomes mm/d by each basin's ``area`` static (km2); a gauge id may be the
+    dataset's or its part after the first ``_``. Finite values overwrite, gaps never erase.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "NWIS RDB folder not found")
+    files = sorted(folder.glob("*.rdb"))
+    if not files:
+        raise InputError(folder, "no *.rdb files")
+    frame = pd.concat([read_nwis_rdb(f, missing_values=missing_values) for f in files], ignore_index=True)
+    if "area" not in ds:
+        raise InputError(folder, "the basin data have no 'area' static (km2) to convert cfs to mm/d")
+    area = ds["area"].values.astype(np.float64)
+    ids = [str(s) for s in ds["site"].values]
+    by_id = {**{s: a for s, a in zip(ids, area, strict=True)}}
+    by_id |= {s.split("_", 1)[1]: a for s, a in zip(ids, area, strict=True) if "_" in s}
+    unknown = sorted(set(frame["site_no"].astype(str)) - set(by_id))
+    if unknown:
+        raise InputError(folder, f"RDB files name gauges that are not in the basin data: {unknown[:10]}")
+    return merge_streamflow(ds, nwis_to_mm_per_day(frame, by_id))

@@ -22,6 +22,7 @@ from synergy_dagster.errors import ConfigError
 from synergy_dagster.io_utils import file_sha256, tree_sha256
 from synergy_dagster.sources.camels_us import read_camels_us
 from synergy_dagster.sources.caravan import read_caravan
+from synergy_dagster.sources.nwis import merge_rdb_folder
 from synergy_dagster.sources.pixels import read_pixel_cube
 from synergy_dagster.sources.selection import check_periods, drop_sites_without_target, select_inputs
 from synergy_dagster.study_file import DomainSpec
@@ -96,6 +97,9 @@ def read_study_domain(
             text_attributes=spec.categorical,
         )
         digest = file_sha256(path) if path.is_file() else tree_sha256(_files(path))
+    if spec.streamflow_rdb is not None:  # gauge discharge from NWIS overrides the reader's streamflow
+        ds = merge_rdb_folder(ds, spec.streamflow_rdb, missing_values=missing)
+        digest = tree_sha256([*_files(path), *sorted(Path(spec.streamflow_rdb).glob("*.rdb"))])
     where = str(path)
     ds = select_inputs(
         ds,
