@@ -112,6 +112,7 @@ class StagedOutputs:
 
     def __init__(self) -> None:
         self._staged: dict[Path, Path] = {}  # target -> its temp file
+        self._removed: list[Path] = []  # targets to delete with the publish (e.g. stale figure parts)
         self._transaction: AbstractContextManager[object] | None = None
         self._transaction_path: Path | None = None
         self.current: Path | None = None  # the target being written or renamed (for error messages)
@@ -123,7 +124,7 @@ class StagedOutputs:
     def path(self, target: str | Path) -> Path:
         """A temp path to write ``target``'s new content to (any writer: Parquet, NetCDF, JSON)."""
         target = Path(target)
-        if target in self._staged:
+        if target in self._staged or target in self._removed:
             raise ValueError(f"{target} is staged twice in one staged_outputs block")
         self.current = target
         self._staged[target] = _temp_beside(target)
@@ -139,6 +140,15 @@ class StagedOutputs:
     def write_netcdf(self, target: str | Path, ds: xr.Dataset) -> Path:
         ds.to_netcdf(self.path(target), engine="netcdf4")
         return Path(target)
+
+    def remove(self, target: str | Path) -> None:
+        """Delete ``target`` (if it exists) as part of the publish, not now: an output of an earlier
+        run that this one no longer writes (a figure part of a larger study) goes only when the new
+        outputs land, and comes back if the publish fails."""
+        target = Path(target)
+        if target in self._staged or target in self._removed:
+            raise ValueError(f"{target} is staged twice in one staged_outputs block")
+        self._removed.append(target)
 
     def transaction(self, tx: AbstractContextManager[object], path: str | Path | None = None) -> None:
         """The database writes that go with the files, as a context manager that does them on
@@ -163,6 +173,12 @@ class StagedOutputs:
                     self.current = target
                     swapped.append((target, _backup(target)))
                     os.replace(tmp, target)
+                for target in self._removed:
+                    self.current = target
+                    backup = _backup(target)
+                    swapped.append((target, backup))  # restored like a replaced target on failure
+                    if backup is not None:
+                        target.unlink()
                 self.current = self._transaction_path
         except BaseException:
             for target, backup in reversed(swapped):
@@ -206,8 +222,9 @@ def staged_outputs() -> Iterator[StagedOutputs]:
     """All-or-nothing outputs of one asset: several files and one database transaction.
 
     Write each output to ``out.path(target)`` (or ``out.write_text`` ...) inside the block and
-    register the database writes with ``out.transaction(...)``. On a clean exit, and only then, the
-    transaction runs, every temp file replaces its target and the transaction commits. If anything
+    register the database writes with ``out.transaction(...)``; ``out.remove(target)`` deletes an
+    old output with them. On a clean exit, and only then, the transaction runs, every temp file
+    replaces its target, the removed targets go and the transaction commits. If anything
     fails (a writer, the database, a rename, the commit) the temp files are removed, targets
     already replaced get their old content back and the transaction rolls back: all old, no
     temp left. A full disk raises :class:`DiskFullError` naming the file being written.

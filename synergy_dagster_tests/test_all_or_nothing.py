@@ -3,7 +3,9 @@ what to do.
 
 1. :func:`staged_outputs` (files + one DuckDB transaction) on its own, and through the
    ``soil_moisture_sites`` and ``soil_moisture_plan`` assets, with a failure injected in the
-   database write, in the second file, in a rename and in the commit.
+   database write, in the second file, in a rename and in the commit; through ``evaluation``,
+   ``significance``, ``figures``, ``reproduction_report`` and ``budget_sensitivity``, with a
+   failing database write or file (old figure parts a rerun drops stay until it succeeds).
 2. ENOSPC / EDQUOT in :func:`atomic_write_text`, a NetCDF and a Parquet write, and a staged file.
 3. Thresholds that empty the plan, empty or truncated plan / training-set / normaliser JSON, and
    an environment variable that does not parse.
@@ -165,6 +167,45 @@ def test_one_transaction_and_one_write_per_target() -> None:
         s.transaction(contextlib.nullcontext())
 
 
+@pytest.mark.parametrize("fail", ["database", "commit", ""])
+def test_a_removed_output_goes_only_with_a_successful_publish(old_state, monkeypatch, fail) -> None:
+    """``out.remove``: an old output this run no longer writes (a figure part of a larger study)."""
+    out, store = old_state[0], old_state[1]
+
+    def db_fails(*args: object) -> None:
+        raise Boom("database write failed")
+
+    @contextlib.contextmanager
+    def commit_fails() -> Iterator[None]:
+        yield
+        raise Boom("commit failed")
+
+    if fail == "database":
+        monkeypatch.setattr(MetadataStore, "_apply", staticmethod(db_fails))
+    with pytest.raises(Boom) if fail else contextlib.nullcontext(), staged_outputs() as s:
+        s.write_text(out / "a.json", '{"new": 1}')
+        s.remove(out / "b.json")
+        s.remove(out / "never_there.json")
+        rows = [("sites", _sites("new", 2), {"domain": "streamflow"})]
+        s.transaction(commit_fails() if fail == "commit" else store.transaction(rows))
+    if fail:
+        _assert_old(old_state)
+    else:
+        assert _snapshot(out) == {"a.json": b'{"new": 1}'}
+        assert sorted(_rows(store, "sites")["site_id"]) == ["new0", "new1"]
+
+
+def test_a_target_is_either_written_or_removed(tmp_path: Path) -> None:
+    s = StagedOutputs()
+    s.remove(tmp_path / "a.json")
+    with pytest.raises(ValueError, match="staged twice"):
+        s.path(tmp_path / "a.json")
+    s.path(tmp_path / "b.json")
+    with pytest.raises(ValueError, match="staged twice"):
+        s.remove(tmp_path / "b.json")
+    s._discard()
+
+
 # ------------------------------------------------------------------ 1. through the Dagster assets
 
 
@@ -272,6 +313,192 @@ def test_sites_asset_success_replaces_rows_table_netcdf_and_map_together(data) -
         kept.close()
     assert all(p.stat().st_ino != ino for p, ino in old_inodes.items())
     assert layout.region_map("soil_moisture").is_file() and _temps(data) == []
+
+
+# ------------------------------------------- 1. through the evaluation, figures and budget assets
+
+# Two soil-moisture partitions (global:CONUS, local:F), two seeds, tiny models: a few seconds.
+EVAL_STUDY = {
+    "domains": ["soil_moisture"], "min_sites_subregion": 12, "min_sites_roi": 100000, "coverage": 0.9,
+    "epochs": 1, "hidden": 4, "seeds": [0, 1], "budget": "paper", "budget_updates": 5,
+    "sensitivity_modes": ["paper", "equal_updates"], "device": "cpu",
+}  # fmt: skip
+# The tables these assets replace rows in; old rows are marked so that a replace would show.
+EVAL_TABLES = ("site_metrics", "significance", "budget_sensitivity")
+OLD = " [old]"
+# Per asset: the job holding it and the table its rows go to (None: files only).
+EVAL_ASSETS = {
+    "evaluation": ("evaluation_job", "site_metrics"),
+    "significance": ("evaluation_job", "significance"),
+    "figures": ("evaluation_job", None),
+    "reproduction_report": ("evaluation_job", None),
+    "budget_sensitivity": ("budget_sensitivity_job", "budget_sensitivity"),
+}
+
+
+def _study_run(
+    data: Path,
+    job: str,
+    assets: list[str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    partition: str | None = None,
+) -> dg.ExecuteInProcessResult:
+    from synergy_dagster.defs.definitions import defs
+
+    sources = {"data_dir": str(data), "virtual_pixels": 120, "virtual_basins": 20}
+    return defs.resolve_job_def(job).execute_in_process(
+        run_config={"resources": {"sources": {"config": sources}, "study": {"config": EVAL_STUDY}}},
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        asset_selection=None if assets is None else [dg.AssetKey(a) for a in assets],
+        partition_key=partition,
+        raise_on_error=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder after prepare, training, the evaluation job and budget_sensitivity."""
+    data = tmp_path_factory.mktemp("evaluated") / "data"
+    instance = dg.DagsterInstance.ephemeral()  # holds the training-set partitions the plan registers
+    prepare = ["source_files", "raw_ecoregions", "raw_pixels", "regions", "soil_moisture_sites",
+               "soil_moisture_plan"]  # fmt: skip
+    assert _study_run(data, "prepare_job", prepare, instance).success
+    keys = instance.get_dynamic_partitions("soil_moisture_sets")
+    assert keys
+    for key in keys:
+        assert _study_run(data, "train_soil_moisture_job", instance=instance, partition=key).success
+    assert _study_run(data, "evaluation_job").success
+    assert _study_run(data, "budget_sensitivity_job").success
+    return data
+
+
+@pytest.fixture
+def eval_data(evaluated: Path, tmp_path: Path) -> Path:
+    """A copy of ``evaluated`` with figure parts of an earlier, larger study (a third time-series
+    part, a similarity seed-spread figure) and its rows marked old."""
+    copy = tmp_path / "data"
+    shutil.copytree(evaluated, copy)
+    figures = Layout(copy).figures_dir()
+    (figures / "soil_moisture_timeseries_9.png").write_bytes(b"part 9 of a larger study")
+    (figures / "soil_moisture_similarity_rmse_seed_spread.png").write_bytes(b"of a study with similarity")
+    import duckdb
+
+    with duckdb.connect(str(Layout(copy).database())) as con:
+        for table in EVAL_TABLES:
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
+            con.execute(f"UPDATE {table} SET region = region || '{OLD}'")
+    return copy
+
+
+EvalState = tuple[dict[str, tuple[bytes, int]], dict[str, pd.DataFrame]]
+
+
+def _eval_state(data: Path, with_models: bool = True) -> EvalState:
+    """Every file's bytes and inode (a replaced file has a new one) and the rows of EVAL_TABLES.
+    ``with_models=False`` leaves models/ out: budget_sensitivity saves each model it fits or reuses
+    as its own unit (``save_models``), a cache, not part of the asset's unit."""
+    files = {
+        str(p.relative_to(data)): (p.read_bytes(), p.stat().st_ino)
+        for p in sorted(data.rglob("*"))
+        if p.is_file()
+        and not p.name.endswith((".duckdb", ".wal"))
+        and (with_models or "models" not in p.relative_to(data).parts)
+    }
+    store = MetadataStore(Layout(data).database())
+    return files, {t: _rows(store, t) for t in EVAL_TABLES}
+
+
+def _assert_eval_unchanged(data: Path, before: EvalState, with_models: bool = True) -> None:
+    files, rows = _eval_state(data, with_models)
+    assert sorted(files) == sorted(before[0])  # nothing added or removed, no temp
+    assert [k for k in files if files[k] != before[0][k]] == []  # same bytes, same inode
+    for table, df in rows.items():
+        pd.testing.assert_frame_equal(df, before[1][table])
+        assert df["region"].str.endswith(OLD).all(), table
+    assert _temps(data) == []
+
+
+@pytest.mark.parametrize("asset", ["evaluation", "significance", "budget_sensitivity"])
+def test_evaluation_asset_with_a_failing_database_write_keeps_old_files_and_rows(
+    eval_data, monkeypatch, asset
+) -> None:
+    job, table = EVAL_ASSETS[asset]
+    with_models = asset != "budget_sensitivity"
+    before = _eval_state(eval_data, with_models)
+    real = MetadataStore._apply
+
+    def fail(con: object, writes: list[tuple[str, pd.DataFrame, dict[str, str]]]) -> None:
+        if table in {w[0] for w in writes}:  # the asset's own unit; models (budget_sensitivity) pass
+            raise Boom("database write failed")
+        real(con, writes)
+
+    monkeypatch.setattr(MetadataStore, "_apply", staticmethod(fail))
+    result = _study_run(eval_data, job, [asset])
+    assert not result.success and "database write failed" in _failure(result)
+    _assert_eval_unchanged(eval_data, before, with_models)
+
+
+@pytest.mark.parametrize(
+    ("asset", "failing"),
+    [
+        ("evaluation", "site_metrics.parquet"),  # after the predictions NetCDF and the time series
+        ("significance", "significance.parquet"),
+        ("figures", "soil_moisture_global_vs_local_corr_seed_spread.png"),  # the last of the figures
+        ("reproduction_report", "reproduction_verdicts.parquet"),  # after the Markdown
+        ("budget_sensitivity", "site_metrics.parquet"),  # after sensitivity.parquet
+    ],
+)
+def test_evaluation_asset_with_a_failing_file_keeps_old_files_and_rows(
+    eval_data, monkeypatch, asset, failing
+) -> None:
+    """The failure is injected in the writers (Parquet, PNG bytes), not in ``staged_outputs``: the
+    asset's other outputs are already written (to temps) when it strikes."""
+    job = EVAL_ASSETS[asset][0]
+    with_models = asset != "budget_sensitivity"
+    before = _eval_state(eval_data, with_models)
+    real_parquet, real_bytes = pd.DataFrame.to_parquet, Path.write_bytes
+
+    def half_then_fail(path: object) -> None:
+        # a temp's name is ".<target name>.<random>.tmp"
+        if failing in Path(str(path)).name:
+            real_bytes(Path(str(path)), b"PAR1 half")  # half written, then the writer dies
+            raise Boom(f"writing {failing} failed")
+
+    def to_parquet(self: pd.DataFrame, path: object, *args: object, **kwargs: object) -> object:
+        half_then_fail(path)
+        return real_parquet(self, path, *args, **kwargs)
+
+    def write_bytes(self: Path, data: bytes) -> int:
+        half_then_fail(self)
+        return real_bytes(self, data)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", to_parquet)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    result = _study_run(eval_data, job, [asset])
+    assert not result.success and f"writing {failing} failed" in _failure(result)
+    _assert_eval_unchanged(eval_data, before, with_models)
+
+
+def test_evaluation_and_figures_reruns_replace_everything_and_drop_stale_parts(eval_data) -> None:
+    layout = Layout(eval_data)
+    figures = layout.figures_dir()
+    replaced = [
+        layout.site_metrics(),
+        layout.predictions("soil_moisture"),
+        layout.timeseries_png("soil_moisture"),
+    ]
+    inodes = {p: p.stat().st_ino for p in replaced}
+    assert _study_run(eval_data, "evaluation_job", ["evaluation"]).success
+    assert all(p.stat().st_ino != ino for p, ino in inodes.items())
+    assert not (figures / "soil_moisture_timeseries_9.png").exists()
+    metrics = MetadataStore(layout.database()).query("SELECT * FROM site_metrics WHERE budget = 'paper'")
+    assert not metrics["region"].str.endswith(OLD).any()  # replaced, not added to
+    assert len(metrics) == len(pd.read_parquet(layout.site_metrics()))
+    assert (figures / "soil_moisture_similarity_rmse_seed_spread.png").exists()  # the figures asset's
+    assert _study_run(eval_data, "evaluation_job", ["figures"]).success
+    assert not (figures / "soil_moisture_similarity_rmse_seed_spread.png").exists()
+    assert (figures / "soil_moisture_global_vs_local_corr_seed_spread.png").is_file()
+    assert _temps(eval_data) == []
 
 
 # ------------------------------------------------------------------------------- 2. disk full

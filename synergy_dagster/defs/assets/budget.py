@@ -15,7 +15,7 @@ from synergy_dagster.evaluation.budget import sensitivity_matrix, sign_changes
 from synergy_dagster.evaluation.figures import learning_curves_by_scenario
 from synergy_dagster.evaluation.study import evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table
-from synergy_dagster.io_utils import atomic_path, atomic_write_bytes
+from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.files import save_models
 from synergy_dagster.models.fit import fit_set, load_plan, load_training_set
@@ -40,43 +40,48 @@ def learning_curves(sources: SourceConfig, study: StudyConfig, store: DuckDBStor
     profile = study.resolved_profile(sources.study())
     budget = profile.budget
     meta: dict[str, Any] = {"budget": budget.mode}
-    for domain in study.resolved_domains(sources.study()):
-        metric = f"val_{budget.for_domain(domain).metric}"
-        keys = sorted(set(load_plan(layout, domain).evaluations["model_key"]))
-        curves = store.store().query(
-            "SELECT * FROM learning_curves WHERE domain = ? AND budget = ? ORDER BY set_key, seed, update",
-            [domain, budget.mode],
-        )
-        curves = curves[curves["set_key"].isin(keys)]
-        models = store.store().query(
-            "SELECT set_key, scenario, seed, stop_reason, n_iterations, best_update, best_val_nse, "
-            "train_seconds FROM models WHERE domain = ? AND budget = ?",
-            [domain, budget.mode],
-        )
-        models = models[models["set_key"].isin(keys)]
-        if curves.empty:
-            raise dg.Failure(
-                f"no {domain} learning curve under the {budget.mode!r} budget: train the models first "
-                "(make study)"
+    # All or nothing: every domain's PNG is replaced together (a domain without curves fails the
+    # asset before any is).
+    with staged_outputs() as out:
+        for domain in study.resolved_domains(sources.study()):
+            metric = f"val_{budget.for_domain(domain).metric}"
+            keys = sorted(set(load_plan(layout, domain).evaluations["model_key"]))
+            curves = store.store().query(
+                "SELECT * FROM learning_curves WHERE domain = ? AND budget = ? ORDER BY set_key, seed, update",
+                [domain, budget.mode],
             )
-        png = learning_curves_by_scenario(curves, f"{domain}: learning curves [{budget.mode}]", metric=metric)
-        png_path = layout.learning_curves_png(domain)
-        name = png_path.name
-        atomic_write_bytes(png_path, png)
-        stops = (
-            models.groupby(["scenario", "stop_reason"])
-            .agg(
-                models=("set_key", "size"),
-                median_updates=("n_iterations", "median"),
-                median_best_update=("best_update", "median"),
-                median_best_val_nse=("best_val_nse", "median"),
-                median_seconds=("train_seconds", "median"),
+            curves = curves[curves["set_key"].isin(keys)]
+            models = store.store().query(
+                "SELECT set_key, scenario, seed, stop_reason, n_iterations, best_update, best_val_nse, "
+                "train_seconds FROM models WHERE domain = ? AND budget = ?",
+                [domain, budget.mode],
             )
-            .reset_index()
-        )
-        meta[name] = png_markdown(png, "learning curves")
-        meta[f"{domain}_stops"] = dg.MetadataValue.md(markdown_table(stops))
-        meta[f"{domain}_share_converged"] = float((models["stop_reason"] == "converged").mean())
+            models = models[models["set_key"].isin(keys)]
+            if curves.empty:
+                raise dg.Failure(
+                    f"no {domain} learning curve under the {budget.mode!r} budget: train the models first "
+                    "(make study)"
+                )
+            png = learning_curves_by_scenario(
+                curves, f"{domain}: learning curves [{budget.mode}]", metric=metric
+            )
+            png_path = layout.learning_curves_png(domain)
+            name = png_path.name
+            out.write_bytes(png_path, png)
+            stops = (
+                models.groupby(["scenario", "stop_reason"])
+                .agg(
+                    models=("set_key", "size"),
+                    median_updates=("n_iterations", "median"),
+                    median_best_update=("best_update", "median"),
+                    median_best_val_nse=("best_val_nse", "median"),
+                    median_seconds=("train_seconds", "median"),
+                )
+                .reset_index()
+            )
+            meta[name] = png_markdown(png, "learning curves")
+            meta[f"{domain}_stops"] = dg.MetadataValue.md(markdown_table(stops))
+            meta[f"{domain}_share_converged"] = float((models["stop_reason"] == "converged").mean())
     return dg.MaterializeResult(metadata=meta)
 
 
@@ -105,6 +110,10 @@ def budget_sensitivity(
     threads = configure_threads(study.torch_threads, profile.hidden)
     device = pick_device(study.device)
     tables, metric_frames = [], []
+    # The rows of every domain and mode, written with the table below in one transaction. The
+    # models are not part of this unit: each save_models call is its own all-or-nothing unit, a
+    # cache the next run reuses (fit_set) rather than an output of this asset.
+    writes: list[tuple[str, pd.DataFrame, dict[str, str]]] = []
     for domain in study.resolved_domains(sources.study()):
         plan = load_plan(layout, domain)
         evals = plan.evaluations[plan.evaluations["experiment"] == EXPERIMENT]
@@ -141,7 +150,7 @@ def budget_sensitivity(
             frame["budget"] = budget.mode
             sig = significance_for(frame)
             where = {"domain": domain, "budget": budget.mode, "experiment": EXPERIMENT}
-            store.store().replace_many([("site_metrics", frame, where), ("significance", sig, where)])
+            writes += [("site_metrics", frame, where), ("significance", sig, where)]
             metric_frames.append(frame)
             tables.append(sig)
             context.log.info(f"{domain} [{budget.mode}]: {len(keys)} models evaluated")
@@ -149,17 +158,17 @@ def budget_sensitivity(
         raise dg.Failure("no domain has a global-vs-local comparison to test under several budgets")
     sig_all = pd.concat(tables, ignore_index=True)
     table = sign_changes(sig_all, metrics=("nse", "rmse", "corr"))
-    store.store().replace_many(
-        [("budget_sensitivity", table[table["domain"] == d], {"domain": d}) for d in table["domain"].unique()]
-    )
-    out = layout.sensitivity_dir()
-    for path, df in (
-        (layout.sensitivity_table(), table),
-        (layout.sensitivity_site_metrics(), pd.concat(metric_frames)),
-    ):
-        with atomic_path(path) as tmp:
-            df.to_parquet(tmp, index=False)
-    meta: dict[str, Any] = {"modes": modes, "path": dg.MetadataValue.path(str(out))}
+    writes += [
+        ("budget_sensitivity", table[table["domain"] == d], {"domain": d}) for d in table["domain"].unique()
+    ]
+    db = store.store()
+    # All or nothing: the site_metrics, significance and budget_sensitivity rows and both Parquet
+    # files change together.
+    with staged_outputs() as out:
+        table.to_parquet(out.path(layout.sensitivity_table()), index=False)
+        pd.concat(metric_frames).to_parquet(out.path(layout.sensitivity_site_metrics()), index=False)
+        out.transaction(db.transaction(writes), db.path)
+    meta: dict[str, Any] = {"modes": modes, "path": dg.MetadataValue.path(str(layout.sensitivity_dir()))}
     for domain in table["domain"].unique():
         dt = table[table["domain"] == domain]
         for metric in PAPER_METRICS[domain]:

@@ -2,7 +2,9 @@
 figures, a summary report and the reproduction report (the paper's claims against this run), for
 both domains."""
 
+import errno
 import json
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -14,6 +16,7 @@ import xarray as xr
 from synergy_dagster.config import DOMAINS
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.errors import DiskFullError
 from synergy_dagster.evaluation.figures import (
     boxplot_by_region,
     error_matrix,
@@ -34,7 +37,7 @@ from synergy_dagster.evaluation.statistics import (
 )
 from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, evaluate_domain, predict_models
 from synergy_dagster.evaluation.summary import markdown_table, study_summary
-from synergy_dagster.io_utils import atomic_path, atomic_write_bytes, atomic_write_text
+from synergy_dagster.io_utils import StagedOutputs, atomic_write_text, staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.files import load_state
@@ -62,9 +65,12 @@ def _missing_message(domain: str, missing: list[str], budget: str) -> str:
     )
 
 
-def _write_parquet(df: pd.DataFrame, path: Any) -> None:
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+def _stage_predictions(out: StagedOutputs, cube: xr.Dataset, target: Path) -> None:
+    """The predictions file, staged in ``out``; a full disk names ``target``, not its temp."""
+    try:
+        write_predictions(cube, out.path(target))
+    except DiskFullError as exc:
+        raise DiskFullError(target, exc.free_bytes, exc.errno or errno.ENOSPC) from exc
 
 
 def _site_tags(layout: Layout, domain: str) -> pd.DataFrame | None:
@@ -75,20 +81,22 @@ def _site_tags(layout: Layout, domain: str) -> pd.DataFrame | None:
     return table.set_index("site_id")[[c for c in TAG_COLUMNS if c in table.columns]]
 
 
-def _timeseries_figures(layout: Layout, domain: str, cube: xr.Dataset, frame: pd.DataFrame) -> dict[str, Any]:
-    """Observed vs simulated series of two sites per region (PNG parts under evaluation/figures);
-    parts a previous, larger study left behind are removed."""
+def _timeseries_figures(
+    out: StagedOutputs, layout: Layout, domain: str, cube: xr.Dataset, frame: pd.DataFrame
+) -> dict[str, Any]:
+    """Observed vs simulated series of two sites per region (PNG parts under evaluation/figures),
+    staged in ``out``; parts a previous, larger study left behind go when ``out`` publishes."""
     pngs = observed_vs_simulated(
         cube,
         pick_sites(frame),
         title=f"{domain}: observed vs simulated, median-NSE and low-NSE site per region",
     )
     paths = [layout.timeseries_png(domain, i + 1) for i in range(len(pngs))]
-    for stale in set(layout.timeseries_pngs(domain)) - set(paths):
-        stale.unlink(missing_ok=True)
+    for stale in sorted(set(layout.timeseries_pngs(domain)) - set(paths)):
+        out.remove(stale)
     meta: dict[str, Any] = {}
     for i, (path, png) in enumerate(zip(paths, pngs, strict=True)):
-        atomic_write_bytes(path, png)
+        out.write_bytes(path, png)
         # Inline only the first part: each is a few hundred kB in the event log; the rest by path.
         meta[f"{domain}/{path.name}"] = (
             png_markdown(png, alt=path.stem) if i == 0 else dg.MetadataValue.path(str(path))
@@ -120,61 +128,68 @@ def evaluation(
     device = pick_device(study.device)
     frames = []
     meta: dict[str, Any] = {}
-    for domain in study.resolved_domains(sources.study()):
-        plan = load_plan(layout, domain)
-        models = _models_for(store, domain, budget)
-        needed = sorted(set(plan.evaluations["model_key"]))
-        have = set(models["set_key"])
-        missing = [k for k in needed if k not in have]
-        if missing:
-            raise dg.Failure(_missing_message(domain, missing, budget))
+    db = store.store()
+    writes: list[tuple[str, pd.DataFrame, dict[str, str]]] = []
+    # All or nothing: every domain's site_metrics rows, predictions NetCDF and time-series figures
+    # and site_metrics.parquet change together; each domain's files wait as temps beside their
+    # targets (a cube is not held in memory) until the last domain is scored.
+    with staged_outputs() as out:
+        for domain in study.resolved_domains(sources.study()):
+            plan = load_plan(layout, domain)
+            models = _models_for(store, domain, budget)
+            needed = sorted(set(plan.evaluations["model_key"]))
+            have = set(models["set_key"])
+            missing = [k for k in needed if k not in have]
+            if missing:
+                raise dg.Failure(_missing_message(domain, missing, budget))
 
-        def load_model(
-            key: str, models: pd.DataFrame = models, domain: str = domain
-        ) -> tuple[dict[int, Any], Normalizer]:
-            rows = models[models["set_key"] == key]
-            try:
-                states = {int(r.seed): load_state(r.path, r.file_sha256) for r in rows.itertuples()}
-            except (FileNotFoundError, ValueError) as exc:
-                raise dg.Failure(f"{exc}. Re-train it with:\n  {STUDY_COMMAND}") from exc
-            ts = json.loads(layout.training_set(domain, key).read_text())
-            return states, Normalizer.from_dict(ts["normalizer"])
+            def load_model(
+                key: str, models: pd.DataFrame = models, domain: str = domain
+            ) -> tuple[dict[int, Any], Normalizer]:
+                rows = models[models["set_key"] == key]
+                try:
+                    states = {int(r.seed): load_state(r.path, r.file_sha256) for r in rows.itertuples()}
+                except (FileNotFoundError, ValueError) as exc:
+                    raise dg.Failure(f"{exc}. Re-train it with:\n  {STUDY_COMMAND}") from exc
+                ts = json.loads(layout.training_set(domain, key).read_text())
+                return states, Normalizer.from_dict(ts["normalizer"])
 
-        ds = xr.load_dataset(layout.sites_nc(domain))
-        periods = sources.periods(domain)
-        hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
-        warmup = profile.for_domain(domain).warmup
-        with torch.inference_mode():
-            preds = predict_models(
-                ds, plan.evaluations, load_model, hidden, periods.test.slice, warmup, device
+            ds = xr.load_dataset(layout.sites_nc(domain))
+            periods = sources.periods(domain)
+            hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
+            warmup = profile.for_domain(domain).warmup
+            with torch.inference_mode():
+                preds = predict_models(
+                    ds, plan.evaluations, load_model, hidden, periods.test.slice, warmup, device
+                )
+            frame = evaluate_domain(
+                ds, plan.evaluations, load_model, hidden, periods.test.slice, warmup, predictions=preds
             )
-        frame = evaluate_domain(
-            ds, plan.evaluations, load_model, hidden, periods.test.slice, warmup, predictions=preds
-        )
-        # The scored series, kept: one file per domain, built from the same predictions.
-        cube = predictions_dataset(
-            ds,
-            plan.evaluations,
-            preds,
-            periods.test.slice,
-            warmup,
-            tags=_site_tags(layout, domain),
-            budget=budget,
-        )
-        del preds
-        write_predictions(cube, layout.predictions(domain))
-        meta[f"predictions/{domain}"] = dg.MetadataValue.path(str(layout.predictions(domain)))
-        meta[f"predictions/{domain}/shape"] = dg.MetadataValue.json(
-            {k: int(v) for k, v in cube.sizes.items()}
-        )
-        meta.update(_timeseries_figures(layout, domain, cube, frame))
-        del cube
-        frame["budget"] = budget
-        frames.append(frame)
-        store.store().replace_rows("site_metrics", frame, {"domain": domain, "budget": budget})
-        context.log.info(f"{domain}: {frame['site_id'].nunique()} sites scored, {len(frame)} metric rows")
-    metrics = pd.concat(frames, ignore_index=True)
-    _write_parquet(metrics, layout.site_metrics())
+            # The scored series, kept: one file per domain, built from the same predictions.
+            cube = predictions_dataset(
+                ds,
+                plan.evaluations,
+                preds,
+                periods.test.slice,
+                warmup,
+                tags=_site_tags(layout, domain),
+                budget=budget,
+            )
+            del preds
+            _stage_predictions(out, cube, layout.predictions(domain))
+            meta[f"predictions/{domain}"] = dg.MetadataValue.path(str(layout.predictions(domain)))
+            meta[f"predictions/{domain}/shape"] = dg.MetadataValue.json(
+                {k: int(v) for k, v in cube.sizes.items()}
+            )
+            meta.update(_timeseries_figures(out, layout, domain, cube, frame))
+            del cube
+            frame["budget"] = budget
+            frames.append(frame)
+            writes.append(("site_metrics", frame, {"domain": domain, "budget": budget}))
+            context.log.info(f"{domain}: {frame['site_id'].nunique()} sites scored, {len(frame)} metric rows")
+        metrics = pd.concat(frames, ignore_index=True)
+        metrics.to_parquet(out.path(layout.site_metrics()), index=False)
+        out.transaction(db.transaction(writes), db.path)
     med = (
         metrics[metrics["seed"] == "mean"]
         .groupby(["domain", "experiment", "scenario"])[list(METRIC_NAMES)]
@@ -239,11 +254,15 @@ def significance(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) 
     metrics = pd.read_parquet(layout.site_metrics())
     table = significance_for(metrics, stats.wilcoxon_method, stats.n_boot)
     budget = str(metrics["budget"].iloc[0])
-    for domain in metrics["domain"].unique():  # also clears a domain whose table is now empty
-        store.store().replace_rows(
-            "significance", table[table["domain"] == domain], {"domain": domain, "budget": budget}
-        )
-    _write_parquet(table, layout.significance())
+    db = store.store()
+    # All or nothing: every domain's significance rows and significance.parquet change together.
+    with staged_outputs() as out:
+        table.to_parquet(out.path(layout.significance()), index=False)
+        writes = [  # also clears a domain whose table is now empty
+            ("significance", table[table["domain"] == domain], {"domain": domain, "budget": budget})
+            for domain in metrics["domain"].unique()
+        ]
+        out.transaction(db.transaction(writes), db.path)
     md = {}
     for (domain, experiment), g in table[table["seed"] == "mean"].groupby(["domain", "experiment"]):
         g = g[g["metric"].isin(PAPER_METRICS[domain])]
@@ -284,36 +303,39 @@ def figures(sources: SourceConfig) -> dg.MaterializeResult:
     metrics = pd.read_parquet(layout.site_metrics())
     metrics = metrics[metrics["seed"] == "mean"]
     meta: dict[str, Any] = {}
-    for domain in metrics["domain"].unique():
-        dm = metrics[metrics["domain"] == domain]
-        for experiment, comps in COMPARISONS.items():
-            em = dm[dm["experiment"] == experiment]
-            if em.empty:
-                continue
-            scenarios = list(dict.fromkeys(s for _, a, b in comps for s in (a, b)))
-            for metric in PAPER_METRICS[domain]:
-                png = boxplot_by_region(em, metric, scenarios, title=f"{domain} {experiment}: {metric}")
-                name = f"{domain}_{experiment}_{metric}_boxplot.png"
-                atomic_write_bytes(layout.figure(name), png)
-                meta[name] = png_markdown(png)
-        sized = dm[dm["experiment"].isin(["similarity", "similarity_sized"])]
-        if not sized.empty:
-            for metric in PAPER_METRICS[domain]:
-                table = sized.groupby(["region", "scenario"])[metric].median().reset_index()
-                png = error_matrix(
-                    table, value=metric, title=f"{domain}: median {metric} per ROI and scenario"
-                )
-                name = f"{domain}_error_matrix_{metric}.png"
-                atomic_write_bytes(layout.figure(name), png)
-                meta[name] = png_markdown(png)
-    meta.update(_seed_spread_figures(layout))
+    # All or nothing: the figures of this run replace those of the last one together.
+    with staged_outputs() as out:
+        for domain in metrics["domain"].unique():
+            dm = metrics[metrics["domain"] == domain]
+            for experiment, comps in COMPARISONS.items():
+                em = dm[dm["experiment"] == experiment]
+                if em.empty:
+                    continue
+                scenarios = list(dict.fromkeys(s for _, a, b in comps for s in (a, b)))
+                for metric in PAPER_METRICS[domain]:
+                    png = boxplot_by_region(em, metric, scenarios, title=f"{domain} {experiment}: {metric}")
+                    name = f"{domain}_{experiment}_{metric}_boxplot.png"
+                    out.write_bytes(layout.figure(name), png)
+                    meta[name] = png_markdown(png)
+            sized = dm[dm["experiment"].isin(["similarity", "similarity_sized"])]
+            if not sized.empty:
+                for metric in PAPER_METRICS[domain]:
+                    table = sized.groupby(["region", "scenario"])[metric].median().reset_index()
+                    png = error_matrix(
+                        table, value=metric, title=f"{domain}: median {metric} per ROI and scenario"
+                    )
+                    name = f"{domain}_error_matrix_{metric}.png"
+                    out.write_bytes(layout.figure(name), png)
+                    meta[name] = png_markdown(png)
+        meta.update(_seed_spread_figures(out, layout))
     meta["folder"] = dg.MetadataValue.path(str(layout.figures_dir()))
     return dg.MaterializeResult(metadata=meta)
 
 
-def _seed_spread_figures(layout: Layout) -> dict[str, Any]:
+def _seed_spread_figures(out: StagedOutputs, layout: Layout) -> dict[str, Any]:
     """With several seeds: per domain, experiment and paper metric, each seed's median difference
-    next to the test on per-site seed means (files of a study with fewer seeds are removed)."""
+    next to the test on per-site seed means, staged in ``out`` (files of a study with fewer seeds
+    go when ``out`` publishes)."""
     sig = pd.read_parquet(layout.significance()) if layout.significance().exists() else pd.DataFrame()
     meta: dict[str, Any] = {}
     written = set()
@@ -324,11 +346,11 @@ def _seed_spread_figures(layout: Layout) -> dict[str, Any]:
                 png = seed_spread_figure(
                     g, metric, aggregate=SEED_MEAN, title=f"{domain} {experiment}: {metric} across seeds"
                 )
-                atomic_write_bytes(path, png)
+                out.write_bytes(path, png)
                 written.add(path)
                 meta[path.name] = png_markdown(png)
-    for stale in set(layout.figures_dir().glob("*_seed_spread.png")) - written:
-        stale.unlink(missing_ok=True)
+    for stale in sorted(set(layout.figures_dir().glob("*_seed_spread.png")) - written):
+        out.remove(stale)
     return meta
 
 
@@ -404,8 +426,9 @@ def reproduction_report(
     )
     setup.study["training budget of the evaluated models"] = budget
     report = build_report(table, metrics, setup, alpha=stats.alpha)
-    atomic_write_text(layout.reproduction_report(), report.markdown)
-    _write_parquet(report.verdicts, layout.reproduction_verdicts())
+    with staged_outputs() as out:  # the report and its verdicts table change together
+        out.write_text(layout.reproduction_report(), report.markdown)
+        report.verdicts.to_parquet(out.path(layout.reproduction_verdicts()), index=False)
     counts = report.verdicts["verdict"].value_counts().to_dict()
     context.log.info(f"reproduction report written to {layout.reproduction_report()}: {counts}")
     return dg.MaterializeResult(
