@@ -297,3 +297,44 @@ def test_the_asset_on_a_tiny_virtual_study(tmp_path: Path, monkeypatch: pytest.M
         assert (data / "evaluation" / "synergy_curves" / f"{name}.parquet").exists()
     png = data / "evaluation" / "figures" / "soil_moisture_synergy_curves.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+REAL_STUDY = """\
+name: real-curves-small
+data_dir: {data}
+ecoregions: {real}/ecoregions/us_eco_l3.gpkg
+profile: demo
+budget: {{mode: equal_updates, updates: 30, eval_every: 10}}
+synergy_curves: {{enabled: true, grid: [5], draws: 1, rois: ["8.3.5"], bootstrap: 200}}
+domains:
+  soil_moisture:
+    reader: pixel_cube
+    path: {real}/smap/smap_conus_v4f1.nc
+    target: SMAP_AM
+    dynamic: [APCP_FORA, TMP_2_FORA, DSWRF_FORA]
+    static: [Clay, Sand, NDVI]
+    periods:
+      train: {{start: 2015-04-01, end: 2016-03-31}}
+      test: {{start: 2016-04-01, end: 2017-03-31}}
+"""
+
+
+@pytest.mark.slow
+def test_curves_on_the_real_smap_pixels_at_a_small_size(
+    real_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Curves on real data in CI: ROI 8.3.5 of the SMAP cube, one draw, k in {0, 5, n_min, all}."""
+    from synergy_dagster import cli
+
+    for var in ("DAGSTER_HOME", "SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_PROFILE", "SYNERGY_BUDGET"):
+        monkeypatch.delenv(var, raising=False)
+    data = tmp_path / "data"
+    study = tmp_path / "real_small.yaml"
+    study.write_text(REAL_STUDY.format(data=data, real=real_data))
+    assert cli.main(["study", "--config", str(study), "--workers", "1"]) == 0
+    with duckdb.connect(str(data / "synergy.duckdb"), read_only=True) as con:
+        curves = con.execute("SELECT * FROM synergy_curves WHERE metric = 'rmse'").df()
+        slopes = con.execute("SELECT * FROM synergy_slopes WHERE metric = 'rmse' AND versus IS NULL").df()
+    assert set(curves["region"]) == {"8.3.5"} and set(curves["pool"]) == {"close", "far", "dissimilar"}
+    assert curves["value"].between(0, 0.2).all()  # m3/m3
+    assert set(slopes["pool"]) == {"close", "far", "dissimilar"} and np.isfinite(slopes["slope"]).all()
