@@ -154,6 +154,16 @@ def load_plan(layout: Layout, domain: str) -> Plan:
         raise InputError(path, f"{exc.problem}: rematerialise {domain}_plan") from exc
 
 
+def load_trained(
+    models: pd.DataFrame, layout: Layout, domain: str, key: str
+) -> tuple[dict[int, dict[str, torch.Tensor]], Normalizer]:
+    """Every seed's weights of trained set ``key`` (rows of the ``models`` table; files hash-checked)
+    and the normaliser of its training set: what a test pass needs."""
+    rows = models[models["set_key"] == key]
+    states = {int(r.seed): load_state(r.path, r.file_sha256) for r in rows.itertuples()}
+    return states, load_training_set(layout, domain, key).norm
+
+
 def load_training_set(layout: Layout, domain: str, key: str) -> TrainingSet:
     """The stored description of training set ``key`` (the ``<domain>_training_set`` asset's value)."""
     path = layout.training_set(domain, key)

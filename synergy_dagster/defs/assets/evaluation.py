@@ -40,8 +40,7 @@ from synergy_dagster.evaluation.summary import markdown_table, study_summary
 from synergy_dagster.io_utils import StagedOutputs, atomic_write_text, staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
-from synergy_dagster.models.files import load_state
-from synergy_dagster.models.fit import load_plan
+from synergy_dagster.models.fit import load_plan, load_trained
 from synergy_dagster.models.normalization import Normalizer
 
 GROUP = "evaluation"
@@ -146,13 +145,10 @@ def evaluation(
             def load_model(
                 key: str, models: pd.DataFrame = models, domain: str = domain
             ) -> tuple[dict[int, Any], Normalizer]:
-                rows = models[models["set_key"] == key]
                 try:
-                    states = {int(r.seed): load_state(r.path, r.file_sha256) for r in rows.itertuples()}
+                    return load_trained(models, layout, domain, key)
                 except (FileNotFoundError, ValueError) as exc:
                     raise dg.Failure(f"{exc}. Re-train it with:\n  {STUDY_COMMAND}") from exc
-                ts = json.loads(layout.training_set(domain, key).read_text())
-                return states, Normalizer.from_dict(ts["normalizer"])
 
             ds = xr.load_dataset(layout.sites_nc(domain))
             periods = sources.periods(domain)

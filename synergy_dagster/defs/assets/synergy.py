@@ -25,8 +25,7 @@ from synergy_dagster.evaluation.synergy import curve_evaluations, curve_points, 
 from synergy_dagster.experiments.synergy import CurveConfig
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.models.device import configure_threads, pick_device
-from synergy_dagster.models.files import load_state
-from synergy_dagster.models.fit import load_plan
+from synergy_dagster.models.fit import load_plan, load_trained
 from synergy_dagster.models.normalization import Normalizer
 
 STUDY_COMMAND = "make study   (or: python -m synergy_dagster.cli study --config <study file>)"
@@ -90,13 +89,10 @@ def synergy_curves(
         def load_model(
             key: str, models: pd.DataFrame = models, domain: str = domain
         ) -> tuple[dict[int, Any], Normalizer]:
-            rows = models[models["set_key"] == key]
             try:
-                states = {int(r.seed): load_state(r.path, r.file_sha256) for r in rows.itertuples()}
+                return load_trained(models, layout, domain, key)
             except (FileNotFoundError, ValueError) as exc:
                 raise dg.Failure(f"{exc}. Re-train it with:\n  {STUDY_COMMAND}") from exc
-            ts = json.loads(layout.training_set(domain, key).read_text())
-            return states, Normalizer.from_dict(ts["normalizer"])
 
         ds = xr.load_dataset(layout.sites_nc(domain))
         hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
