@@ -44,6 +44,9 @@ def _candidate(hidden: int, rho: int, batch: int, **settings: Any) -> tuple[int,
 
 ADAM = {"optimizer": "adam", "lr": 1e-3}
 NSE_Q = {"loss": "nse", "target_transform": "none"}
+# AdamW, the rate halved every 1500 updates, gradients clipped at norm 1
+ADAMW_STEP = {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, **NSE_Q, "schedule": "step",
+              "step_every": 1500, "step_gamma": 0.5, "grad_clip": 1.0}  # fmt: skip
 # name -> (hidden, rho, batch, Recipe settings). "paper" is the `cpu` profile's recipe before issue 14.
 CANDIDATES: dict[str, tuple[int, int, int, dict[str, Any]]] = {
     "paper": _candidate(64, 270, 64),
@@ -51,20 +54,9 @@ CANDIDATES: dict[str, tuple[int, int, int, dict[str, Any]]] = {
     "adam-nse-q": _candidate(64, 270, 64, **ADAM, **NSE_Q),
     "adam-nse-log": _candidate(64, 270, 64, **ADAM, loss="nse"),
     "adam-nse-q-365": _candidate(64, 365, 128, **ADAM, **NSE_Q, loss_days=275),
-    "adamw-nse-q-step": _candidate(
-        64,
-        270,
-        64,
-        optimizer="adamw",
-        lr=2e-3,
-        weight_decay=1e-4,
-        **NSE_Q,
-        schedule="step",
-        step_every=1500,
-        step_gamma=0.5,
-        grad_clip=1.0,
-    ),  # fmt: skip
+    "adamw-nse-q-step": _candidate(64, 270, 64, **ADAMW_STEP),
     "adam-nse-q-h128": _candidate(128, 270, 64, **ADAM, **NSE_Q),
+    "adamw-nse-q-step-h128": _candidate(128, 270, 64, **ADAMW_STEP),
 }
 
 

@@ -384,6 +384,21 @@ PAPER_DOMAINS = {
     "streamflow": DomainTraining(rho=365, batch=500, warmup=365),
 }
 
+# The best recipe measured on the real global streamflow set (416 Caravan basins; README "Training
+# recipes", bench/bench_recipes.py): AdamW, rate halved every 1500 updates, gradients clipped, the
+# basin-normalised loss on the untransformed flow. Soil moisture keeps the paper's (not compared).
+CPU_STREAMFLOW_RECIPE = Recipe(
+    optimizer="adamw",
+    lr=2e-3,
+    weight_decay=1e-4,
+    schedule="step",
+    step_every=1500,
+    step_gamma=0.5,
+    grad_clip=1.0,
+    loss="nse",
+    target_transform="none",
+)
+
 PROFILES: dict[str, Profile] = {
     # The paper trains on the whole training period (no validation split): its learning curves are
     # scored on the training period; 'converge' needs validation_days set (see Budget).
@@ -409,7 +424,7 @@ PROFILES: dict[str, Profile] = {
         seeds=(0,),
         domains={
             "soil_moisture": DomainTraining(30, 100, 0, validation_days=61),
-            "streamflow": DomainTraining(270, 64, 270, validation_days=730),
+            "streamflow": DomainTraining(270, 64, 270, validation_days=730, recipe=CPU_STREAMFLOW_RECIPE),
         },
         epoch_scale=0.1,
         min_iters_per_epoch=20,
@@ -419,11 +434,13 @@ PROFILES: dict[str, Profile] = {
             updates=1000,
             passes=5.0,
             seconds=600.0,
-            max_updates=4000,  # >= the paper rule's 3210 updates of the real global streamflow set
+            max_updates=8000,  # the real global streamflow model converged at 4600 (README, recipes)
             min_updates=300,
-            patience=5,
-            min_delta=0.01,
+            # a check-to-check spread of 0.02-0.09 NSE: judge a moving mean of 8 checks (issue 14)
+            patience=8,
+            min_delta=0.005,
             eval_every=100,
+            smooth=8,
         ),
     ),
     "demo": Profile(
