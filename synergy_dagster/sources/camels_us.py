@@ -124,6 +124,18 @@ def read_forcing_file(path: Path) -> tuple[dict[str, float], pd.DataFrame, dict[
         raise InputError(path, f"missing date columns {missing}; header is {list(df.columns)}", "line 4")
     if df.empty:
         raise InputError(path, "no data rows")
+    # Whitespace-separated rows cannot hold an empty cell: a short row (a file cut mid-line) would be
+    # padded with NaN by the parser and read as missing data, so it is refused here.
+    lines = pd.Series(path.read_text(encoding="utf-8", errors="replace").splitlines()[4:])
+    fields = lines[lines.str.strip() != ""].str.split().str.len()
+    short = fields.to_numpy() != len(df.columns)
+    if short.any():
+        i = int(np.argmax(short))
+        raise InputError(
+            path,
+            f"{int(fields.iloc[i])} fields where the header has {len(df.columns)} (file cut short?)",
+            f"line {5 + int(fields.index[i])}",
+        )
     num = check_numeric_frame(df, path, first_line=5)
     dates = pd.to_datetime(
         pd.DataFrame({"year": num["Year"], "month": num["Mnth"], "day": num["Day"]}), errors="coerce"
