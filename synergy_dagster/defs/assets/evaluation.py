@@ -14,6 +14,7 @@ import torch
 import xarray as xr
 
 from synergy_dagster.config import DOMAINS
+from synergy_dagster.defs.assets.trained import missing_message, model_loader, trained_models
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.errors import DiskFullError
@@ -40,28 +41,12 @@ from synergy_dagster.evaluation.summary import markdown_table, study_summary
 from synergy_dagster.io_utils import StagedOutputs, atomic_write_text, staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
-from synergy_dagster.models.fit import load_plan, load_trained
-from synergy_dagster.models.normalization import Normalizer
+from synergy_dagster.models.fit import load_plan
 
 GROUP = "evaluation"
 MODEL_KEYS = [dg.AssetKey(f"{d}_model") for d in DOMAINS]
-STUDY_COMMAND = "make study   (or: python -m synergy_dagster.cli study)"
 # The paper's test metrics per domain; the tables carry every metric, these lead the summary.
 PAPER_METRICS = {"soil_moisture": ["rmse", "corr"], "streamflow": ["corr", "nse"]}
-
-
-def _models_for(store: DuckDBStore, domain: str, budget: str) -> pd.DataFrame:
-    return store.store().query("SELECT * FROM models WHERE domain = ? AND budget = ?", [domain, budget])
-
-
-def _missing_message(domain: str, missing: list[str], budget: str) -> str:
-    return (
-        f"{len(missing)} {domain} model partition(s) were never trained under the {budget!r} "
-        f"training budget: {missing[:8]}"
-        f"{' ...' if len(missing) > 8 else ''}. Train them with:\n  {STUDY_COMMAND}\n"
-        f"or one partition with:\n  dagster asset materialize -m synergy_dagster.defs.definitions "
-        f"--select {domain}_training_set,{domain}_model --partition '{missing[0]}'"
-    )
 
 
 def _stage_predictions(out: StagedOutputs, cube: xr.Dataset, target: Path) -> None:
@@ -135,20 +120,14 @@ def evaluation(
     with staged_outputs() as out:
         for domain in study.resolved_domains(sources.study()):
             plan = load_plan(layout, domain)
-            models = _models_for(store, domain, budget)
+            models = trained_models(store, domain, budget)
             needed = sorted(set(plan.evaluations["model_key"]))
             have = set(models["set_key"])
             missing = [k for k in needed if k not in have]
             if missing:
-                raise dg.Failure(_missing_message(domain, missing, budget))
+                raise dg.Failure(missing_message(domain, missing, budget))
 
-            def load_model(
-                key: str, models: pd.DataFrame = models, domain: str = domain
-            ) -> tuple[dict[int, Any], Normalizer]:
-                try:
-                    return load_trained(models, layout, domain, key)
-                except (FileNotFoundError, ValueError) as exc:
-                    raise dg.Failure(f"{exc}. Re-train it with:\n  {STUDY_COMMAND}") from exc
+            load_model = model_loader(models, layout, domain)
 
             ds = xr.load_dataset(layout.sites_nc(domain))
             periods = sources.periods(domain)

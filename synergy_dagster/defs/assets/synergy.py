@@ -16,6 +16,7 @@ import torch
 import xarray as xr
 
 from synergy_dagster.config import AUTO_METRIC, DOMAINS
+from synergy_dagster.defs.assets.trained import missing_message, model_loader, trained_models
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
 from synergy_dagster.evaluation.figures import synergy_curves_figure
@@ -25,19 +26,7 @@ from synergy_dagster.evaluation.synergy import curve_evaluations, curve_points, 
 from synergy_dagster.experiments.synergy import CurveConfig
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.models.device import configure_threads, pick_device
-from synergy_dagster.models.fit import load_plan, load_trained
-from synergy_dagster.models.normalization import Normalizer
-
-STUDY_COMMAND = "make study   (or: python -m synergy_dagster.cli study --config <study file>)"
-
-
-def _missing(domain: str, keys: list[str], budget: str) -> str:
-    return (
-        f"{len(keys)} {domain} synergy-curve model partition(s) were never trained under the {budget!r} "
-        f"budget: {keys[:8]}{' ...' if len(keys) > 8 else ''}. Train them with:\n  {STUDY_COMMAND}\n"
-        f"or one with:\n  dagster asset materialize -m synergy_dagster.defs.definitions "
-        f"--select {domain}_training_set,{domain}_model --partition '{keys[0]}'"
-    )
+from synergy_dagster.models.fit import load_plan
 
 
 @dg.asset(
@@ -81,18 +70,12 @@ def synergy_curves(
             )
             context.log.warning(meta[f"{domain}/skipped"])
             continue
-        models = db.query("SELECT * FROM models WHERE domain = ? AND budget = ?", [domain, budget])
+        models = trained_models(store, domain, budget)
         missing = sorted(set(evals["model_key"]) - set(models["set_key"]))
         if missing:
-            raise dg.Failure(_missing(domain, missing, budget))
+            raise dg.Failure(missing_message(domain, missing, budget, what="synergy-curve model"))
 
-        def load_model(
-            key: str, models: pd.DataFrame = models, domain: str = domain
-        ) -> tuple[dict[int, Any], Normalizer]:
-            try:
-                return load_trained(models, layout, domain, key)
-            except (FileNotFoundError, ValueError) as exc:
-                raise dg.Failure(f"{exc}. Re-train it with:\n  {STUDY_COMMAND}") from exc
+        load_model = model_loader(models, layout, domain)
 
         ds = xr.load_dataset(layout.sites_nc(domain))
         hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
