@@ -949,7 +949,12 @@ def test_parallel_runs_of_duckdb_writers_lose_nothing(tmp_path: Path) -> None:
         "DuckDB step spans (s from first):",
         [(round(a - spans[0][0], 2), round(b - spans[0][0], 2)) for a, b in spans],
     )
-    assert all(b[0] >= a[1] - 0.05 for a, b in zip(spans, spans[1:], strict=False)), spans
+    # No overlap is NOT asserted: on the SQLite instance storage Dagster's slot claim selects a free
+    # slot row and then updates it, which two processes can do in the same instant (CI saw two
+    # first steps overlap). The store's lock wait is what keeps every row; the strict pool (a row
+    # lock) is the PostgreSQL instance's, tested with the distributed run.
+    overlaps = sum(b[0] < a[1] - 0.05 for a, b in zip(spans, spans[1:], strict=False))
+    print(f"overlapping DuckDB steps on the SQLite instance: {overlaps} of 5 successive pairs")
 
 
 # ---------------------------------------------------------------- scale-out configuration
