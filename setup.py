@@ -25,7 +25,11 @@ setup(
         "shapely>=2.0",
         "pyproj>=3.6",
         "scipy>=1.11",
-        "duckdb>=1.1",
+        # DuckDB's extensions ship on PyPI built for one DuckDB release each (loaded offline from
+        # these packages by store/extensions.py): the three pins move together.
+        "duckdb==1.5.5",
+        "duckdb-extension-ducklake==1.5.5",
+        "duckdb-extension-postgres==1.5.5",
         "pyarrow>=15",
         "matplotlib>=3.8",
         "tqdm>=4.66",
@@ -44,7 +48,16 @@ setup(
             "selenium>=4.20",
             "hypothesis>=6.100",  # property-based fuzzing of the readers (test_fuzz_readers.py)
         ],
-        # Scale-out engines (see deploy/): pick one with SYNERGY_EXECUTOR.
-        "scaleout": ["dagster-k8s==0.29.27", "dagster-celery==0.29.27", "dagster-docker==0.29.27"],
+        # Scale-out engines (see deploy/): pick one with SYNERGY_EXECUTOR. dagster-postgres holds the
+        # shared instance (deploy/postgres/dagster.yaml), redis is Celery's broker client (kombu's
+        # Redis transport), psycopg2 what dagster-postgres and the tests connect with.
+        "scaleout": [
+            "dagster-k8s==0.29.27",
+            "dagster-celery==0.29.27",
+            "dagster-docker==0.29.27",
+            "dagster-postgres==0.29.27",
+            "redis==8.1.0",
+            "psycopg2-binary==2.9.13",
+        ],
     },
 )

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="demo", choices=["demo", "cpu", "paper"])
     ap.add_argument("--keep", help="run in this folder and keep it (default: a temporary folder, removed)")
     ap.add_argument("--budget", help="training budget mode (default: the profile's; demo: converge)")
-    ap.add_argument("--workers", type=int, help="training processes (default: the CLI's auto choice)")
+    ap.add_argument("--bank-size", type=int, help="partitions per bank run (default: the CLI's, 64)")
     args = ap.parse_args(argv)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="synergy_e2e_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "synergy_dagster.cli", "study", "--profile", args.profile]
     cmd += ["--budget", args.budget] if args.budget else []
-    cmd += ["--workers", str(args.workers)] if args.workers else []
+    cmd += ["--bank-size", str(args.bank_size)] if args.bank_size else []
     res = subprocess.run(
         cmd,
         cwd=work,

@@ -57,6 +57,8 @@ CANDIDATES: dict[str, tuple[int, int, int, dict[str, Any]]] = {
     "adamw-nse-q-step": _candidate(64, 270, 64, **ADAMW_STEP),
     "adam-nse-q-h128": _candidate(128, 270, 64, **ADAM, **NSE_Q),
     "adamw-nse-q-step-h128": _candidate(128, 270, 64, **ADAMW_STEP),
+    # a 365-day window scoring its last 185 days: the first 180 spin the state up, as in a test pass
+    "adamw-nse-q-step-spinup": _candidate(64, 365, 64, **ADAMW_STEP, loss_days=185),
 }
 
 

@@ -1,13 +1,27 @@
 """Benchmark of the training kernel: weight updates per second and achieved GFLOP/s of the paper's
 network (forward + backward + AdaDelta step, DropConnect on) against an fp32 matmul peak measured in
-the same run, plus the share of step time spent building minibatches (sample_indices + gather_windows).
+the same run, for two LSTM kernels, plus where the step time goes.
 
-Usage: ``python bench/bench_training_kernel.py [--quick] [--device auto|cpu|cuda] [--budget SECONDS]``.
-The headline (the paper's streamflow setting H=256, rho=365, batch=500) is printed last.
+Usage: ``python bench/bench_training_kernel.py [--quick] [--device auto|cpu|cuda] [--budget SECONDS]
+[--kernels fused,stacked]``. The headline (the paper's streamflow setting H=256, rho=365, batch=500)
+is printed last.
+
+Kernels: ``fused`` is torch's library LSTM (``nn.LSTM``: oneDNN on CPU, cuDNN on CUDA), what
+``SynergyLSTM`` and ``train_model`` use; ``stacked`` is the model bank's kernel
+(``models/bank_lstm.py``) for one model: the input projection of all time steps as one product,
+a loop over time steps of one recurrent product plus element-wise passes, a hand-written backward.
 
 FLOP model per (sample, time step), forward: 2*n_in*H (input layer) + 16*H^2 (LSTM input and recurrent
 projections, 4 gates) + 2*H*n_out; forward + backward counted as 3x forward (the usual estimate; the
-gate non-linearities are ignored). So the percentages are of useful matmul work.
+gate non-linearities are ignored). So the percentages are of useful matmul work. The peak is the best
+of the BLAS matmul (``a @ b``, MKL on CPU) and, on CPU, oneDNN's (``mkldnn_linear``; on AMD CPUs MKL
+takes a slower path and oneDNN is up to 2x faster), 2048^2 (8192^2 on CUDA), re-measured before every
+case, the best of all counting.
+
+The profile (headline case, each kernel) splits one step's wall time into batch building, forward,
+backward and optimiser (device-synchronised), and on CPU the forward and backward further by the
+torch profiler: the kernel's input projection, recurrence forward, recurrence backward and weight
+gradients (the fused kernel's oneDNN LSTM layer computes its input projection inside: one figure).
 """
 
 from __future__ import annotations
@@ -23,15 +37,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from synergy_dagster.models.device import pick_device
-from synergy_dagster.models.lstm import SynergyLSTM, masked_rmse
-from synergy_dagster.models.sampling import gather_windows, sample_indices
+from synergy_dagster.models.bank_lstm import PARAM_NAMES, stacked_forward  # noqa: E402
+from synergy_dagster.models.device import pick_device  # noqa: E402
+from synergy_dagster.models.lstm import SynergyLSTM, masked_rmse  # noqa: E402
+from synergy_dagster.models.sampling import gather_windows, sample_indices  # noqa: E402
 
 N_DYN, N_STATIC = 7, 17  # the paper's streamflow inputs: 7 forcings, 17 attributes
 N_SITES, N_DAYS = 482, 10000  # about the size of the real streamflow training arrays
+KERNELS = ("fused", "stacked")
 
 
 @dataclass
@@ -68,12 +85,20 @@ def _timeit(
     return float(np.min(times) if best else np.median(times))
 
 
-def matmul_peak(dev: torch.device, n: int, budget_s: float) -> float:
-    """fp32 GFLOP/s of a big square matmul (TF32 stays off: torch's default for matmul)."""
+def matmul_peaks(dev: torch.device, n: int, budget_s: float) -> dict[str, float]:
+    """fp32 GFLOP/s of a big square matmul, best run (TF32 stays off: torch's default for matmul):
+    the BLAS one, and on CPU oneDNN's."""
     a = torch.randn(n, n, device=dev)
     b = torch.randn(n, n, device=dev)
-    sec = _timeit(lambda: a @ b, dev, warmup=2, budget_s=budget_s, max_reps=50, best=True)  # a peak: best run
-    return 2 * n**3 / sec / 1e9
+    flop = 2 * n**3 / 1e9
+    out = {"blas": flop / _timeit(lambda: a @ b, dev, warmup=2, budget_s=budget_s, max_reps=50, best=True)}
+    if dev.type == "cpu" and torch.backends.mkldnn.is_available():
+        am, bm = a.to_mkldnn(), b.to_mkldnn()
+        fn = torch._C._nn.mkldnn_linear  # oneDNN inner product: y = a @ b^T, the same FLOPs
+        out["onednn"] = flop / _timeit(
+            lambda: fn(am, bm), dev, warmup=2, budget_s=budget_s, max_reps=50, best=True
+        )
+    return out
 
 
 def step_flops(case: Case, n_in: int) -> float:
@@ -81,27 +106,73 @@ def step_flops(case: Case, n_in: int) -> float:
     return 3.0 * case.batch * case.rho * per_cell
 
 
-def bench_case(
-    case: Case, dev: torch.device, data: tuple[torch.Tensor, ...], budget_s: float, dropconnect: float = 0.5
-) -> dict[str, float]:
-    x_all, c_all, y_all = data
-    n_in = N_DYN + N_STATIC
-    torch.manual_seed(0)
-    model = SynergyLSTM(n_in, case.hidden, dropconnect=dropconnect).to(dev).train()
-    opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.9, eps=1e-6)
-    rng = np.random.default_rng(0)
-    s_idx, t_idx = sample_indices(rng, N_SITES, N_DAYS, case.batch, case.rho)
-    xb, yb = gather_windows(x_all, c_all, y_all, s_idx, t_idx, case.rho)
+class Step:
+    """One training step of the paper's network with either kernel, phases labelled for the profiler."""
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss = masked_rmse(model(xb), yb)
-        loss.backward()
-        opt.step()
+    def __init__(
+        self, case: Case, dev: torch.device, data: tuple[torch.Tensor, ...], kernel: str, dropconnect: float
+    ) -> None:
+        self.case, self.dev, self.data, self.kernel = case, dev, data, kernel
+        torch.manual_seed(0)
+        self.model = SynergyLSTM(N_DYN + N_STATIC, case.hidden, dropconnect=dropconnect).to(dev).train()
+        self.opt = torch.optim.Adadelta(self.model.parameters(), lr=1.0, rho=0.9, eps=1e-6)
+        self.rng = np.random.default_rng(0)
+        self.xb, self.yb = self.batch()
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        s, t = sample_indices(self.rng, N_SITES, N_DAYS, self.case.batch, self.case.rho)
+        return gather_windows(*self.data, s, t, self.case.rho)  # type: ignore[return-value]
+
+    def forward(self) -> torch.Tensor:
+        if self.kernel == "fused":
+            return self.model(self.xb)
+        params = dict(self.model.named_parameters())
+        params.update({f"lstm.{k}": w for k, w in self.model.lstm_weights().items()})
+        return stacked_forward(self.xb[None], {k: params[k][None] for k in PARAM_NAMES})[0]
+
+    def __call__(self, phases: dict[str, float] | None = None) -> None:
+        """One step on the fixed minibatch; with ``phases``, also build a batch and add each phase's
+        synchronised wall time."""
+        marks = [time.perf_counter()]
+
+        def mark() -> None:
+            if phases is not None:
+                _sync(self.dev)
+                marks.append(time.perf_counter())
+
+        if phases is not None:
+            with record_function("bench.batch"):
+                self.batch()
+            mark()
+        self.opt.zero_grad(set_to_none=True)
+        with record_function("bench.forward"):
+            loss = masked_rmse(self.forward(), self.yb)
+        mark()
+        with record_function("bench.backward"):
+            loss.backward()
+        mark()
+        with record_function("bench.optimizer"):
+            self.opt.step()
+        mark()
+        if phases is not None:
+            for name, a, b in zip(
+                ("batch", "forward", "backward", "optimizer"), marks[:-1], marks[1:], strict=True
+            ):
+                phases[name] = phases.get(name, 0.0) + b - a
+
+
+def bench_case(
+    case: Case,
+    dev: torch.device,
+    data: tuple[torch.Tensor, ...],
+    budget_s: float,
+    kernel: str = "fused",
+    dropconnect: float = 0.5,
+) -> dict[str, float]:
+    step = Step(case, dev, data, kernel, dropconnect)
 
     def build() -> None:
-        s, t = sample_indices(rng, N_SITES, N_DAYS, case.batch, case.rho)
-        gather_windows(x_all, c_all, y_all, s, t, case.rho)
+        step.batch()
 
     # Best of the timed steps, like the matmul peak: on a shared machine the best run is the one least
     # disturbed by other processes, so best-vs-best is the fair ratio (the median is printed too).
@@ -110,9 +181,55 @@ def bench_case(
     build_s = _timeit(build, dev, warmup=2, budget_s=min(1.0, budget_s), max_reps=200)
     return {
         "step_s": step_s, "step_med_s": step_med, "updates_per_s": 1.0 / step_s,
-        "gflops": step_flops(case, n_in) / step_s / 1e9,
+        "gflops": step_flops(case, N_DYN + N_STATIC) / step_s / 1e9,
         "build_s": build_s, "build_share": build_s / (build_s + step_s),
     }  # fmt: skip
+
+
+# Profiler events (CPU time, children included) that split the forward and the backward.
+_KERNEL_EVENTS = {
+    "stacked": [
+        ("input projection (all steps, one product)", "bank_lstm.input_projection"),
+        ("recurrence forward", "bank_lstm.recurrence_forward"),
+        ("recurrence backward", "bank_lstm.recurrence_backward"),
+        ("weight gradients (one product each)", "bank_lstm.weight_gradients"),
+    ],
+    "fused": [
+        ("oneDNN LSTM forward (incl. input projection)", "aten::mkldnn_rnn_layer"),
+        ("oneDNN LSTM backward (incl. weight gradients)", "aten::mkldnn_rnn_layer_backward"),
+    ],
+}
+
+
+def profile_step(case: Case, dev: torch.device, data: tuple[torch.Tensor, ...], kernel: str) -> str:
+    """Where one step's time goes (text): phases by synchronised wall time, on CPU the kernel's
+    parts by the torch profiler (best of 2 profiled steps after a warm-up)."""
+    step = Step(case, dev, data, kernel, dropconnect=0.5)
+    step()
+    runs = []
+    for _ in range(2):
+        phases: dict[str, float] = {}
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step(phases)
+        runs.append((sum(phases.values()), phases, prof))
+    total, phases, prof = min(runs, key=lambda r: r[0])
+    lines = [
+        f"  [{kernel}] one step {total:.3f} s: "
+        + ", ".join(f"{k} {v / total:.1%}" for k, v in phases.items())
+    ]
+    if dev.type == "cpu":
+        times = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages()}
+        parts = [(label, times.get(key, 0.0)) for label, key in _KERNEL_EVENTS[kernel]]
+        inside = sum(v for _, v in parts)
+        fwd_bwd = phases["forward"] + phases["backward"]
+        parts.append(
+            (
+                "rest of forward + backward (input/output layers, loss, masks, autograd)",
+                max(0.0, fwd_bwd - inside),
+            )
+        )
+        lines += [f"      {label}: {v:.3f} s = {v / total:.1%}" for label, v in parts]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -120,7 +237,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="shorter timing budgets, no H=64 rho=365 case")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--budget", type=float, default=None, help="timing seconds per case (after warm-up)")
+    ap.add_argument("--kernels", default=",".join(KERNELS), help="comma-separated: fused, stacked")
+    ap.add_argument("--no-profile", action="store_true", help="skip the headline step's profile")
     args = ap.parse_args()
+    kernels = [k for k in args.kernels.split(",") if k]
+    if any(k not in KERNELS for k in kernels):
+        ap.error(f"--kernels: choose from {KERNELS}")
     dev = pick_device(args.device)
     budget = args.budget if args.budget is not None else (1.0 if args.quick else 5.0)
     n_mat = 2048 if dev.type == "cpu" else 8192
@@ -129,42 +251,56 @@ def main() -> None:
         cases.insert(2, Case(64, 365, 500))
 
     print(f"device: {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}), "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}")  # fmt: skip
-    peak = matmul_peak(dev, n_mat, budget_s=min(2.0, budget))
-    print(f"fp32 matmul peak ({n_mat}x{n_mat}, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s; "
-          f"oneDNN (mkldnn) enabled {torch.backends.mkldnn.enabled}", flush=True)  # fmt: skip
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}; load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    peaks = matmul_peaks(dev, n_mat, budget_s=min(2.0, budget))
+    print(f"fp32 matmul peak ({n_mat}x{n_mat}, {torch.get_num_threads()} threads): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()) + " GFLOP/s", flush=True)  # fmt: skip
     gen = torch.Generator().manual_seed(0)
     data = (
         torch.randn(N_SITES, N_DAYS, N_DYN, generator=gen).to(dev),
         torch.randn(N_SITES, N_STATIC, generator=gen).to(dev),
         torch.randn(N_SITES, N_DAYS, 1, generator=gen).to(dev),
     )
-    print(f"{'H':>4} {'rho':>4} {'batch':>5} {'step ms':>9} {'median':>9} {'upd/s':>8} {'GFLOP/s':>8} "
-          f"{'of peak':>8} {'DC=0 ms':>8} {'build ms':>9} {'build %':>8}")  # fmt: skip
-    results = {}
+    print(f"{'kernel':>8} {'H':>4} {'rho':>4} {'batch':>5} {'step ms':>9} {'median':>9} {'upd/s':>8} "
+          f"{'GFLOP/s':>8} {'of peak':>8} {'DC=0 ms':>8} {'build ms':>9} {'build %':>8} {'load':>5}")  # fmt: skip
+    results: dict[tuple[str, int, int, int], dict[str, float]] = {}
+    peak = max(peaks.values())
     for case in cases:
-        # The peak again right before each case, the best of all measurements counting: under load a
-        # single early measurement can be low and flatter every ratio.
-        peak = max(peak, matmul_peak(dev, n_mat, budget_s=min(2.0, budget)))
-        r = bench_case(case, dev, data, budget)
-        r0 = bench_case(case, dev, data, budget, dropconnect=0.0)  # DropConnect's own cost
-        results[(case.hidden, case.rho, case.batch)] = r
-        print(f"{case.hidden:>4} {case.rho:>4} {case.batch:>5} {r['step_s'] * 1e3:>9.1f} {r['step_med_s'] * 1e3:>9.1f} "
-              f"{r['updates_per_s']:>8.2f} {r['gflops']:>8.1f} {r['gflops'] / peak:>8.1%} "
-              f"{r0['step_s'] * 1e3:>8.1f} {r['build_s'] * 1e3:>9.2f} {r['build_share']:>8.2%}", flush=True)  # fmt: skip
-    peak = max(peak, matmul_peak(dev, n_mat, budget_s=min(2.0, budget)))
+        for kernel in kernels:
+            # The peak again right before each case, the best of all measurements counting: under load
+            # a single early measurement can be low and flatter every ratio.
+            peak = max(peak, *matmul_peaks(dev, n_mat, budget_s=min(2.0, budget)).values())
+            r = bench_case(case, dev, data, budget, kernel)
+            r0 = bench_case(case, dev, data, budget, kernel, dropconnect=0.0)  # DropConnect's own cost
+            results[(kernel, case.hidden, case.rho, case.batch)] = r
+            print(f"{kernel:>8} {case.hidden:>4} {case.rho:>4} {case.batch:>5} {r['step_s'] * 1e3:>9.1f} "
+                  f"{r['step_med_s'] * 1e3:>9.1f} {r['updates_per_s']:>8.2f} {r['gflops']:>8.1f} "
+                  f"{r['gflops'] / peak:>8.1%} {r0['step_s'] * 1e3:>8.1f} {r['build_s'] * 1e3:>9.2f} "
+                  f"{r['build_share']:>8.2%} {os.getloadavg()[0]:>5.2f}", flush=True)  # fmt: skip
+    peak = max(peak, *matmul_peaks(dev, n_mat, budget_s=min(2.0, budget)).values())
     print(f"fp32 matmul peak, best of all measurements: {peak:.1f} GFLOP/s; 1-min load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")  # fmt: skip
-    h = results[(256, 365, 500)]
-    sm = results[(256, 30, 100)]
+    head = Case(256, 365, 500)
+    if not args.no_profile:
+        print(f"profile of one step, H={head.hidden} rho={head.rho} batch={head.batch} (DropConnect 0.5):")
+        for kernel in kernels:
+            print(profile_step(head, dev, data, kernel), flush=True)
+    best_kernel = max(kernels, key=lambda k: results[(k, 256, 365, 500)]["updates_per_s"])
+    h = results[(best_kernel, 256, 365, 500)]
+    sm = results[(best_kernel, 256, 30, 100)]
+    others = ", ".join(
+        f"{k} {results[(k, 256, 365, 500)]['gflops'] / peak:.1%}" for k in kernels if k != best_kernel
+    )
     paper_iters = math.ceil(math.log(0.01) / math.log(1 - 500 * 365 / (N_SITES * N_DAYS)))
     print(
-        f"HEADLINE [{dev.type}] paper streamflow kernel (H=256, rho=365, batch=500, DropConnect 0.5): "
-        f"{h['updates_per_s']:.2f} updates/s, {h['gflops']:.1f} GFLOP/s = {h['gflops'] / peak:.1%} of the "
-        f"{peak:.0f} GFLOP/s fp32 matmul peak; minibatch building {h['build_share']:.2%} of step time; "
-        f"one paper epoch ({paper_iters} iterations, {N_SITES} sites x {N_DAYS} days) ~ "
-        f"{paper_iters * h['step_s']:.0f} s; soil-moisture kernel (H=256, rho=30, batch=100) "
-        f"{sm['updates_per_s']:.1f} updates/s, {sm['gflops'] / peak:.1%} of peak"
+        f"HEADLINE [{dev.type}] paper streamflow kernel (H=256, rho=365, batch=500, DropConnect 0.5), "
+        f"{best_kernel} kernel: {h['updates_per_s']:.2f} updates/s, {h['gflops']:.1f} GFLOP/s = "
+        f"{h['gflops'] / peak:.1%} of the {peak:.0f} GFLOP/s fp32 matmul peak"
+        + (f" (other kernels: {others})" if others else "")
+        + f"; minibatch building {h['build_share']:.2%} of step time; one paper epoch ({paper_iters} "
+        f"iterations, {N_SITES} sites x {N_DAYS} days) ~ {paper_iters * h['step_s']:.0f} s; soil-moisture "
+        f"kernel (H=256, rho=30, batch=100) {sm['updates_per_s']:.1f} updates/s, {sm['gflops'] / peak:.1%} "
+        f"of peak; load {os.getloadavg()[0]:.2f}"
     )
 
 

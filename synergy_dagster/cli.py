@@ -1,16 +1,15 @@
 """``python -m synergy_dagster.cli study``: the whole study in one command.
 
 Runs, on the Dagster instance in ``$DAGSTER_HOME`` (so every run shows in the UI): the prepare job
-(sources -> regions -> plans), one training run per planned partition of each domain (a model
-already trained on the same data and config is reused, not retrained), and the evaluation job.
+(sources -> regions -> plans), per domain one bank run over its planned training partitions (at
+most ``--bank-size`` partitions per run; the models of a run train at once in one process; a model
+already trained on the same data and config is reused, not retrained), and the evaluation job. The
+CLI keeps no process pool of its own: what runs where is Dagster's (executor, run launcher).
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import multiprocessing
-import os
 import sys
 import time
 from pathlib import Path
@@ -56,24 +55,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="also run budget_sensitivity: global vs local under $SYNERGY_SENSITIVITY_MODES",
     )
     st.add_argument(
-        "--workers",
+        "--bank-size",
         type=int,
-        help="training partitions run at once, each in its own process (default $SYNERGY_STUDY_WORKERS, "
-        "else one per core up to 4 for one-thread networks (H < 128), 1 otherwise)",
+        help="training partitions per bank run, trained at once in one process (default "
+        "$SYNERGY_BANK_SIZE, else 64: a domain's partitions in one run)",
     )
     return ap.parse_args(argv)
 
 
-def _workers(requested: int | None, hidden: int, persistent: bool) -> int:
-    """Parallel training processes: small networks train on one thread each, so one process per
-    core uses the machine; big ones already use every core. An in-memory instance (no
-    DAGSTER_HOME) cannot be shared between processes."""
-    n = requested or env_int("SYNERGY_STUDY_WORKERS", 0)
-    if n < 0:
-        raise SystemExit(f"--workers must be >= 1, got {n}")
-    if not n:
-        n = min(4, os.cpu_count() or 1) if hidden < 128 else 1
-    return n if persistent else 1
+# The tags a backfill puts on a run over a partition range (dagster.core.storage.tags; no public name).
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def _bank_size(requested: int | None) -> int:
+    """Partitions per bank run: the flag, else ``SYNERGY_BANK_SIZE`` (the model assets' backfill
+    policy reads the same variable), else 64."""
+    n = requested if requested is not None else env_int("SYNERGY_BANK_SIZE", 64)
+    if n < 1:
+        raise SystemExit(f"--bank-size must be >= 1, got {n}")
+    return n
+
+
+def _banks(keys: list[str], size: int) -> list[list[str]]:
+    """Consecutive chunks of ``size`` partition keys (a run's partitions form a key range)."""
+    return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
 def _resource_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -100,22 +105,6 @@ def _resource_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
 
 def _run_config(sources: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
     return {"resources": {"sources": {"config": sources}, "study": {"config": study}}}
-
-
-def _train_partition(job_name: str, key: str, run_config: dict[str, Any]) -> tuple[str, str | None, float]:
-    """Worker process: one training partition on the shared instance; (key, error or None, seconds)."""
-    import dagster as dg
-
-    from synergy_dagster.defs.definitions import defs
-
-    t0 = time.perf_counter()
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        run_config=run_config, instance=dg.DagsterInstance.get(), partition_key=key, raise_on_error=False
-    )
-    if result.success:
-        return key, None, time.perf_counter() - t0
-    failures = [_root_cause(e) for e in result.all_events if e.is_failure]
-    return key, "\n".join(failures[-3:]), time.perf_counter() - t0
 
 
 def _root_cause(event: object) -> str:
@@ -155,46 +144,41 @@ def main(argv: list[str] | None = None) -> int:
     instance = dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()
 
-    def run(job_name: str, partition_key: str | None = None) -> None:
+    def run(job_name: str, keys: list[str] | None = None) -> None:
+        """One Dagster run of ``job_name``; with ``keys``, over that partition range (a bank run)."""
+        tags: dict[str, str] = {}
+        partition_key = None
+        if keys and len(keys) == 1:
+            partition_key = keys[0]
+        elif keys:
+            tags = {RANGE_START: keys[0], RANGE_END: keys[-1]}
         result = defs.resolve_job_def(job_name).execute_in_process(
-            run_config=run_config, instance=instance, partition_key=partition_key, raise_on_error=False
+            run_config=run_config,
+            instance=instance,
+            partition_key=partition_key,
+            tags=tags,
+            raise_on_error=False,
         )
         if not result.success:
             failures = [_root_cause(e) for e in result.all_events if e.is_failure]
-            raise SystemExit(
-                f"{job_name}{f' [{partition_key}]' if partition_key else ''} failed:\n"
-                + "\n".join(failures[-3:])
-            )
+            where = f" [{keys[0]}..{keys[-1]}]" if keys and len(keys) > 1 else f" [{keys[0]}]" if keys else ""
+            raise SystemExit(f"{job_name}{where} failed:\n" + "\n".join(failures[-3:]))
 
     print("1/3 sources -> regions -> plans", flush=True)
     run("prepare_job")
-    workers = _workers(args.workers, study.resolved_profile(study_file).hidden, persistent)
-    jobs = [(f"train_{d}_job", key) for d in domains for key in instance.get_dynamic_partitions(f"{d}_sets")]
+    size = _bank_size(args.bank_size)
     for domain in domains:
-        n = sum(1 for job, _ in jobs if job == f"train_{domain}_job")
-        print(f"2/3 training {domain}: {n} partitions", flush=True)
-    if workers == 1:
-        for i, (job, key) in enumerate(jobs, 1):
+        keys = list(instance.get_dynamic_partitions(f"{domain}_sets"))
+        banks = _banks(keys, size)
+        print(f"2/3 training {domain}: {len(keys)} partitions in {len(banks)} bank run(s)", flush=True)
+        for i, bank in enumerate(banks, 1):
+            t_bank = time.perf_counter()
+            run(f"train_{domain}_job", bank)
             print(
-                f"    [{i}/{len(jobs)}] {job.removeprefix('train_').removesuffix('_job')} {key}", flush=True
+                f"    [{i}/{len(banks)}] {domain} {bank[0]} .. {bank[-1]} ({len(bank)} partitions, "
+                f"{time.perf_counter() - t_bank:.0f} s)",
+                flush=True,
             )
-            run(job, key)
-    else:
-        print(f"    {workers} partitions at a time, each in its own process", flush=True)
-        # spawn, not fork: a forked child of a process that has started torch's threads can hang.
-        # One pool for every domain, so each worker imports the definitions once.
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_train_partition, job, key, run_config): job for job, key in jobs}
-            for i, fut in enumerate(concurrent.futures.as_completed(futures), 1):
-                key, error, seconds = fut.result()
-                job = futures[fut]
-                domain = job.removeprefix("train_").removesuffix("_job")
-                print(f"    [{i}/{len(jobs)}] {domain} {key} ({seconds:.0f} s)", flush=True)
-                if error is not None:
-                    for other in futures:
-                        other.cancel()
-                    raise SystemExit(f"{job} [{key}] failed:\n{error}")
     print("3/3 evaluation: metrics, significance, figures, summary", flush=True)
     run("evaluation_job")
     if args.sensitivity:

@@ -44,3 +44,9 @@ class DiskFullError(SynergyError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class StoreConflictError(SynergyError):
+    """A write to the metadata store kept meeting other writers' commits (a DuckLake catalog
+    shared by many processes) until its bounded retries ran out; the message names the tables,
+    the attempts and the last conflict. Nothing of the write was committed."""

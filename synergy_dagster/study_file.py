@@ -2,7 +2,8 @@
 
 A study names, per domain, the reader and its paths, the target, the dynamic inputs and the static
 attributes (categorical ones declared as such), and the train and test periods; for the whole study
-the ecoregions file, the working folder, the profile, the budget, the seeds and the plan thresholds.
+the ecoregions file, the working folder, the profile, the budget, the seeds, the plan thresholds
+and where the metadata store lives (``store:``).
 Unknown keys are refused and every error names the key (``domains.streamflow.periods.train``), so
 a typo never silently falls back to a default. Relative paths are read from the study file's
 folder; ``${VAR}`` in a path is taken from the environment (an unset variable is an error).
@@ -317,6 +318,36 @@ class VirtualSpec(_Strict):
     basins: int = Field(300, ge=1)
 
 
+class StoreSpec(_Strict):
+    """Where the metadata store lives (see :mod:`synergy_dagster.store.location`; ``SYNERGY_STORE``
+    overrides it). ``duckdb`` (default): one DuckDB file, ``path`` (default
+    ``<data_dir>/synergy.duckdb``), one writer process at a time. ``ducklake``: a DuckLake
+    ``catalog`` (``postgres:<connection string>`` for many writers on many machines, or a catalog
+    file) with its Parquet files under ``data_path`` (default ``<data_dir>/ducklake``)."""
+
+    kind: Literal["duckdb", "ducklake"] = "duckdb"
+    path: str | None = Field(None, description="duckdb: the database file")
+    catalog: str | None = Field(
+        None, description="ducklake: postgres:<libpq connection string>, or a DuckDB catalog file"
+    )
+    data_path: str | None = Field(None, description="ducklake: the folder of its Parquet files")
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> StoreSpec:
+        if self.kind == "duckdb":
+            stray = [k for k in ("catalog", "data_path") if getattr(self, k) is not None]
+            if stray:
+                raise ValueError(f"{stray} belong to kind 'ducklake'; this store is kind 'duckdb'")
+        else:
+            if self.path is not None:
+                raise ValueError("'path' is the DuckDB file of kind 'duckdb'; a DuckLake store has 'catalog'")
+            if not self.catalog:
+                raise ValueError(
+                    "kind 'ducklake' needs 'catalog': postgres:<connection string> or a catalog file"
+                )
+        return self
+
+
 class StudyFile(_Strict):
     """A whole study. ``source`` is the file it was read from (paths are relative to its folder)."""
 
@@ -332,6 +363,7 @@ class StudyFile(_Strict):
     statistics: StatisticsSpec = Field(default_factory=StatisticsSpec)
     stratification: StratificationSpec = Field(default_factory=StratificationSpec)
     synergy_curves: SynergyCurvesSpec | None = None
+    store: StoreSpec = Field(default_factory=StoreSpec)
     domains: dict[Literal["soil_moisture", "streamflow"], DomainSpec]
 
     @field_validator("profile")
@@ -382,9 +414,8 @@ class StudyFile(_Strict):
         return self.domains[domain]
 
 
-def _expand(value: str, key: str, base: Path, variables: Mapping[str, str]) -> str:
-    """``${VAR}`` from ``variables`` or the environment, then relative to ``base``; an unset
-    variable is an error."""
+def _substitute(value: str, key: str, variables: Mapping[str, str]) -> str:
+    """``${VAR}`` from ``variables`` or the environment; an unset variable is an error."""
 
     def sub(m: re.Match[str]) -> str:
         var = m.group(1) or m.group(2)
@@ -394,7 +425,13 @@ def _expand(value: str, key: str, base: Path, variables: Mapping[str, str]) -> s
             raise ConfigError(key, f"uses ${{{var}}}, which is not set in the environment")
         return os.environ[var]
 
-    text = _VAR.sub(sub, value)
+    return _VAR.sub(sub, value)
+
+
+def _expand(value: str, key: str, base: Path, variables: Mapping[str, str]) -> str:
+    """``${VAR}`` from ``variables`` or the environment, then relative to ``base``; an unset
+    variable is an error."""
+    text = _substitute(value, key, variables)
     path = Path(text).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
 
@@ -418,6 +455,19 @@ def _resolve_paths(raw: dict[str, Any], base: Path, variables: Mapping[str, str]
                         spec[key] = _expand(spec[key], f"domains.{name}.{key}", base, variables)
             resolved[name] = spec
         out["domains"] = resolved
+    store = out.get("store")
+    if isinstance(store, dict):
+        store = dict(store)
+        for key in ("path", "data_path"):
+            if isinstance(store.get(key), str):
+                store[key] = _expand(store[key], f"store.{key}", base, variables)
+        catalog = store.get("catalog")
+        if isinstance(catalog, str):
+            if catalog.strip().startswith("postgres:"):  # a connection string: variables only
+                store["catalog"] = _substitute(catalog, "store.catalog", variables)
+            else:
+                store["catalog"] = _expand(catalog, "store.catalog", base, variables)
+        out["store"] = store
     strat = out.get("stratification")
     if isinstance(strat, dict) and isinstance(strat.get("schemes"), list):
         schemes = []

@@ -6,7 +6,7 @@ module-level helpers and subprocesses, which cannot take fixtures)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -16,6 +16,7 @@ import pytest
 
 if TYPE_CHECKING:
     from synergy_dagster.models.normalization import Arrays
+    from synergy_dagster.store import StoreLocation
 
 Target = Literal["smooth", "drift", "noise"]
 # Per target: dynamic input names, static names, fraction of targets set to NaN.
@@ -101,3 +102,13 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(params=["duckdb", "ducklake-file", "ducklake-postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreLocation]:
+    """A new, empty metadata store of each backend in turn (``stores.py``): the DuckDB file,
+    DuckLake on a DuckDB-file catalog, DuckLake on PostgreSQL (needs ``SYNERGY_TEST_PG_DSN``)."""
+    from synergy_dagster_tests.stores import store_location
+
+    with store_location(request.param, tmp_path) as location:
+        yield location

@@ -26,12 +26,14 @@ def test_flags_become_resource_run_config_every_job_accepts(tmp_path: Path) -> N
 
 
 def test_a_bad_flag_or_variable_fails_before_any_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from synergy_dagster.cli import _workers, main
+    from synergy_dagster.cli import _bank_size, main
     from synergy_dagster.errors import ConfigError
 
     with pytest.raises(SystemExit, match="error: study.domains: unknown domains"):
         main(["study", "--data-dir", str(tmp_path / "d"), "--domains", "rainfall"])
     assert not (tmp_path / "d").exists()
-    monkeypatch.setenv("SYNERGY_STUDY_WORKERS", "four")
-    with pytest.raises(ConfigError, match="SYNERGY_STUDY_WORKERS: expected an integer, got 'four'"):
-        _workers(None, 24, persistent=True)
+    monkeypatch.setenv("SYNERGY_BANK_SIZE", "four")
+    with pytest.raises(ConfigError, match="SYNERGY_BANK_SIZE: expected an integer, got 'four'"):
+        _bank_size(None)
+    with pytest.raises(SystemExit, match="--bank-size must be >= 1, got 0"):
+        _bank_size(0)

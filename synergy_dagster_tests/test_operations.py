@@ -899,20 +899,29 @@ print("OK" if res.success else "FAILED")
 """
 
 
-@pytest.mark.slow  # several Dagster runs in parallel processes (~13 s)
-def test_parallel_runs_of_duckdb_writers_lose_nothing(tmp_path: Path) -> None:
+def _parallel_writer_spans(
+    tmp_path: Path, instance_yaml: Path, env_extra: dict[str, str]
+) -> list[tuple[float, float]]:
+    """Three parallel runs of two DuckDB-writing steps each (pool ``duckdb``) on the instance of
+    ``instance_yaml``: checks that no row is lost and returns each step's (start, end) time."""
     home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text(instance_yaml.read_text())
     script = tmp_path / "writers.py"
     script.write_text(textwrap.dedent(_WRITERS))
     db = tmp_path / "synergy.duckdb"
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    env = {**os.environ, **env_extra, "DAGSTER_HOME": str(home)}
     from dagster._core.instance.ref import InstanceRef
 
-    # Create the instance's SQLite schema and the pool's slot row once: three processes creating
-    # them at once race (seen under load: two first steps both got a slot).
-    setup = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    def instance() -> dg.DagsterInstance:
+        with pytest.MonkeyPatch.context() as mp:  # the instance yaml may read DAGSTER_PG_* variables
+            for key, value in env_extra.items():
+                mp.setenv(key, value)
+            return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+
+    # Create the instance's schema and the pool's slot row once: three processes creating them at
+    # once race (seen under load on SQLite: two first steps both got a slot).
+    setup = instance()
     setup.event_log_storage.set_concurrency_slots("duckdb", 1)
     setup.dispose()
     t0 = time.time()
@@ -935,34 +944,63 @@ def test_parallel_runs_of_duckdb_writers_lose_nothing(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM w").fetchone()[0] == 3 * 2 * 200
         assert con.execute("SELECT count(DISTINCT writer || asset) FROM w").fetchone()[0] == 6
         assert con.execute("SELECT count(*) FROM sources").fetchone()[0] == 6
-    # The pool held one slot: no two DuckDB steps ran at the same time, across runs.
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    done = instance()
     spans = []
-    for run in instance.get_runs():
-        for ev in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+    for run in done.get_runs():
+        for ev in done.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
             md = ev.asset_materialization.metadata
             spans.append((md["t0"].value, md["t1"].value))
-    instance.dispose()
+    done.dispose()
     spans.sort()
     assert len(spans) == 6
     print(
         "DuckDB step spans (s from first):",
         [(round(a - spans[0][0], 2), round(b - spans[0][0], 2)) for a, b in spans],
     )
+    return spans
+
+
+def _overlaps(spans: list[tuple[float, float]], slack: float = 0.0) -> int:
+    """Successive (sorted) spans where the later one starts before the earlier one ends."""
+    return sum(b[0] < a[1] - slack for a, b in zip(spans, spans[1:], strict=False))
+
+
+@pytest.mark.slow  # several Dagster runs in parallel processes (~13 s)
+def test_parallel_runs_of_duckdb_writers_lose_nothing(tmp_path: Path) -> None:
+    spans = _parallel_writer_spans(tmp_path, ROOT / "deploy" / "dagster.yaml", {})
     # No overlap is NOT asserted: on the SQLite instance storage Dagster's slot claim selects a free
     # slot row and then updates it, which two processes can do in the same instant (CI saw two
     # first steps overlap). The store's lock wait is what keeps every row; the strict pool (a row
-    # lock) is the PostgreSQL instance's, tested with the distributed run.
-    overlaps = sum(b[0] < a[1] - 0.05 for a, b in zip(spans, spans[1:], strict=False))
-    print(f"overlapping DuckDB steps on the SQLite instance: {overlaps} of 5 successive pairs")
+    # lock) is the PostgreSQL instance's, tested below.
+    print(f"overlapping DuckDB steps on the SQLite instance: {_overlaps(spans, 0.05)} of 5 successive pairs")
+
+
+@pytest.mark.slow  # several Dagster runs in parallel processes on a PostgreSQL instance (~15 s)
+def test_on_a_postgres_instance_the_duckdb_pool_is_strict(tmp_path: Path) -> None:
+    """The same three runs on deploy/postgres/dagster.yaml (a fresh database of the test server):
+    no row lost, and no two DuckDB steps ever overlap, across runs (the slot claim is a row lock)."""
+    from synergy_dagster_tests.services import dagster_pg_env, fresh_database, require_env, require_module
+
+    dsn = require_env("SYNERGY_TEST_PG_DSN")
+    require_module("dagster_postgres")
+    with fresh_database(dsn, "pool") as db:
+        spans = _parallel_writer_spans(
+            tmp_path, ROOT / "deploy" / "postgres" / "dagster.yaml", dagster_pg_env(dsn, db)
+        )
+    assert _overlaps(spans) == 0, spans
 
 
 # ---------------------------------------------------------------- scale-out configuration
 
 
 @pytest.mark.parametrize("kind", ["k8s", "celery", "docker"])
-def test_scaleout_examples_validate_against_the_schemas(kind: str) -> None:
+def test_scaleout_examples_validate_against_the_schemas(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip({"k8s": "dagster_k8s", "celery": "dagster_celery", "docker": "dagster_docker"}[kind])
+    # The Celery example takes its broker and store from the environment (as its workers do);
+    # validating the run config resolves them.
+    monkeypatch.setenv("DAGSTER_CELERY_BROKER_URL", "redis://redis:6379/0")
+    monkeypatch.setenv("DAGSTER_CELERY_BACKEND_URL", "redis://redis:6379/1")
+    monkeypatch.setenv("SYNERGY_STORE", "ducklake:postgres:host=pg dbname=synergy")
     import importlib
 
     from dagster._config import validate_config

@@ -26,7 +26,9 @@ def test_virtual_study_is_the_default_and_needs_no_paths() -> None:
     assert StudyConfig(profile="").resolved_profile(study).name == study.profile
 
 
-@pytest.mark.parametrize("name", ["real.yaml", "camels_us.yaml"])
+@pytest.mark.parametrize(
+    "name", ["real.yaml", "camels_us.yaml", "real_caravan_inputs.yaml", "real_beyond.yaml"]
+)
 def test_real_study_files_validate_against_the_data(real_data: Path, name: str) -> None:
     study = load_study(STUDIES_DIR / name, variables={"SYNERGY_REAL_DATA": str(real_data)})
     for spec in study.domains.values():
@@ -64,8 +66,6 @@ def test_camels_us_study_runs_end_to_end(real_data: Path, tmp_path: Path) -> Non
         "demo",
         "--data-dir",
         str(data),
-        "--workers",
-        "1",
     ]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

@@ -1,4 +1,8 @@
-"""The DuckDB metadata store: idempotent partition writes, atomic rollback, lock waiting."""
+"""The metadata store: idempotent partition writes, atomic rollback, lock waiting / conflict retries.
+
+The tests taking ``any_store`` run on every backend (``conftest.py``): the DuckDB file, DuckLake on
+a DuckDB-file catalog and DuckLake on PostgreSQL (``SYNERGY_TEST_PG_DSN``). DuckLake's own tests
+(many writers, migrations, settings) are in ``test_store_ducklake.py``."""
 
 from __future__ import annotations
 
@@ -10,15 +14,16 @@ import pandas as pd
 import pytest
 
 from synergy_dagster.errors import InputError
-from synergy_dagster.store import MetadataStore
+from synergy_dagster.store import MetadataStore, StoreLocation
+from synergy_dagster_tests.stores import store_location
 
 
 def _sites(ids: list[str], domain: str = "streamflow") -> pd.DataFrame:
     return pd.DataFrame({"site_id": ids, "domain": domain, "lat": 40.0, "lon": -100.0, "kept": True})
 
 
-def test_replace_rows_is_idempotent_per_partition(tmp_path: Path) -> None:
-    store = MetadataStore(tmp_path / "m.duckdb")
+def test_replace_rows_is_idempotent_per_partition(any_store: StoreLocation) -> None:
+    store = MetadataStore(any_store)
     store.replace_rows("sites", _sites(["a", "b"]), {"domain": "streamflow"})
     store.replace_rows("sites", _sites(["x"], "soil_moisture"), {"domain": "soil_moisture"})
     store.replace_rows("sites", _sites(["a", "c"]), {"domain": "streamflow"})
@@ -27,8 +32,8 @@ def test_replace_rows_is_idempotent_per_partition(tmp_path: Path) -> None:
     assert got.values.tolist() == [["soil_moisture", "x"], ["streamflow", "a"], ["streamflow", "c"]]
 
 
-def test_failed_insert_rolls_back_the_delete(tmp_path: Path) -> None:
-    store = MetadataStore(tmp_path / "m.duckdb")
+def test_failed_insert_rolls_back_the_delete(any_store: StoreLocation) -> None:
+    store = MetadataStore(any_store)
     store.replace_rows("sites", _sites(["a", "b"]), {"domain": "streamflow"})
     bad = _sites(["a", "a"])  # violates the primary key: the whole transaction must roll back
     with pytest.raises(duckdb.ConstraintException):
@@ -36,8 +41,8 @@ def test_failed_insert_rolls_back_the_delete(tmp_path: Path) -> None:
     assert store.count("sites", {"domain": "streamflow"}) == 2
 
 
-def test_unknown_columns_and_tables_are_named(tmp_path: Path) -> None:
-    store = MetadataStore(tmp_path / "m.duckdb")
+def test_unknown_columns_and_tables_are_named(any_store: StoreLocation) -> None:
+    store = MetadataStore(any_store)
     with pytest.raises(InputError, match="not in the table: \\['colour'\\]"):
         store.replace_rows("sites", _sites(["a"]).assign(colour="red"), {"domain": "streamflow"})
     with pytest.raises(InputError, match="unknown table"):
@@ -52,9 +57,20 @@ def _writer(path: str, domain: str, n: int) -> None:
         )
 
 
-def test_parallel_writer_processes_wait_for_the_lock_and_lose_nothing(tmp_path: Path) -> None:
-    path = str(tmp_path / "m.duckdb")
-    MetadataStore(path).init_schema()
+@pytest.mark.parametrize(
+    "backend",
+    ["duckdb", pytest.param("ducklake-file", marks=pytest.mark.slow), "ducklake-postgres"],
+)
+def test_parallel_writer_processes_wait_for_the_lock_and_lose_nothing(backend: str, tmp_path: Path) -> None:
+    """Four processes rewriting their partitions of one table: the DuckDB file (and the DuckDB-file
+    catalog, ~13 s) make them wait for the lock, DuckLake on PostgreSQL retries conflicting commits."""
+    with store_location(backend, tmp_path) as location:
+        _parallel_writers(location)
+
+
+def _parallel_writers(location: StoreLocation) -> None:
+    path = location.url  # the text form opens the same store in the writer processes
+    MetadataStore(location).init_schema()
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(path, f"d{k}", 8)) for k in range(4)]
     for p in procs:

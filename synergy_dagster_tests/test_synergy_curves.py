@@ -274,7 +274,7 @@ def test_the_asset_on_a_tiny_virtual_study(tmp_path: Path, monkeypatch: pytest.M
     data = tmp_path / "data"
     study = tmp_path / "tiny.yaml"
     study.write_text(textwrap.dedent(STUDY.format(data=data)))
-    assert cli.main(["study", "--config", str(study), "--domains", "soil_moisture", "--workers", "1"]) == 0
+    assert cli.main(["study", "--config", str(study), "--domains", "soil_moisture"]) == 0
     with duckdb.connect(str(data / "synergy.duckdb"), read_only=True) as con:
         sets = con.execute(
             "SELECT set_key, trained_as FROM training_sets WHERE experiment = ?", [CURVE_EXPERIMENT]
@@ -331,7 +331,7 @@ def test_curves_on_the_real_smap_pixels_at_a_small_size(
     data = tmp_path / "data"
     study = tmp_path / "real_small.yaml"
     study.write_text(REAL_STUDY.format(data=data, real=real_data))
-    assert cli.main(["study", "--config", str(study), "--workers", "1"]) == 0
+    assert cli.main(["study", "--config", str(study)]) == 0
     with duckdb.connect(str(data / "synergy.duckdb"), read_only=True) as con:
         curves = con.execute("SELECT * FROM synergy_curves WHERE metric = 'rmse'").df()
         slopes = con.execute("SELECT * FROM synergy_slopes WHERE metric = 'rmse' AND versus IS NULL").df()

@@ -19,8 +19,8 @@ import torch
 
 from synergy_dagster.defs.resources import SourceConfig
 from synergy_dagster.errors import InputError
-from synergy_dagster.io_utils import atomic_write_text, read_json_output
-from synergy_dagster.models.files import read_partition, save_models
+from synergy_dagster.io_utils import atomic_write_text, read_json_output, staged_outputs
+from synergy_dagster.models.files import PartitionModels, read_partition, save_models, save_partitions
 from synergy_dagster.store import MetadataStore
 
 
@@ -32,8 +32,21 @@ class JsonIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
+        layout = self.sources.layout
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            # A run over several partitions (a bank run) returns {partition: value}: all land or none.
+            keys = list(context.asset_partition_keys)
+            if not isinstance(obj, dict) or set(obj) != set(keys):
+                raise dg.Failure(
+                    f"{context.asset_key.to_user_string()}: expected one value per partition {keys}"
+                )
+            with staged_outputs() as out:
+                for key in keys:
+                    text = json.dumps(obj[key], indent=1, sort_keys=True, default=str)
+                    out.write_text(layout.asset_json(context.asset_key.path, key), text)
+            return
         part = context.partition_key if context.has_partition_key else None
-        path = self.sources.layout.asset_json(context.asset_key.path, part)
+        path = layout.asset_json(context.asset_key.path, part)
         atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str))
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
@@ -67,17 +80,28 @@ class ModelIOManager(dg.ConfigurableIOManager):
     sources: dg.ResourceDependency[SourceConfig]
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
-        paths = save_models(
-            self.sources.layout,
-            MetadataStore(obj["db_path"]),
-            obj["domain"],
-            obj["set_key"],
-            obj["budget"],
-            obj["seeds"],
-            obj["rows"],
-            obj["curves"],
-        )
-        context.add_output_metadata({"files": dg.MetadataValue.json(paths)})
+        store = MetadataStore(obj["db_path"])
+        if "partitions" not in obj:  # one partition's payload
+            paths = save_models(
+                self.sources.layout,
+                store,
+                obj["domain"],
+                obj["set_key"],
+                obj["budget"],
+                obj["seeds"],
+                obj["rows"],
+                obj["curves"],
+            )
+            context.add_output_metadata({"files": dg.MetadataValue.json(paths)})
+            return
+        # Every partition of a bank run in one unit: files, index.json files and rows land together.
+        parts = [
+            PartitionModels(key, p["seeds"], p["rows"], p["curves"]) for key, p in obj["partitions"].items()
+        ]
+        indexes = save_partitions(self.sources.layout, store, obj["domain"], obj["budget"], parts)
+        # (an output's metadata goes to every partition of the run: the files of each, by partition)
+        files = next(iter(indexes.values())) if len(indexes) == 1 else indexes
+        context.add_output_metadata({"files": dg.MetadataValue.json(files)})
 
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
         domain = context.asset_key.path[-1].removesuffix("_model")

@@ -1,4 +1,4 @@
-"""Resources: where the data come from, how the study is run, and the DuckDB store.
+"""Resources: where the data come from, how the study is run, and the metadata store.
 
 Each is a small ConfigurableResource; its defaults come from environment variables (read with the
 typed readers of :mod:`synergy_dagster.env`) so the same definitions run the embedded virtual CONUS
@@ -30,7 +30,7 @@ from synergy_dagster.env import env_float, env_int, env_list, env_str
 from synergy_dagster.errors import ConfigError
 from synergy_dagster.evaluation.statistics import WILCOXON_METHODS
 from synergy_dagster.layout import Layout
-from synergy_dagster.store import MetadataStore
+from synergy_dagster.store import MetadataStore, StoreLocation, duckdb_file, ducklake, parse_store
 from synergy_dagster.study_file import (
     SHIPPED_STUDIES,
     DomainSpec,
@@ -267,17 +267,64 @@ class StudyConfig(dg.ConfigurableResource):
 
 
 class DuckDBStore(dg.ConfigurableResource):
-    """The metadata store (one DuckDB file); every use opens and closes its own connection.
+    """The metadata store: the embedded DuckDB file (default) or a DuckLake catalog with Parquet
+    data (for many writers); every use opens and closes its own connection.
 
-    The file is the working folder's (``Layout.database``) unless ``path`` names another one.
+    Which store, the first that is set: ``path`` (a DuckDB file), ``url`` (env ``SYNERGY_STORE``: a
+    DuckDB file, ``ducklake:postgres:<connection string>`` or ``ducklake:<catalog file>``), the
+    study file's ``store:`` block, else ``<sources.data_dir>/synergy.duckdb``. A DuckLake store's
+    Parquet files go to ``data_path`` (env ``SYNERGY_STORE_DATA_PATH``), else the study file's
+    ``store.data_path``, else ``<sources.data_dir>/ducklake``.
     """
 
     sources: dg.ResourceDependency[SourceConfig]
-    path: str = ""  # empty = <sources.data_dir>/synergy.duckdb
+    path: str = ""  # a DuckDB file; empty = as below
+    url: str = Field(default_factory=lambda: env_str("SYNERGY_STORE", ""))
+    data_path: str = Field(default_factory=lambda: env_str("SYNERGY_STORE_DATA_PATH", ""))
+
+    def location(self) -> StoreLocation:
+        """Where the store is (its ``url`` opens it again in any process: ``MetadataStore(url)``)."""
+        if self.path:
+            return duckdb_file(self.path, "store.path")
+        url_origin = _origin("store.url", "SYNERGY_STORE", self.url)
+        data_origin = _origin("store.data_path", "SYNERGY_STORE_DATA_PATH", self.data_path)
+        study = self.sources.study()
+        spec, where = study.store, f"{self.sources.study_path()}: store"
+        lake_data: str | Path = self.data_path
+        if not lake_data and spec.kind == "ducklake" and spec.data_path:
+            lake_data, data_origin = spec.data_path, f"{where}.data_path"
+        if not lake_data:
+            lake_data = self.sources.work_dir / "ducklake"
+        if self.url:
+            if self.url.startswith("ducklake:"):
+                return parse_store(self.url, lake_data, url_origin, data_origin)
+            return parse_store(self.url, self.data_path or None, url_origin, data_origin)
+        if spec.kind == "ducklake":
+            assert spec.catalog is not None  # the study file's validation requires it
+            return ducklake(spec.catalog, lake_data, f"{where}.catalog", data_origin)
+        if self.data_path:
+            raise ConfigError(
+                data_origin, "set, but the metadata store is a DuckDB file; a data path is a DuckLake setting"
+            )
+        return duckdb_file(spec.path or self.sources.layout.database(), f"{where}.path")
 
     @property
     def db_path(self) -> Path:
-        return Path(self.path).resolve() if self.path else self.sources.layout.database()
+        """The DuckDB file. A DuckLake store is not one file: use :meth:`store`, or pass
+        ``location().url`` to another process."""
+        location = self.location()
+        if location.path is None:
+            raise ConfigError(
+                location.origin,
+                f"the metadata store is {location.describe()}, not one DuckDB file: open it with "
+                "store() (in another process: MetadataStore(store.location().url))",
+            )
+        return location.path
 
     def store(self) -> MetadataStore:
-        return MetadataStore(self.db_path)
+        return MetadataStore(self.location())
+
+
+def _origin(field: str, variable: str, value: str) -> str:
+    """The setting a value came from, for error messages: the variable when it holds that value."""
+    return variable if value and env_str(variable, "") == value else field

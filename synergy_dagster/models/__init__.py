@@ -3,6 +3,7 @@
 Free of Dagster; everything is device-agnostic (CUDA when present, else CPU).
 """
 
+from synergy_dagster.models.bank import BankMember, bank_compatible, train_bank
 from synergy_dagster.models.checkpoint import load_checkpoint, save_checkpoint
 from synergy_dagster.models.device import as_device, pick_device
 from synergy_dagster.models.files import load_state, save_state
@@ -26,11 +27,13 @@ from synergy_dagster.models.training import TrainResult, TrainSpec, train_model
 
 __all__ = [
     "Arrays",
+    "BankMember",
     "Normalizer",
     "SynergyLSTM",
     "TrainResult",
     "TrainSpec",
     "as_device",
+    "bank_compatible",
     "default_method",
     "effective_batch",
     "full_inputs",
@@ -47,5 +50,6 @@ __all__ = [
     "sample_indices",
     "save_checkpoint",
     "save_state",
+    "train_bank",
     "train_model",
 ]

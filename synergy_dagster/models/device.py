@@ -58,3 +58,17 @@ def configure_threads(requested: int, hidden: int) -> int:
     n = requested or (1 if hidden < 128 else max(1, os.cpu_count() or 1))
     torch.set_num_threads(n)
     return n
+
+
+def bank_threads(requested: int) -> int:
+    """CPU threads a bank of models may use: ``requested`` (``torch_threads``) when > 0, else every
+    core this process may run on. The bank's ``fused`` kernel runs that many single-thread model
+    updates at once, as that many one-model processes would, without the processes."""
+    if requested < 0:
+        raise ConfigError("torch_threads", f"must be >= 0 (0 = auto), got {requested}")
+    if requested:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)

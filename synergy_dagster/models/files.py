@@ -8,6 +8,7 @@ someone dropped into ``data/`` is ever executed or silently used.
 One partition of a model asset (a training set under one budget) keeps one ``seed<k>.pt`` per seed
 in ``Layout.model_dir`` plus an ``index.json`` naming each file and its hash. :func:`save_models`
 writes those files and the partition's ``models`` / ``learning_curves`` rows as one unit
+(:func:`save_partitions` several partitions' as one unit)
 (``staged_outputs``): a failure anywhere, the database included, leaves the previous files and
 rows. Free of Dagster: the model IO manager and the budget assets only call these functions.
 """
@@ -15,7 +16,8 @@ rows. Free of Dagster: the model IO manager and the budget assets only call thes
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,19 +117,43 @@ def save_models(
     curves: pd.DataFrame,
 ) -> FileIndex:
     """Write the seeds' weights, the partition's ``index.json``, their ``models`` rows and the
-    learning curves as one unit.
+    learning curves as one unit (:func:`save_partitions` of one partition)."""
+    return save_partitions(layout, store, domain, budget, [PartitionModels(set_key, seeds, rows, curves)])[
+        set_key
+    ]
+
+
+@dataclass(frozen=True)
+class PartitionModels:
+    """What one partition's training produced: every seed's weights, ``models`` rows and curves."""
+
+    set_key: str
+    seeds: Mapping[int, StateDict]
+    rows: list[dict[str, Any]]
+    curves: pd.DataFrame
+
+
+def save_partitions(
+    layout: Layout, store: MetadataStore, domain: str, budget: str, parts: Sequence[PartitionModels]
+) -> dict[str, FileIndex]:
+    """Write several partitions' weights, ``index.json`` files, ``models`` rows and learning curves
+    as ONE unit (a bank run materialises several partitions at once: all of them land or none).
 
     The files are staged beside their targets; the rows are written in one DuckDB transaction and
     the files renamed inside it, then COMMIT (``staged_outputs``). A failing write, rename or
-    commit leaves the previous weights, index and rows (or none), so a row never points at a
+    commit leaves the previous weights, indexes and rows (or none), so a row never points at a
     missing, half-written or newer file.
     """
-    table = pd.DataFrame(rows)
-    where = {"domain": domain, "set_key": set_key, "budget": budget}
+    indexes: dict[str, FileIndex] = {}
     with staged_outputs() as out:
-        index = _stage_partition(out, layout, domain, budget, set_key, seeds)
-        table["path"] = [index[str(s)]["path"] for s in table["seed"]]
-        table["file_sha256"] = [index[str(s)]["sha256"] for s in table["seed"]]
-        writes = [("models", table, where), ("learning_curves", pd.DataFrame(curves), where)]
+        writes = []
+        for part in parts:
+            index = _stage_partition(out, layout, domain, budget, part.set_key, part.seeds)
+            table = pd.DataFrame(part.rows)
+            table["path"] = [index[str(s)]["path"] for s in table["seed"]]
+            table["file_sha256"] = [index[str(s)]["sha256"] for s in table["seed"]]
+            where = {"domain": domain, "set_key": part.set_key, "budget": budget}
+            writes += [("models", table, where), ("learning_curves", pd.DataFrame(part.curves), where)]
+            indexes[part.set_key] = index
         out.transaction(store.transaction(writes), store.path)
-    return index
+    return indexes

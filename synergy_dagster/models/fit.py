@@ -1,7 +1,7 @@
 """Training orchestration, free of Dagster: from a training set to trained (or reused) seeds.
 
 A :class:`TrainingSet` is one partition's description (sites, periods, normalisation, data hash);
-:func:`fit_set` trains every seed of it under one training budget, reusing an intact model of the
+:func:`fit_sets` trains every seed of several sets under one training budget as one bank, reusing an intact model of the
 same data and configuration from the metadata store and resuming a killed run from its checkpoint;
 :func:`check_models` computes what the model asset's checks judge. The Dagster assets
 (``defs/assets/training.py``, ``defs/assets/budget.py``) only call these and report the results.
@@ -15,7 +15,7 @@ import importlib.metadata
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -299,26 +299,33 @@ def validation_split(
     return arrays, Validation(val_arrays, skip, norm), f"held out {val.start}..{val.end}"
 
 
-def fit_set(
+@dataclass
+class _Prepared:
+    """One training set made ready: its arrays, validation, recorded config, and which seeds are
+    reused from the store (with their rows) and which must train."""
+
+    training_set: TrainingSet
+    arrays: Arrays
+    validation: Validation
+    val_label: str
+    n_in: int
+    data_hash: str
+    config_json: str
+    outcome: FitOutcome
+    reused_curves: dict[int, pd.DataFrame]
+    to_train: list[int]
+
+
+def _prepare(
     training_set: TrainingSet,
     profile: Profile,
     budget: Budget,
-    layout: Layout,
     store: MetadataStore,
-    device: torch.device,
     ds: xr.Dataset,
     log: Callable[[str], None],
-    threads: int,
-) -> FitOutcome:
-    """Train (or reuse) every seed of one training set under ``budget``.
-
-    A seed is reused when an intact model of the same data hash and config (budget included) is in
-    the store; otherwise it trains, resuming its checkpoint if a run was killed. No DuckDB
-    connection is open while a model trains. ``layout`` only places the checkpoints.
-    """
+) -> _Prepared:
+    """Arrays, config and the reuse decision of every seed of one set (reads the store once)."""
     domain, key = training_set.domain, training_set.key
-    profile.check_budget(budget)
-    budget = budget.for_domain(domain)
     dom = profile.for_domain(domain)
     recipe = dom.recipe
     if recipe.target_transform == "none" and target_transform_of(training_set.norm) != "none":
@@ -359,7 +366,7 @@ def fit_set(
     previous = store.query(f"SELECT * FROM models WHERE {where}", [domain, key, budget.mode])
     old_curves = store.query(f"SELECT * FROM learning_curves WHERE {where}", [domain, key, budget.mode])
     out = FitOutcome(domain, key, budget.mode, {}, [], pd.DataFrame(), {}, arrays, n_in, val_label)
-    curves = []
+    prep = _Prepared(training_set, arrays, validation, val_label, n_in, data_hash, config_json, out, {}, [])
     for seed in profile.seeds:
         reuse = previous[
             (previous["seed"] == seed)
@@ -374,69 +381,174 @@ def fit_set(
             out.seeds[seed] = load_state(row["path"], row["file_sha256"])
             out.rows.append(row)
             out.losses[seed] = [float(row["first_loss"]), float(row["final_loss"])]
-            curves.append(old_curves[old_curves["seed"] == seed])
-            continue
-        t0 = time.perf_counter()
+            prep.reused_curves[seed] = old_curves[old_curves["seed"] == seed]
+        else:
+            prep.to_train.append(seed)
+    return prep
 
-        def log_block(block: int, loss: float, seed: int = seed) -> None:
+
+def fit_sets(
+    training_sets: Sequence[TrainingSet],
+    profile: Profile,
+    budget: Budget,
+    layout: Layout,
+    store: MetadataStore,
+    device: torch.device,
+    ds: xr.Dataset,
+    log: Callable[[str], None],
+    threads: int,
+    bank_threads: int | None = None,
+) -> list[FitOutcome]:
+    """Train (or reuse) every seed of every set under ``budget``: one :class:`FitOutcome` per set,
+    in order.
+
+    A seed is reused when an intact model of the same data hash and config (budget included) is in
+    the store. The seeds that must train (of every set of one domain) train together as one bank
+    (:func:`~synergy_dagster.models.bank.train_bank`: stacked weights, each model with its own data,
+    sampling, optimiser, validation and stopping), each resuming its checkpoint if a run was killed.
+    A lone model trains alone (:func:`train_model`, the fused library LSTM). No DuckDB connection is
+    open while models train. ``layout`` only places the checkpoints; ``ds`` is the domain's sites;
+    ``threads`` is recorded per model, ``bank_threads`` the CPU threads the bank may use (default:
+    torch's current count).
+    """
+    if not training_sets:
+        return []
+    domains = {ts.domain for ts in training_sets}
+    if len(domains) != 1:
+        raise ConfigError("training sets", f"one bank trains one domain's sets, got {sorted(domains)}")
+    profile.check_budget(budget)
+    budget = budget.for_domain(training_sets[0].domain)
+    preps = [_prepare(ts, profile, budget, store, ds, log) for ts in training_sets]
+    members: list[tuple[_Prepared, int]] = [(p, seed) for p in preps for seed in p.to_train]
+    specs = [TrainSpec.from_profile(profile, p.training_set.domain, seed, budget) for p, seed in members]
+
+    def log_for(key: str, seed: int) -> Callable[[int, float], None]:
+        def log_block(block: int, loss: float) -> None:
             log(f"{key} seed {seed} [{budget.mode}] check {block}: loss {loss:.4f}")
 
-        result = train_model(
-            arrays,
-            TrainSpec.from_profile(profile, domain, seed, budget),
-            validation=validation,
-            checkpoint_path=layout.checkpoint(domain, budget.mode, key, seed),
-            device=device,
-            log=log_block,
-            progress=True,
-        )
-        best = next((pt for pt in result.curve if pt.update == result.best_update), None)
-        out.seeds[seed] = result.state_dict
-        out.losses[seed] = list(result.losses)
-        out.rows.append(
-            {
-                "domain": domain,
-                "scenario": training_set.scenario,
-                "region": training_set.region,
-                "set_key": key,
-                "seed": seed,
-                "profile": profile.name,
-                "n_sites": len(arrays.site_ids),
-                "n_train_samples": int(result.n_train_samples),
-                "data_hash": data_hash,
-                "config_json": config_json,
-                "train_seconds": time.perf_counter() - t0,
-                "final_loss": float(result.losses[-1]),
-                "first_loss": float(result.losses[0]),
-                "n_iterations": int(result.n_iterations),
-                "resumed_from_block": int(result.resumed_from_block or 0),
-                "device": str(device),
-                "torch_threads": threads,
-                "code_version": code_version(),
-                "created_at": datetime.now(),
-                "budget": budget.mode,
-                "budget_json": json.dumps(budget.to_dict(), sort_keys=True),
-                "stop_reason": result.stop_reason,
-                "best_update": int(result.best_update),
-                "best_val_nse": None if best is None else best.val_nse,
-                "best_val_rmse": None if best is None else best.val_rmse,
-                "validation": val_label,
-            }
-        )
-        curve = pd.DataFrame([dataclasses.asdict(pt) for pt in result.curve])
-        curves.append(
-            curve.assign(
-                domain=domain,
-                set_key=key,
-                scenario=training_set.scenario,
-                region=training_set.region,
-                seed=seed,
-                budget=budget.mode,
-                validation=val_label,
+        return log_block
+
+    t0 = time.perf_counter()
+    if len(members) == 1:
+        (p, seed), spec = members[0], specs[0]
+        key = p.training_set.key
+        results = [
+            train_model(
+                p.arrays,
+                spec,
+                validation=p.validation,
+                checkpoint_path=layout.checkpoint(p.training_set.domain, budget.mode, key, seed),
+                device=device,
+                log=log_for(key, seed),
+                progress=True,
             )
+        ]
+    elif members:
+        from synergy_dagster.models.bank import BankMember, train_bank
+
+        log(
+            f"training {len(members)} models as one bank: "
+            + ", ".join(f"{p.training_set.key}/{s}" for p, s in members)
         )
-    out.curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
-    return out
+        bank = [
+            BankMember(
+                arrays=p.arrays,
+                spec=spec,
+                validation=p.validation,
+                checkpoint_path=layout.checkpoint(
+                    p.training_set.domain, budget.mode, p.training_set.key, seed
+                ),
+                log=log_for(p.training_set.key, seed),
+                name=f"{p.training_set.key} seed {seed}",
+            )
+            for (p, seed), spec in zip(members, specs, strict=True)
+        ]
+        results = train_bank(bank, device=device, progress=True, threads=bank_threads)
+    else:
+        results = []
+    wall = time.perf_counter() - t0
+    trained: dict[tuple[int, int], Any] = {
+        (id(p), seed): result for (p, seed), result in zip(members, results, strict=True)
+    }
+    outcomes = []
+    for p in preps:
+        ts, out = p.training_set, p.outcome
+        curves = [p.reused_curves[s] for s in p.reused_curves]
+        for seed in p.to_train:
+            result = trained[(id(p), seed)]
+            best = next((pt for pt in result.curve if pt.update == result.best_update), None)
+            out.seeds[seed] = result.state_dict
+            out.losses[seed] = list(result.losses)
+            out.rows.append(
+                {
+                    "domain": ts.domain,
+                    "scenario": ts.scenario,
+                    "region": ts.region,
+                    "set_key": ts.key,
+                    "seed": seed,
+                    "profile": profile.name,
+                    "n_sites": len(p.arrays.site_ids),
+                    "n_train_samples": int(result.n_train_samples),
+                    "data_hash": p.data_hash,
+                    "config_json": p.config_json,
+                    # a bank's models share its wall time: each records the bank's (see bank_size)
+                    "train_seconds": wall,
+                    "final_loss": float(result.losses[-1]),
+                    "first_loss": float(result.losses[0]),
+                    "n_iterations": int(result.n_iterations),
+                    "resumed_from_block": int(result.resumed_from_block or 0),
+                    "device": str(device),
+                    "torch_threads": threads,
+                    "code_version": code_version(),
+                    "created_at": datetime.now(),
+                    "budget": budget.mode,
+                    "budget_json": json.dumps(budget.to_dict(), sort_keys=True),
+                    "stop_reason": result.stop_reason,
+                    "best_update": int(result.best_update),
+                    "best_val_nse": None if best is None else best.val_nse,
+                    "best_val_rmse": None if best is None else best.val_rmse,
+                    "validation": p.val_label,
+                    "bank_size": len(members),
+                }
+            )
+            curve = pd.DataFrame([dataclasses.asdict(pt) for pt in result.curve])
+            curves.append(
+                curve.assign(
+                    domain=ts.domain,
+                    set_key=ts.key,
+                    scenario=ts.scenario,
+                    region=ts.region,
+                    seed=seed,
+                    budget=budget.mode,
+                    validation=p.val_label,
+                )
+            )
+        # rows and curves in seed order, reused or trained
+        order = {seed: i for i, seed in enumerate(profile.seeds)}
+        out.rows.sort(key=lambda r: order.get(int(r["seed"]), 0))
+        out.seeds = dict(sorted(out.seeds.items(), key=lambda kv: order.get(kv[0], 0)))
+        curves = [c for c in curves if len(c)]
+        out.curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+        if len(out.curves):
+            out.curves = out.curves.sort_values(["seed", "update"], kind="stable", ignore_index=True)
+        outcomes.append(out)
+    return outcomes
+
+
+def fit_set(
+    training_set: TrainingSet,
+    profile: Profile,
+    budget: Budget,
+    layout: Layout,
+    store: MetadataStore,
+    device: torch.device,
+    ds: xr.Dataset,
+    log: Callable[[str], None],
+    threads: int,
+) -> FitOutcome:
+    """Train (or reuse) every seed of one training set under ``budget`` (:func:`fit_sets` of one;
+    its seeds train as one bank when more than one must train)."""
+    return fit_sets([training_set], profile, budget, layout, store, device, ds, log, threads)[0]
 
 
 @dataclass(frozen=True)

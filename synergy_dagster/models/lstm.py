@@ -32,7 +32,8 @@ class SynergyLSTM(nn.Module):
             raise ConfigError("dropconnect", f"must be in [0, 1), got {dropconnect}")
         self.n_in, self.hidden, self.n_out, self.dropconnect = n_in, hidden, n_out, float(dropconnect)
         self.linear_in = nn.Linear(n_in, hidden)
-        self.lstm = nn.LSTM(hidden, hidden, num_layers=1, batch_first=True)
+        # time-major inside (see forward); the state dict is the same as with batch_first
+        self.lstm = nn.LSTM(hidden, hidden, num_layers=1)
         self.linear_out = nn.Linear(hidden, n_out)
         # Draws the DropConnect masks; the trainer swaps in its own seeded generator so the masks are
         # reproducible and their state can be checkpointed. None = torch's global generator.
@@ -54,8 +55,19 @@ class SynergyLSTM(nn.Module):
             out[name] = w * mask / keep
         return out
 
+    def lstm_weights(self) -> dict[str, torch.Tensor]:
+        """The LSTM's ``weight_ih_l0`` and ``weight_hh_l0`` for one forward pass: in training mode
+        with DropConnect a new masked draw (the draws :meth:`forward` makes), else the parameters.
+        For a caller that runs the recurrence itself (the stacked kernel of a model bank)."""
+        if self.training and self.dropconnect > 0.0:
+            return self._masked_weights()
+        return {name: getattr(self.lstm, name) for name in _MASKED}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.linear_in(x))
+        # Time-major inside: the input layer reads the small input transposed and writes the
+        # [time, batch, H] layout the library LSTM computes in, so no copy of the big activations
+        # is made on the way in or out (7 % of a paper-size training step on CPU; same outputs).
+        h = torch.relu(self.linear_in(x.transpose(0, 1)))
         if self.training and self.dropconnect > 0.0:
             with warnings.catch_warnings():
                 # cuDNN warns that the masked weights are not one contiguous chunk; compacting them
@@ -64,7 +76,7 @@ class SynergyLSTM(nn.Module):
                 out, _ = functional_call(self.lstm, self._masked_weights(), (h,))
         else:
             out, _ = self.lstm(h)
-        return self.linear_out(out)
+        return self.linear_out(out).transpose(0, 1)
 
 
 def masked_rmse(pred: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:

@@ -518,6 +518,216 @@ def improved(metric: str, value: float, best: float | None, min_delta: float = 0
     return value < best * (1.0 - min_delta)
 
 
+class ModelRun:
+    """One model's training run, update by update and block by block: what :func:`train_model`
+    drives for one model and :func:`~synergy_dagster.models.bank.train_bank` for many at once.
+
+    The steps of one update are separate methods (:meth:`draw`, :meth:`loss_of`, :meth:`step`) so
+    that a bank can run the forward and backward passes of all its members as one stacked
+    computation in between; :meth:`update` is the single-model update. After a block of updates,
+    :meth:`close_block` scores the validation data and applies the stopping rule,
+    :meth:`decide` (after the caller's ``log``) says whether to stop, :meth:`save_if_due`
+    writes the checkpoint. Construction validates the inputs; :meth:`start` resumes (or seeds)
+    the state and moves the data to the device.
+    """
+
+    def __init__(
+        self,
+        arrays: Arrays,
+        spec: TrainSpec,
+        validation: Validation | None,
+        checkpoint_path: str | Path | None,
+        device: torch.device | str | None,
+    ) -> None:
+        budget, recipe = spec.budget, spec.recipe
+        if budget.mode == "converge" and validation is None:
+            raise ConfigError("budget.mode", "'converge' needs validation data to stop on")
+        check_window(spec.rho, arrays.n_days)
+        self.n_valid = arrays.n_valid_targets
+        if self.n_valid == 0:
+            raise InputError(
+                "training data", "no valid target value in the training period", arrays.target_name
+            )
+        self.arrays, self.spec, self.validation = arrays, spec, validation
+        self.checkpoint_path = checkpoint_path
+        self.dev = dev = as_device(device)
+        self.deterministic = dev.type == "cpu" if spec.deterministic is None else spec.deterministic
+        self.sched = spec.schedule(arrays.n_sites, arrays.n_days)
+        if recipe.schedule == "cosine" and self.sched.total is None:
+            raise ConfigError("recipe.schedule", "'cosine' needs a known number of updates (set max_updates)")
+        self.scheduled = recipe.schedule != "constant" or recipe.warmup_updates > 0
+        self.keep_best = budget.mode == "converge"
+        self.metric = "nse" if budget.metric == "auto" else budget.metric  # callers resolve auto per domain
+        self.stop_reason = ""
+        self.block_n = 0  # updates of the current block
+        self.ran = 0  # updates done in the current block
+        self.acc: torch.Tensor | None = None  # summed minibatch loss of the current block
+
+    @property
+    def total(self) -> int | None:
+        return self.sched.total
+
+    def start(self) -> None:
+        """Resume this configuration's checkpoint (else a seeded fresh state); data to the device."""
+        spec, arrays, dev, budget = self.spec, self.arrays, self.dev, self.spec.budget
+        self.fingerprint = _fingerprint(spec, self.sched, arrays, self.validation)
+        self.st = st = _resume(self.checkpoint_path, self.fingerprint, spec, self.sched, arrays, dev)
+        self.start_blocks, self.start_update = st.blocks, st.updates
+        if self.keep_best and st.bad >= budget.patience and st.updates >= budget.min_updates:
+            self.stop_reason = "converged"
+        self.x_t = torch.from_numpy(np.ascontiguousarray(arrays.x, dtype=np.float32)).to(dev)
+        self.c_t = torch.from_numpy(np.ascontiguousarray(arrays.c, dtype=np.float32)).to(dev)
+        self.y_t = torch.from_numpy(np.ascontiguousarray(arrays.y, dtype=np.float32)).to(dev)
+        self.std_t = torch.from_numpy(site_stds(arrays)).to(dev) if spec.recipe.loss == "nse" else None
+        st.model.train()
+
+    def next_block(self) -> int:
+        """Updates of the next block (0 when the run ends here, with its ``stop_reason`` set)."""
+        st, budget, total = self.st, self.spec.budget, self.sched.total
+        if self.stop_reason:
+            return 0
+        if total is not None and st.updates >= total:
+            self.stop_reason = "budget"
+            return 0
+        if budget.mode == "wall_clock" and st.train_s + st.val_s >= budget.seconds:
+            self.stop_reason = "wall_clock"
+            return 0
+        block = self.sched.block
+        self.block_n = block if total is None else min(block, total - st.updates)
+        self.ran = 0
+        self.acc = torch.zeros((), device=self.dev)
+        return self.block_n
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """The next minibatch from this run's generator: windows, targets, site indices."""
+        s_idx, t_idx = sample_indices(
+            self.st.rng, self.arrays.n_sites, self.arrays.n_days, self.sched.batch, self.spec.rho
+        )
+        xb, yb = gather_windows(self.x_t, self.c_t, self.y_t, s_idx, t_idx, self.spec.rho)
+        return xb, yb, s_idx  # type: ignore[return-value]
+
+    def loss_of(self, out: torch.Tensor, yb: torch.Tensor, s_idx: np.ndarray) -> torch.Tensor:
+        """The recipe's loss of predictions ``out`` for the minibatch ``(yb, s_idx)``."""
+        recipe, n = self.spec.recipe, self.spec.loss_last_n
+        if n is not None:
+            out, yb = out[:, -n:], yb[:, -n:]
+        s_std = None if self.std_t is None else self.std_t[torch.as_tensor(s_idx, device=self.dev)]
+        return training_loss(recipe.loss, out, yb, s_std, recipe.nse_eps)
+
+    def step(self, loss: torch.Tensor) -> None:
+        """The optimiser step after ``loss.backward()``: clipping, scheduled rate, update."""
+        st, recipe = self.st, self.spec.recipe
+        if recipe.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(st.model.parameters(), recipe.grad_clip)
+        if self.scheduled:
+            rate = learning_rate(recipe, st.updates + self.ran, self.sched.total)
+            for group in st.optimizer.param_groups:
+                group["lr"] = rate
+        st.optimizer.step()
+        assert self.acc is not None
+        self.acc += loss.detach()
+        self.ran += 1
+
+    def update(self) -> None:
+        """One weight update of this model alone (the library's fused LSTM kernel)."""
+        xb, yb, s_idx = self.draw()
+        self.st.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_of(self.st.model(xb), yb, s_idx)
+        loss.backward()
+        self.step(loss)
+
+    def block_done(self, seconds: float) -> bool:
+        """Whether the current block is complete after ``seconds`` of it (a wall-clock budget may
+        end inside a block)."""
+        st, budget = self.st, self.spec.budget
+        if self.ran >= self.block_n:
+            return True
+        return budget.mode == "wall_clock" and st.train_s + st.val_s + seconds >= budget.seconds
+
+    def close_block(self, seconds: float) -> CurvePoint:
+        """Book the block that took ``seconds`` of training; score the validation data and update
+        the best check and the stopping rule's counters."""
+        st, budget = self.st, self.spec.budget
+        assert self.acc is not None
+        block_loss = float(self.acc) / self.ran  # one device sync per block
+        st.train_s += seconds
+        st.updates += self.ran
+        st.blocks += 1
+        st.losses.append(block_loss)
+        t1 = time.perf_counter()
+        v_nse, v_rmse = (math.nan, math.nan)
+        if self.validation is not None:
+            v_nse, v_rmse = validation_scores(st.model, self.validation, self.dev)
+            st.model.train()
+        st.val_s += time.perf_counter() - t1
+        point = CurvePoint(st.updates, st.train_s, st.val_s, block_loss, v_nse, v_rmse)
+        st.curve.append(point)
+        value = v_nse if self.metric == "nse" else v_rmse
+        # Kept weights: the best single check. Stopping: the best (smoothed) value; with
+        # smooth == 1 both are the one rule of before (a gain of more than min_delta).
+        smooth = budget.smooth
+        if improved(self.metric, value, st.best, budget.min_delta if smooth == 1 else 0.0):
+            st.best, st.best_update = value, st.updates
+            if self.keep_best:
+                st.best_state = st.weights()
+        trend = value if smooth == 1 else smoothed(st.curve, self.metric, smooth)
+        if len(st.curve) < smooth:
+            pass  # no judgement before the window is full: a mean of fewer checks is noisier
+        elif improved(self.metric, trend, st.stop_best, budget.min_delta):
+            st.stop_best, st.bad = trend, 0
+        else:
+            st.bad += 1
+        return point
+
+    def decide(self, point: CurvePoint, on_check: Callable[[CurvePoint], bool | None] | None = None) -> None:
+        """The stopping decision after a check (``on_check`` returning True stops the run)."""
+        st, budget = self.st, self.spec.budget
+        if on_check is not None and on_check(point):
+            self.stop_reason = "callback"
+        elif self.keep_best and st.bad >= budget.patience and st.updates >= budget.min_updates:
+            self.stop_reason = "converged"
+
+    @property
+    def finished(self) -> bool:
+        total = self.sched.total
+        return bool(self.stop_reason) or (total is not None and self.st.updates >= total)
+
+    def save_if_due(self) -> None:
+        """Checkpoint every ``checkpoint_every`` blocks and when the run is finished."""
+        if self.checkpoint_path is not None and (
+            self.st.blocks % self.spec.checkpoint_every == 0 or self.finished
+        ):
+            save_checkpoint(self.checkpoint_path, self.st.to_checkpoint(self.fingerprint))
+
+    def result(self, seconds: float) -> TrainResult:
+        """The outcome; ``seconds``: wall time of the call that trained it."""
+        st, spec, sched = self.st, self.spec, self.sched
+        if self.keep_best and st.best_state is not None:
+            state = {k: v.clone() for k, v in st.best_state.items()}
+        else:
+            state = st.weights()
+        return TrainResult(
+            state_dict=state,
+            losses=st.losses,
+            n_iterations=st.updates,
+            iters_per_epoch=sched.iters_per_epoch,
+            seconds=seconds,
+            resumed_from_block=self.start_blocks,
+            n_train_samples=self.n_valid,
+            n_in=self.arrays.n_in,
+            hidden=spec.hidden,
+            batch=sched.batch,
+            device=str(self.dev),
+            budget=spec.budget,
+            curve=st.curve,
+            stop_reason=self.stop_reason,
+            best_update=st.best_update,
+            block=sched.block,
+            resumed_from_update=self.start_update,
+            recipe=spec.recipe,
+        )
+
+
 def train_model(
     arrays: Arrays,
     spec: TrainSpec,
@@ -542,154 +752,34 @@ def train_model(
     and at the end; an existing checkpoint of the same configuration is resumed exactly (a corrupt
     or foreign one is ignored with a warning).
     """
-    budget, recipe = spec.budget, spec.recipe
-    if budget.mode == "converge" and validation is None:
-        raise ConfigError("budget.mode", "'converge' needs validation data to stop on")
-    n_sites, n_days = arrays.n_sites, arrays.n_days
-    check_window(spec.rho, n_days)
-    n_valid = arrays.n_valid_targets
-    if n_valid == 0:
-        raise InputError("training data", "no valid target value in the training period", arrays.target_name)
-
-    dev = as_device(device)
-    deterministic = dev.type == "cpu" if spec.deterministic is None else spec.deterministic
-    sched = spec.schedule(n_sites, n_days)
-    total, block, b = sched.total, sched.block, sched.batch
-    if recipe.schedule == "cosine" and total is None:
-        raise ConfigError("recipe.schedule", "'cosine' needs a known number of updates (set max_updates)")
-    scheduled = recipe.schedule != "constant" or recipe.warmup_updates > 0
-    fingerprint = _fingerprint(spec, sched, arrays, validation)
+    run = ModelRun(arrays, spec, validation, checkpoint_path, device)
     t_start = time.perf_counter()
-    keep_best = budget.mode == "converge"
-    metric = "nse" if budget.metric == "auto" else budget.metric  # callers resolve auto per domain
-    loss_last_n = spec.loss_last_n
-
-    with _deterministic(deterministic):
-        st = _resume(checkpoint_path, fingerprint, spec, sched, arrays, dev)
-        model, opt, rng = st.model, st.optimizer, st.rng
-        start_blocks, start_update = st.blocks, st.updates
-        stop_reason = (
-            "converged"
-            if (keep_best and st.bad >= budget.patience and st.updates >= budget.min_updates)
-            else ""
-        )
-
-        x_t = torch.from_numpy(np.ascontiguousarray(arrays.x, dtype=np.float32)).to(dev)
-        c_t = torch.from_numpy(np.ascontiguousarray(arrays.c, dtype=np.float32)).to(dev)
-        y_t = torch.from_numpy(np.ascontiguousarray(arrays.y, dtype=np.float32)).to(dev)
-        std_t = torch.from_numpy(site_stds(arrays)).to(dev) if recipe.loss == "nse" else None
-        model.train()
+    with _deterministic(run.deterministic):
+        run.start()
         show = progress and sys.stderr.isatty()
         bar = tqdm(
-            total=total,
-            initial=st.updates,
+            total=run.total,
+            initial=run.st.updates,
             disable=not show,
-            desc=f"train ({budget.mode})",
+            desc=f"train ({spec.budget.mode})",
             unit="upd",
             leave=False,
         )
-
-        while not stop_reason:
-            if total is not None and st.updates >= total:
-                stop_reason = "budget"
-                break
-            if budget.mode == "wall_clock" and st.train_s + st.val_s >= budget.seconds:
-                stop_reason = "wall_clock"
-                break
-            n = block if total is None else min(block, total - st.updates)
+        while run.next_block():
             t0 = time.perf_counter()
-            acc = torch.zeros((), device=dev)
-            ran = 0
-            for _ in range(n):
-                s_idx, t_idx = sample_indices(rng, n_sites, n_days, b, spec.rho)
-                xb, yb = gather_windows(x_t, c_t, y_t, s_idx, t_idx, spec.rho)
-                opt.zero_grad(set_to_none=True)
-                out = model(xb)
-                if loss_last_n is not None:
-                    out, yb = out[:, -loss_last_n:], yb[:, -loss_last_n:]
-                s_std = None if std_t is None else std_t[torch.as_tensor(s_idx, device=dev)]
-                loss = training_loss(recipe.loss, out, yb, s_std, recipe.nse_eps)
-                loss.backward()
-                if recipe.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                if scheduled:
-                    rate = learning_rate(recipe, st.updates + ran, total)
-                    for group in opt.param_groups:
-                        group["lr"] = rate
-                opt.step()
-                acc += loss.detach()
-                ran += 1
-                # a wall-clock budget may end inside a block
-                if (
-                    budget.mode == "wall_clock"
-                    and st.train_s + st.val_s + time.perf_counter() - t0 >= budget.seconds
-                ):
+            while True:
+                run.update()
+                if run.block_done(time.perf_counter() - t0):
                     break
-            block_loss = float(acc) / ran  # one device sync per block
-            st.train_s += time.perf_counter() - t0
-            st.updates += ran
-            st.blocks += 1
-            st.losses.append(block_loss)
-            bar.update(ran)
-            bar.set_postfix(loss=f"{block_loss:.4f}")
-            t1 = time.perf_counter()
-            v_nse, v_rmse = (math.nan, math.nan)
-            if validation is not None:
-                v_nse, v_rmse = validation_scores(model, validation, dev)
-                model.train()
-            st.val_s += time.perf_counter() - t1
-            point = CurvePoint(st.updates, st.train_s, st.val_s, block_loss, v_nse, v_rmse)
-            st.curve.append(point)
-            value = v_nse if metric == "nse" else v_rmse
-            # Kept weights: the best single check. Stopping: the best (smoothed) value; with
-            # smooth == 1 both are the one rule of before (a gain of more than min_delta).
-            smooth = budget.smooth
-            if improved(metric, value, st.best, budget.min_delta if smooth == 1 else 0.0):
-                st.best, st.best_update = value, st.updates
-                if keep_best:
-                    st.best_state = st.weights()
-            trend = value if smooth == 1 else smoothed(st.curve, metric, smooth)
-            if len(st.curve) < smooth:
-                pass  # no judgement before the window is full: a mean of fewer checks is noisier
-            elif improved(metric, trend, st.stop_best, budget.min_delta):
-                st.stop_best, st.bad = trend, 0
-            else:
-                st.bad += 1
+            point = run.close_block(time.perf_counter() - t0)
+            bar.update(run.ran)
+            bar.set_postfix(loss=f"{point.train_loss:.4f}")
             if log is not None:
-                log(st.blocks, block_loss)
-            if on_check is not None and on_check(point):
-                stop_reason = "callback"
-            elif keep_best and st.bad >= budget.patience and st.updates >= budget.min_updates:
-                stop_reason = "converged"
-            finished = bool(stop_reason) or (total is not None and st.updates >= total)
-            if checkpoint_path is not None and (st.blocks % spec.checkpoint_every == 0 or finished):
-                save_checkpoint(checkpoint_path, st.to_checkpoint(fingerprint))
+                log(run.st.blocks, point.train_loss)
+            run.decide(point, on_check)
+            run.save_if_due()
         bar.close()
-
-    if keep_best and st.best_state is not None:
-        state = {k: v.clone() for k, v in st.best_state.items()}
-    else:
-        state = st.weights()
-    return TrainResult(
-        state_dict=state,
-        losses=st.losses,
-        n_iterations=st.updates,
-        iters_per_epoch=sched.iters_per_epoch,
-        seconds=time.perf_counter() - t_start,
-        resumed_from_block=start_blocks,
-        n_train_samples=n_valid,
-        n_in=arrays.n_in,
-        hidden=spec.hidden,
-        batch=b,
-        device=str(dev),
-        budget=budget,
-        curve=st.curve,
-        stop_reason=stop_reason,
-        best_update=st.best_update,
-        block=block,
-        resumed_from_update=start_update,
-        recipe=recipe,
-    )
+    return run.result(time.perf_counter() - t_start)
 
 
 def initial_state(n_in: int, hidden: int, seed: int, dropconnect: float = 0.0) -> dict[str, torch.Tensor]:

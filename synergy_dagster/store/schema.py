@@ -28,7 +28,7 @@ TABLES: dict[str, str] = {
         final_loss DOUBLE, first_loss DOUBLE, n_iterations INTEGER, resumed_from_block INTEGER,
         device VARCHAR, torch_threads INTEGER, code_version VARCHAR, created_at TIMESTAMP,
         budget VARCHAR, budget_json VARCHAR, stop_reason VARCHAR, best_update INTEGER,
-        best_val_nse DOUBLE, best_val_rmse DOUBLE, validation VARCHAR,
+        best_val_nse DOUBLE, best_val_rmse DOUBLE, validation VARCHAR, bank_size INTEGER,
         PRIMARY KEY (domain, set_key, seed, budget)
     """,
     "learning_curves": """

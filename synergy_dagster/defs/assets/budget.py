@@ -16,9 +16,9 @@ from synergy_dagster.evaluation.figures import learning_curves_by_scenario
 from synergy_dagster.evaluation.study import evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
-from synergy_dagster.models.device import configure_threads, pick_device
-from synergy_dagster.models.files import save_models
-from synergy_dagster.models.fit import fit_set, load_plan, load_training_set
+from synergy_dagster.models.device import bank_threads, configure_threads, pick_device
+from synergy_dagster.models.files import PartitionModels, save_partitions
+from synergy_dagster.models.fit import fit_sets, load_plan, load_training_set
 from synergy_dagster.models.normalization import Normalizer
 
 EXPERIMENT = "global_vs_local"
@@ -111,8 +111,8 @@ def budget_sensitivity(
     device = pick_device(study.device)
     tables, metric_frames = [], []
     # The rows of every domain and mode, written with the table below in one transaction. The
-    # models are not part of this unit: each save_models call is its own all-or-nothing unit, a
-    # cache the next run reuses (fit_set) rather than an output of this asset.
+    # models are not part of this unit: each save_partitions call is its own all-or-nothing unit, a
+    # cache the next run reuses (fit_sets) rather than an output of this asset.
     writes: list[tuple[str, pd.DataFrame, dict[str, str]]] = []
     for domain in study.resolved_domains(sources.study()):
         plan = load_plan(layout, domain)
@@ -128,21 +128,29 @@ def budget_sensitivity(
         periods = sources.periods(domain)
         dom = profile.for_domain(domain)
         for budget in budgets:
-            fitted: dict[str, tuple[dict[int, Any], Normalizer]] = {}
-            for key in keys:
-                fit = fit_set(
-                    sets[key],
-                    profile,
-                    budget,
-                    layout,
-                    store.store(),
-                    device,
-                    ds,
-                    context.log.info,
-                    threads,
-                )
-                save_models(layout, store.store(), domain, key, budget.mode, fit.seeds, fit.rows, fit.curves)
-                fitted[key] = (fit.seeds, sets[key].norm)
+            # every model of this domain and mode as one bank
+            fits = fit_sets(
+                [sets[key] for key in keys],
+                profile,
+                budget,
+                layout,
+                store.store(),
+                device,
+                ds,
+                context.log.info,
+                threads,
+                bank_threads(study.torch_threads),
+            )
+            save_partitions(
+                layout,
+                store.store(),
+                domain,
+                budget.mode,
+                [PartitionModels(f.set_key, f.seeds, f.rows, f.curves) for f in fits],
+            )
+            fitted: dict[str, tuple[dict[int, Any], Normalizer]] = {
+                f.set_key: (f.seeds, sets[f.set_key].norm) for f in fits
+            }
             with torch.inference_mode():
                 frame = evaluate_domain(
                     ds, evals, fitted.__getitem__, profile.hidden, periods.test.slice, dom.warmup, device

@@ -6,6 +6,7 @@ these assets call it, register partitions and report metadata and check results.
 
 import json
 import platform
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,21 +20,26 @@ from synergy_dagster.defs.assets.regions import soil_moisture_sites, streamflow_
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.partitions import SET_PARTITIONS
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.env import env_int
+from synergy_dagster.errors import ConfigError
 from synergy_dagster.evaluation.figures import learning_curve
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.experiments.plan import build_plan, threshold_advice
 from synergy_dagster.experiments.synergy import CurveConfig
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.layout import Layout
-from synergy_dagster.models.device import configure_threads, pick_device
+from synergy_dagster.models.device import bank_threads, configure_threads, pick_device
 from synergy_dagster.models.fit import (
     TrainingSet,
     build_training_set,
     check_models,
-    fit_set,
+    fit_sets,
     normalizer_options,
 )
 from synergy_dagster.models.normalization import Normalizer
+
+# backfill_policy is "beta" in Dagster 1.13; bank runs rely on it on purpose (said once, not per asset).
+warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy`", category=dg.BetaWarning)
 
 SITES_ASSETS = {"soil_moisture": soil_moisture_sites, "streamflow": streamflow_sites}
 
@@ -138,6 +144,16 @@ def build_plan_asset(domain: str) -> dg.AssetsDefinition:
     return _plan
 
 
+def bank_policy() -> dg.BackfillPolicy:
+    """A backfill over a domain's training partitions runs as bank runs: at most
+    ``SYNERGY_BANK_SIZE`` partitions per run (default 64), trained together in one process. A
+    laptop then runs a domain as one bank; a cluster sets a small size to spread banks over nodes."""
+    size = env_int("SYNERGY_BANK_SIZE", 64)
+    if size < 1:
+        raise ConfigError("SYNERGY_BANK_SIZE", f"must be >= 1, got {size}")
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=size)
+
+
 def build_training_set_asset(domain: str, plan_asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{domain}_training_set",
@@ -146,32 +162,40 @@ def build_training_set_asset(domain: str, plan_asset: dg.AssetsDefinition) -> dg
         deps=[plan_asset],
         io_manager_key="json_io_manager",
         kinds={"python"},
+        backfill_policy=bank_policy(),
         description=(
             "One training set: its sites, periods, normalisation statistics (training data only) "
-            "and the hash of the exact training tensors."
+            "and the hash of the exact training tensors. A run over several partitions (a bank run) "
+            "writes one JSON per partition."
         ),
     )
     def _training_set(
         context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig
     ) -> dict[str, Any]:
-        ts = build_training_set(
-            sources.layout,
-            domain,
-            context.partition_key,
-            sources.periods(domain),
-            study.per_set_normalization,
-            study.log_transform,
-            study.resolved_profile(sources.study()).for_domain(domain).recipe.target_transform,
-        )
-        context.add_output_metadata(
-            {
-                "n_sites": len(ts.site_ids),
-                "n_valid_targets": ts.n_train_samples,
-                "sites_hash": ts.sites_hash,
-                "train": f"{ts.train.start}..{ts.train.end}",
-            }
-        )
-        return ts.to_dict()
+        recipe = study.resolved_profile(sources.study()).for_domain(domain).recipe
+        out = {}
+        for key in context.partition_keys:
+            ts = build_training_set(
+                sources.layout,
+                domain,
+                key,
+                sources.periods(domain),
+                study.per_set_normalization,
+                study.log_transform,
+                recipe.target_transform,
+            )
+            context.add_asset_metadata(
+                {
+                    "n_sites": len(ts.site_ids),
+                    "n_valid_targets": ts.n_train_samples,
+                    "sites_hash": ts.sites_hash,
+                    "train": f"{ts.train.start}..{ts.train.end}",
+                },
+                partition_key=key,
+            )
+            out[key] = ts.to_dict()
+        # one partition: its dict (the IO manager's single-partition form); several: keyed by partition
+        return out[context.partition_key] if len(out) == 1 else out
 
     return _training_set
 
@@ -182,13 +206,15 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
             "loss_finite_and_fell",
             asset=f"{domain}_model",
             blocking=True,
-            description="Block losses are finite and the training RMSE of the trained weights is below that of the initial weights.",
+            description="Block losses are finite and the training RMSE of the trained weights is below "
+            "that of the initial weights (every partition of the run; per partition in the metadata).",
         ),
         dg.AssetCheckSpec(
             "predictions_finite",
             asset=f"{domain}_model",
             blocking=True,
-            description="A full-sequence pass over the training sites yields no NaN.",
+            description="A full-sequence pass over the training sites yields no NaN (every partition "
+            "of the run; per partition in the metadata).",
         ),
     ]
 
@@ -200,12 +226,15 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
         io_manager_key="model_io_manager",
         check_specs=checks,
         kinds={"pytorch"},
+        backfill_policy=bank_policy(),
         description=(
             "The paper's LSTM (Linear+ReLU -> LSTM -> Linear) trained on one training set under the "
             "configured training budget (paper epoch rule, equal updates, equal passes, early stopping "
             "or wall clock), one model per seed, with its learning curve (table learning_curves). "
-            "Resumes from its checkpoint if a previous run was killed; reuses an intact model trained "
-            "on the same data hash with the same config."
+            "A run over several partitions trains them as one bank (stacked weights, each model with "
+            "its own data, seed, optimiser and stopping) and materialises each partition with its own "
+            "metadata and model files. Resumes from its checkpoints if a previous run was killed; "
+            "reuses an intact model trained on the same data hash with the same config."
         ),
     )
     def _model(
@@ -221,8 +250,11 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
         threads = configure_threads(study.torch_threads, profile.hidden)
         device = pick_device(study.device)
         ds = xr.load_dataset(layout.sites_nc(domain))
-        fit = fit_set(
-            TrainingSet.from_dict(training_set, source=f"{domain}_training_set [{context.partition_key}]"),
+        keys = context.partition_keys
+        given = {keys[0]: training_set} if len(keys) == 1 else training_set
+        sets = [TrainingSet.from_dict(given[key], source=f"{domain}_training_set [{key}]") for key in keys]
+        fits = fit_sets(
+            sets,
             profile,
             budget,
             layout,
@@ -231,56 +263,68 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
             ds,
             context.log.info,
             threads,
+            bank_threads(study.torch_threads),
         )
-        arrays, key = fit.arrays, fit.set_key
-        # Checks run before the output is stored, so a failing blocking check stops evaluation.
-        checks = check_models(fit, profile.hidden, profile.dropconnect, device)
+        # Checks run before the outputs are stored, so a failing blocking check stops evaluation.
+        checks = {fit.set_key: check_models(fit, profile.hidden, profile.dropconnect, device) for fit in fits}
         yield dg.AssetCheckResult(
             check_name="loss_finite_and_fell",
-            passed=checks.loss_ok,
+            passed=all(c.loss_ok for c in checks.values()),
             metadata={
-                "training_rmse": dg.MetadataValue.json(checks.training_rmse),
-                "block_losses": {
-                    str(s): [round(x, 5) for x in v[:: max(1, len(v) // 20)]] for s, v in fit.losses.items()
-                },
+                "failed_partitions": [k for k, c in checks.items() if not c.loss_ok],
+                "training_rmse": dg.MetadataValue.json({k: c.training_rmse for k, c in checks.items()}),
+                "block_losses": dg.MetadataValue.json(
+                    {
+                        fit.set_key: {
+                            str(s): [round(x, 5) for x in v[:: max(1, len(v) // 20)]]
+                            for s, v in fit.losses.items()
+                        }
+                        for fit in fits
+                    }
+                ),
             },
         )
         yield dg.AssetCheckResult(
             check_name="predictions_finite",
-            passed=checks.nan_sites == 0,
-            metadata={"sites_with_nan": checks.nan_sites},
+            passed=all(c.nan_sites == 0 for c in checks.values()),
+            metadata={"sites_with_nan": dg.MetadataValue.json({k: c.nan_sites for k, c in checks.items()})},
         )
-        rows = fit.rows
-        curve_png = learning_curve(fit.curves, title=f"{domain} {key} [{budget.mode}]")
+        for fit in fits:
+            rows = fit.rows
+            curve_png = learning_curve(fit.curves, title=f"{domain} {fit.set_key} [{budget.mode}]")
+            context.add_asset_metadata(
+                {
+                    "n_sites": len(fit.arrays.site_ids),
+                    "seeds": list(profile.seeds),
+                    "profile": profile.name,
+                    "budget": budget.mode,
+                    "stop_reason": ", ".join(sorted({str(r["stop_reason"]) for r in rows})),
+                    "n_updates": [int(r["n_iterations"]) for r in rows],
+                    "best_val_nse": [
+                        None if pd.isna(r["best_val_nse"]) else float(r["best_val_nse"]) for r in rows
+                    ],
+                    "validation": fit.validation,
+                    "device": str(device),
+                    "torch_threads": threads,
+                    "bank_partitions": len(keys),
+                    "final_loss": float(np.mean([r["final_loss"] for r in rows])),
+                    "train_seconds": float(max(r["train_seconds"] for r in rows)),
+                    "data_hash": rows[0]["data_hash"][:16],
+                    "host": platform.node(),
+                    "learning_curve": png_markdown(curve_png, "learning curve"),
+                    "checks_passed": checks[fit.set_key].loss_ok and checks[fit.set_key].nan_sites == 0,
+                },
+                partition_key=fit.set_key,
+            )
         yield dg.Output(
             {
                 "domain": domain,
-                "set_key": key,
                 "budget": budget.mode,
-                "seeds": fit.seeds,
-                "rows": rows,
-                "curves": fit.curves,
-                "db_path": str(store.db_path),
-            },
-            metadata={
-                "n_sites": len(arrays.site_ids),
-                "seeds": list(profile.seeds),
-                "profile": profile.name,
-                "budget": budget.mode,
-                "stop_reason": ", ".join(sorted({str(r["stop_reason"]) for r in rows})),
-                "n_updates": [int(r["n_iterations"]) for r in rows],
-                "best_val_nse": [
-                    None if pd.isna(r["best_val_nse"]) else float(r["best_val_nse"]) for r in rows
-                ],
-                "validation": fit.validation,
-                "device": str(device),
-                "torch_threads": threads,
-                "final_loss": float(np.mean([r["final_loss"] for r in rows])),
-                "train_seconds": float(sum(r["train_seconds"] for r in rows)),
-                "data_hash": rows[0]["data_hash"][:16],
-                "host": platform.node(),
-                "learning_curve": png_markdown(curve_png, "learning curve"),
-            },
+                "db_path": store.location().url,  # a DuckDB file or a DuckLake URL: any process opens it
+                "partitions": {
+                    fit.set_key: {"seeds": fit.seeds, "rows": fit.rows, "curves": fit.curves} for fit in fits
+                },
+            }
         )
 
     return _model
