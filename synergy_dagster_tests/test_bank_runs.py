@@ -3,6 +3,7 @@ and still materialises each partition with its own metadata, checks and model fi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -88,3 +89,13 @@ def test_a_run_over_a_partition_range_materialises_each_partition_on_its_own(tmp
     assert (
         db.query("SELECT path FROM models ORDER BY set_key, seed")["path"].tolist() == models["path"].tolist()
     )
+
+
+def test_a_bank_gets_the_configured_threads_else_every_core() -> None:
+    from synergy_dagster.errors import ConfigError
+    from synergy_dagster.models.device import bank_threads
+
+    assert bank_threads(3) == 3
+    assert 1 <= bank_threads(0) <= (os.cpu_count() or 1)
+    with pytest.raises(ConfigError, match="torch_threads: must be >= 0"):
+        bank_threads(-1)
