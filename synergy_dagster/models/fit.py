@@ -14,7 +14,6 @@ import hashlib
 import importlib.metadata
 import json
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -428,7 +427,6 @@ def fit_sets(
 
         return log_block
 
-    t0 = time.perf_counter()
     if len(members) == 1:
         (p, seed), spec = members[0], specs[0]
         key = p.training_set.key
@@ -466,7 +464,6 @@ def fit_sets(
         results = train_bank(bank, device=device, progress=True, threads=bank_threads)
     else:
         results = []
-    wall = time.perf_counter() - t0
     trained: dict[tuple[int, int], Any] = {
         (id(p), seed): result for (p, seed), result in zip(members, results, strict=True)
     }
@@ -491,8 +488,8 @@ def fit_sets(
                     "n_train_samples": int(result.n_train_samples),
                     "data_hash": p.data_hash,
                     "config_json": p.config_json,
-                    # a bank's models share its wall time: each records the bank's (see bank_size)
-                    "train_seconds": wall,
+                    # in a bank: the wall time from the bank's start until this model left it
+                    "train_seconds": float(result.seconds),
                     "final_loss": float(result.losses[-1]),
                     "first_loss": float(result.losses[0]),
                     "n_iterations": int(result.n_iterations),
