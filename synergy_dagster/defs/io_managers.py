@@ -20,7 +20,7 @@ import torch
 from synergy_dagster.defs.resources import SourceConfig
 from synergy_dagster.errors import InputError
 from synergy_dagster.io_utils import atomic_write_text, read_json_output, staged_outputs
-from synergy_dagster.models.files import PartitionModels, read_partition, save_models, save_partitions
+from synergy_dagster.models.files import PartitionModels, read_partition, save_partitions
 from synergy_dagster.store import MetadataStore
 
 
@@ -68,10 +68,11 @@ class JsonIOManager(dg.ConfigurableIOManager):
 class ModelIOManager(dg.ConfigurableIOManager):
     """One ``seed<k>.pt`` state_dict per seed under ``models/<domain>/<budget>/<set_key>/``.
 
-    The asset returns ``{"domain", "set_key", "budget", "seeds": {seed: state_dict}, "rows",
-    "curves", "db_path"}``; this writes the weights, the partition's ``index.json``, the ``models``
-    rows (with each file's SHA-256) and the ``learning_curves`` rows as one unit
-    (:func:`~synergy_dagster.models.files.save_models`, ``staged_outputs``): a failure anywhere,
+    The asset returns ``{"domain", "budget", "db_path", "partitions": {set_key: {"seeds": {seed:
+    state_dict}, "rows", "curves"}}}`` (one partition, or every partition of a bank run); this
+    writes the weights, each partition's ``index.json``, the ``models`` rows (with each file's
+    SHA-256) and the ``learning_curves`` rows as one unit
+    (:func:`~synergy_dagster.models.files.save_partitions`, ``staged_outputs``): a failure anywhere,
     the database included, leaves the previous files and rows. Loading uses
     ``torch.load(weights_only=True)`` and refuses a file whose hash no longer matches. The files
     themselves are :mod:`synergy_dagster.models.files`'s; this only adapts it to Dagster.
@@ -81,19 +82,6 @@ class ModelIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
         store = MetadataStore(obj["db_path"])
-        if "partitions" not in obj:  # one partition's payload
-            paths = save_models(
-                self.sources.layout,
-                store,
-                obj["domain"],
-                obj["set_key"],
-                obj["budget"],
-                obj["seeds"],
-                obj["rows"],
-                obj["curves"],
-            )
-            context.add_output_metadata({"files": dg.MetadataValue.json(paths)})
-            return
         # Every partition of a bank run in one unit: files, index.json files and rows land together.
         parts = [
             PartitionModels(key, p["seeds"], p["rows"], p["curves"]) for key, p in obj["partitions"].items()

@@ -40,7 +40,7 @@ from synergy_dagster.models.normalization import (
     target_transform_of,
 )
 from synergy_dagster.models.predict import predict, warmup_window
-from synergy_dagster.models.training import TrainSpec, Validation, initial_state, train_model, training_rmse
+from synergy_dagster.models.training import TrainSpec, Validation, initial_state, training_rmse
 from synergy_dagster.store import MetadataStore
 
 _TRAINING_SET_FIELDS = (
@@ -405,7 +405,7 @@ def fit_sets(
     the store. The seeds that must train (of every set of one domain) train together as one bank
     (:func:`~synergy_dagster.models.bank.train_bank`: stacked weights, each model with its own data,
     sampling, optimiser, validation and stopping), each resuming its checkpoint if a run was killed.
-    A lone model trains alone (:func:`train_model`, the fused library LSTM). No DuckDB connection is
+    A bank of one trains exactly as :func:`train_model` would. No DuckDB connection is
     open while models train. ``layout`` only places the checkpoints; ``ds`` is the domain's sites;
     ``threads`` is recorded per model, ``bank_threads`` the CPU threads the bank may use (default:
     torch's current count).
@@ -427,52 +427,33 @@ def fit_sets(
 
         return log_block
 
-    if len(members) == 1:
-        (p, seed), spec = members[0], specs[0]
-        key = p.training_set.key
-        results = [
-            train_model(
-                p.arrays,
-                spec,
-                validation=p.validation,
-                checkpoint_path=layout.checkpoint(p.training_set.domain, budget.mode, key, seed),
-                device=device,
-                log=log_for(key, seed),
-                progress=True,
-            )
-        ]
-    elif members:
-        from synergy_dagster.models.bank import BankMember, train_bank
+    # One path for one model or many: a bank of one trains exactly as train_model (fused kernel).
+    from synergy_dagster.models.bank import BankMember, train_bank
 
+    if len(members) > 1:
         log(
             f"training {len(members)} models as one bank: "
             + ", ".join(f"{p.training_set.key}/{s}" for p, s in members)
         )
-        bank = [
-            BankMember(
-                arrays=p.arrays,
-                spec=spec,
-                validation=p.validation,
-                checkpoint_path=layout.checkpoint(
-                    p.training_set.domain, budget.mode, p.training_set.key, seed
-                ),
-                log=log_for(p.training_set.key, seed),
-                name=f"{p.training_set.key} seed {seed}",
-            )
-            for (p, seed), spec in zip(members, specs, strict=True)
-        ]
-        results = train_bank(bank, device=device, progress=True, threads=bank_threads)
-    else:
-        results = []
-    trained: dict[tuple[int, int], Any] = {
-        (id(p), seed): result for (p, seed), result in zip(members, results, strict=True)
-    }
+    bank = [
+        BankMember(
+            arrays=p.arrays,
+            spec=spec,
+            validation=p.validation,
+            checkpoint_path=layout.checkpoint(p.training_set.domain, budget.mode, p.training_set.key, seed),
+            log=log_for(p.training_set.key, seed),
+            name=f"{p.training_set.key} seed {seed}",
+        )
+        for (p, seed), spec in zip(members, specs, strict=True)
+    ]
+    # results come in the order of `members`: preps in order, each set's seeds to train in order
+    results = iter(train_bank(bank, device=device, progress=True, threads=bank_threads))
     outcomes = []
     for p in preps:
         ts, out = p.training_set, p.outcome
         curves = [p.reused_curves[s] for s in p.reused_curves]
         for seed in p.to_train:
-            result = trained[(id(p), seed)]
+            result = next(results)
             best = next((pt for pt in result.curve if pt.update == result.best_update), None)
             out.seeds[seed] = result.state_dict
             out.losses[seed] = list(result.losses)
