@@ -3,7 +3,8 @@ file (default ``studies/real.yaml``: both domains, every scenario, each model to
 the profile's ``converge`` budget) in a fresh folder with its own ``DAGSTER_HOME``.
 
 Usage: ``SYNERGY_REAL_DATA=../shared/data python bench/bench_real_study.py [--config FILE]
-[--profile cpu] [--bank-size N] [--keep DIR]``
+[--profile cpu] [--bank-size N] [--precision bf16] [--keep DIR]``. ``--precision`` runs a copy of the
+study file (written beside it, removed afterwards) whose every domain's recipe has that precision.
 
 Prints the wall time, the share of it spent in the training runs (the bank runs' durations from the
 Dagster instance), the models trained, how each stopped, and each global model's best validation
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=str(ROOT / "studies" / "real.yaml"))
     ap.add_argument("--profile", default="cpu", choices=["demo", "cpu", "paper"])
     ap.add_argument("--bank-size", type=int, help="partitions per bank run (default: the CLI's)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], help="every domain's recipe precision")
     ap.add_argument("--keep", help="run in this folder and keep it (default: a temporary folder, removed)")
     args = ap.parse_args(argv)
     if not os.environ.get("SYNERGY_REAL_DATA"):
@@ -42,14 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGY_") or k == "SYNERGY_REAL_DATA"}
     env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
-    cmd = [sys.executable, "-m", "synergy_dagster.cli", "study", "--config", args.config]
+    config = Path(args.config).resolve()
+    if args.precision:
+        config = _with_precision(config, args.precision)
+    cmd = [sys.executable, "-m", "synergy_dagster.cli", "study", "--config", str(config)]
     cmd += ["--profile", args.profile, "--data-dir", str(work / "data")]
     cmd += ["--bank-size", str(args.bank_size)] if args.bank_size else []
     load0 = os.getloadavg()
     print(f"cpus {os.cpu_count()}, load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
     print("running:", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, cwd=work, env=env, text=True, check=False)
+    try:
+        res = subprocess.run(cmd, cwd=work, env=env, text=True, check=False)
+    finally:
+        if args.precision:
+            config.unlink(missing_ok=True)
     wall = time.perf_counter() - t0
     load1 = os.getloadavg()
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
@@ -63,12 +72,27 @@ def main(argv: list[str] | None = None) -> int:
     print(models["table"])
     print(f"load average after {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; peak RSS {peak_mb:.0f} MB")
     print(
-        f"HEADLINE: whole real study ({Path(args.config).name}, {args.profile} profile) in {wall:.0f} s "
+        f"HEADLINE: whole real study ({Path(args.config).name}, {args.profile} profile"
+        + (f", {args.precision}" if args.precision else "")
+        + f") in {wall:.0f} s "
         f"({wall / 60:.1f} min; target <= 20 min) on {os.cpu_count()} cores; training runs "
         f"{train_s:.0f} s ({train_s / wall:.0%} of the wall time); {models['n']} models; global "
         f"best validation NSE {models['global']} (1-min load {load0[0]:.1f} before, {load1[0]:.1f} after)"
     )
     return 0
+
+
+def _with_precision(config: Path, precision: str) -> Path:
+    """A copy of the study file beside it (so its relative paths still hold) whose every domain's
+    recipe has ``precision``."""
+    import yaml
+
+    study = yaml.safe_load(config.read_text())
+    for spec in study["domains"].values():
+        spec["recipe"] = {**(spec.get("recipe") or {}), "precision": precision}
+    out = config.with_name(f".bench-{precision}-{config.name}")
+    out.write_text(yaml.safe_dump(study, sort_keys=False))
+    return out
 
 
 def _training_seconds(home: Path) -> float:

@@ -59,6 +59,8 @@ CANDIDATES: dict[str, tuple[int, int, int, dict[str, Any]]] = {
     "adamw-nse-q-step-h128": _candidate(128, 270, 64, **ADAMW_STEP),
     # a 365-day window scoring its last 185 days: the first 180 spin the state up, as in a test pass
     "adamw-nse-q-step-spinup": _candidate(64, 365, 64, **ADAMW_STEP, loss_days=185),
+    # the cpu recipe with the training forward pass in bfloat16 (float32 weights, optimiser, loss)
+    "adamw-nse-q-step-bf16": _candidate(64, 270, 64, **ADAMW_STEP, precision="bf16"),
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -111,6 +112,7 @@ OPTIMIZERS = ("adadelta", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 LOSSES = ("rmse", "mse", "nse")
 TARGET_TRANSFORMS = ("log1p", "none")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,10 @@ class Recipe:
       spin-up from a zero state) do not pull the fit; 0 = every day, as the paper.
     * ``target_transform``: ``log1p`` (the paper's ``log(q + 1)`` for streamflow) or ``none`` (q
       itself, scaled like the other variables). Soil moisture is never log-transformed.
+    * ``precision``: ``fp32`` (the paper's) or ``bf16``: each training update's forward pass under
+      bfloat16 autocast (the LSTM and linear layers compute in bfloat16, the weights, optimiser
+      state, loss and every validation and test prediction stay float32). Pays on CPUs with
+      AVX512-BF16/AMX and on CUDA; elsewhere it may be slower.
 
     A recipe is applied per domain (:class:`DomainTraining`), since what suits streamflow need not
     suit soil moisture.
@@ -151,6 +157,7 @@ class Recipe:
     nse_eps: float = 0.1  # nse loss: keeps near-constant sites from dominating (Kratzert et al.)
     target_transform: str = "log1p"
     loss_days: int = 0  # score only the last n days of each window (0 = every day, the paper)
+    precision: str = "fp32"  # arithmetic of the training forward pass (fp32 | bf16)
 
     def __post_init__(self) -> None:
         choices = {
@@ -158,6 +165,7 @@ class Recipe:
             "schedule": SCHEDULES,
             "loss": LOSSES,
             "target_transform": TARGET_TRANSFORMS,
+            "precision": PRECISIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -187,10 +195,30 @@ class Recipe:
         return self == PAPER_RECIPE
 
     def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        """Every setting; ``precision`` only when not ``fp32``, so the recorded recipes (and the
+        checkpoint fingerprints) of models trained before it existed stay byte-stable."""
+        out = dataclasses.asdict(self)
+        if out["precision"] == "fp32":
+            del out["precision"]
+        return out
 
     def replace(self, **changes: object) -> Recipe:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def overridden(self, changes: Mapping[str, object], where: str = "recipe") -> Recipe:
+        """This recipe with ``changes`` (a study file's overrides of a profile's recipe); an unknown
+        key or a bad value is a ConfigError naming ``<where>.<key>``."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}", f"unknown setting; expected one of {sorted(known)}")
+        try:
+            return self.replace(**changes)
+        except ConfigError as exc:
+            source = exc.source.replace("recipe", where, 1) if exc.source.startswith("recipe") else exc.source
+            raise ConfigError(source, exc.problem, exc.where) from exc
+        except TypeError as exc:  # a value of the wrong type reaching a comparison
+            raise ConfigError(where, f"bad value in {dict(changes)}: {exc}") from exc
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Recipe:

@@ -13,6 +13,7 @@ The file is free of Dagster: the resources in ``defs/resources.py`` read it, and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -23,7 +24,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from synergy_dagster.config import DOMAINS, PROFILES, Budget, DomainPeriods, Period, PlanConfig
+from synergy_dagster.config import DOMAINS, PROFILES, Budget, DomainPeriods, Period, PlanConfig, Recipe
 from synergy_dagster.errors import ConfigError
 
 READERS = ("caravan", "camels_us", "pixel_cube")
@@ -92,6 +93,11 @@ class DomainSpec(_Strict):
     categorical: list[str] = Field(default_factory=list)
     periods: PeriodsSpec
     missing_values: list[float] = Field(default_factory=list, description="values that mean 'no data'")
+    recipe: dict[str, Any] = Field(
+        default_factory=dict,
+        description="overrides of the profile's training recipe for this domain (keys of config.Recipe, "
+        "e.g. precision: bf16, lr: 0.001); checked when the profile is resolved",
+    )
 
     @field_validator("dynamic", "categorical")
     @classmethod
@@ -100,6 +106,15 @@ class DomainSpec(_Strict):
         if dup:
             raise ValueError(f"listed twice: {dup}")
         return names
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe_keys(cls, recipe: dict[str, Any]) -> dict[str, Any]:
+        known = {f.name for f in dataclasses.fields(Recipe)}
+        unknown = sorted(set(recipe) - known)
+        if unknown:
+            raise ValueError(f"unknown recipe settings {unknown}; expected some of {sorted(known)}")
+        return recipe
 
     @model_validator(mode="after")
     def _consistent(self) -> DomainSpec:

@@ -10,6 +10,7 @@ give exactly train_model's weights.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -375,3 +376,19 @@ def test_bank_refuses_bad_members(tmp_path: Path, synthetic_arrays: Callable[...
     with pytest.raises(ConfigError, match="TrainSpec"):
         BankMember(a, {"hidden": 4})  # type: ignore[arg-type]
     assert train_bank([], device="cpu") == []
+
+
+def test_a_bf16_bank_is_fused_and_equals_single_runs(synthetic_arrays: Callable[..., Arrays]) -> None:
+    """The stacked kernel computes in float32 only: ``auto`` trains bf16 members with the fused
+    kernel (on two worker threads: autocast is per thread), which gives the single runs' weights
+    exactly; an explicit ``stacked`` is refused before anything trains."""
+    members = [
+        dataclasses.replace(m, spec=m.spec.replace(recipe=m.spec.recipe.replace(precision="bf16")))
+        for m in _members(synthetic_arrays)
+    ]
+    single = [_single(m) for m in members]
+    bank = train_bank(members, device="cpu", kernel="auto", progress=False, threads=2)
+    assert all(_same(b.state_dict, s.state_dict) for b, s in zip(bank, single, strict=True))
+    with pytest.raises(ConfigError, match="stacked kernel computes in float32 only") as err:
+        train_bank(members, device="cpu", kernel="stacked", progress=False)
+    assert err.value.source == "kernel" and "'m0'" in str(err.value)

@@ -49,6 +49,7 @@ RECIPES = {
     "adam-step-mse": Recipe(optimizer="adam", lr=1e-2, schedule="step", step_every=5, loss="mse"),
     "adam-nse": Recipe(optimizer="adam", lr=1e-2, loss="nse", loss_days=10),
     "adadelta-nse": Recipe(loss="nse", nse_eps=0.5),
+    "adamw-bf16": Recipe(optimizer="adamw", lr=1e-2, loss="nse", precision="bf16"),
 }
 
 
@@ -256,6 +257,7 @@ def test_the_recipe_is_recorded_in_config_json(tmp_path: Path) -> None:
         (lambda: Recipe(lr_min_frac=2.0), "recipe.lr_min_frac"),
         (lambda: Recipe(warmup_updates=-1), "recipe.warmup_updates"),
         (lambda: Recipe(nse_eps=0.0), "recipe.nse_eps"),
+        (lambda: Recipe(precision="fp16"), "recipe.precision"),
         (lambda: Recipe.from_dict({"optimiser": "adam"}), "recipe.optimiser"),
         (lambda: DomainTraining(30, 8, 0, recipe=Recipe(loss_days=31)), "recipe.loss_days"),
         (lambda: Budget(smooth=0), "budget.smooth"),
@@ -265,6 +267,44 @@ def test_a_bad_recipe_value_is_a_config_error_naming_the_key(make: object, key: 
     with pytest.raises(ConfigError) as err:
         make()  # type: ignore[operator]
     assert err.value.source == key
+
+
+def test_bf16_precision_is_its_own_recipe_and_keeps_float32_weights() -> None:
+    """bf16 changes the training arithmetic only: float32 weights and losses, close to the float32
+    run's, not equal to it; recorded (and fingerprinted) only when not fp32, so the recipes of
+    models trained before the setting existed stay byte-stable."""
+    arrays = make_arrays(10, 120)
+    fp32 = Recipe(optimizer="adamw", lr=1e-2, loss="nse")
+    bf16 = fp32.replace(precision="bf16")
+    a = train_model(arrays, _spec(fp32), progress=False)
+    b = train_model(arrays, _spec(bf16), progress=False)
+    assert all(v.dtype == torch.float32 for v in b.state_dict.values())
+    assert not _same(a.state_dict, b.state_dict)
+    assert abs(a.losses[-1] - b.losses[-1]) < 0.1 * a.losses[-1]  # the same fit within bf16 rounding
+    assert "precision" not in fp32.to_dict() and bf16.to_dict()["precision"] == "bf16"
+    assert Recipe.from_dict(fp32.to_dict()) == fp32 and Recipe.from_dict(bf16.to_dict()) == bf16
+
+
+def test_a_float32_checkpoint_is_not_resumed_by_a_bf16_run(tmp_path: Path) -> None:
+    arrays, ckpt = make_arrays(10, 120), tmp_path / "ckpt.pt"
+    fp32 = Recipe(optimizer="adam", lr=1e-2)
+    train_model(arrays, _spec(fp32), checkpoint_path=ckpt, progress=False, on_check=lambda p: p.update >= 10)
+    with pytest.warns(UserWarning, match=r"differs in \['recipe'\]\); starting over"):
+        resumed = train_model(
+            arrays, _spec(fp32.replace(precision="bf16")), checkpoint_path=ckpt, progress=False
+        )
+    assert resumed.resumed_from_update == 0 and resumed.n_iterations == 20
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    import synergy_dagster.models.training as training
+
+    monkeypatch.setattr(training, "bf16_native", lambda dev: False)
+    spec = _spec(
+        Recipe(optimizer="adam", lr=1e-2, precision="bf16"), budget=Budget("equal_updates", updates=2)
+    )
+    with pytest.warns(UserWarning, match="no native bfloat16.*slower than 'fp32'"):
+        train_model(make_arrays(4, 60), spec, progress=False)
 
 
 def test_curve_point_fields_unchanged() -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from synergy_dagster.config import DomainPeriods, Period
+from synergy_dagster.config import PROFILES, DomainPeriods, Period
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.sources.selection import (
     check_periods,
@@ -102,11 +102,34 @@ def test_environment_variables_in_paths(tmp_path: Path, monkeypatch: pytest.Monk
         ({**MINIMAL, "seeds": [1, 1]}, r"seeds must be distinct"),
         ({k: v for k, v in MINIMAL.items() if k != "domains"}, r"domains: required key is missing"),
         ({**MINIMAL, "budget": {"mode": "forever"}}, r"budget.mode"),
+        (
+            _changed(recipe={"precison": "bf16"}),
+            r"domains.streamflow.recipe.*unknown recipe settings \['precison'\]",
+        ),
     ],
 )
 def test_bad_study_files_name_the_key(tmp_path: Path, study: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_study(_write(tmp_path, study))
+
+
+def test_a_domain_recipe_overrides_the_profiles(tmp_path: Path) -> None:
+    """``domains.<d>.recipe`` changes that domain's recipe of the profile and nothing else; a bad
+    value is an error naming the study file's key when the profile is resolved."""
+    from synergy_dagster.defs.resources import StudyConfig
+
+    study = load_study(
+        _write(tmp_path, {**_changed(recipe={"precision": "bf16", "lr": 0.001}), "profile": "cpu"})
+    )
+    profile = StudyConfig().resolved_profile(study)
+    base = PROFILES["cpu"]
+    got, want = profile.for_domain("streamflow").recipe, base.for_domain("streamflow").recipe
+    assert got == want.replace(precision="bf16", lr=0.001)
+    assert profile.for_domain("soil_moisture") == base.for_domain("soil_moisture")
+    bad = load_study(_write(tmp_path, {**_changed(recipe={"precision": "fp8"}), "profile": "cpu"}))
+    with pytest.raises(ConfigError, match=r"must be one of \('fp32', 'bf16'\), got 'fp8'") as err:
+        StudyConfig().resolved_profile(bad)
+    assert err.value.source == "domains.streamflow.recipe.precision"
 
 
 def test_not_a_mapping_and_not_yaml(tmp_path: Path) -> None:

@@ -208,14 +208,31 @@ def train_bank(
         except InputError as exc:  # ConfigError included: the same class, naming the member
             who = f"bank member {i}" + (f" ({m.name})" if m.name else "")
             raise type(exc)(exc.source, f"{who}: {exc.problem}", exc.where) from exc
+    groups = bank_groups(members)
+    kernels = [_group_kernel(kernel, dev, [members[i] for i in group]) for group in groups]
     results: list[TrainResult | None] = [None] * len(members)
-    for group in bank_groups(members):
-        chosen = choose_kernel(dev, len(group)) if kernel == "auto" else kernel
+    for group, chosen in zip(groups, kernels, strict=True):
         for part in _split(group, members, runs, dev, chosen, memory_limit):
             bank = [_Member(i, members[i], runs[i]) for i in part]
             for m, result in zip(bank, _train_one_bank(bank, dev, chosen, progress, threads), strict=True):
                 results[m.index] = result
     return [r for r in results if r is not None]
+
+
+def _group_kernel(kernel: str, dev: torch.device, group: list[BankMember]) -> str:
+    """The kernel a group of compatible members trains with. The stacked kernel computes in float32
+    only: ``auto`` gives a group with a ``bf16`` member the fused kernel, an explicit ``stacked``
+    is refused naming the members."""
+    low = [m.name or f"#{i}" for i, m in enumerate(group) if m.spec.recipe.precision != "fp32"]
+    if kernel == "auto":
+        return "fused" if low else choose_kernel(dev, len(group))
+    if kernel == "stacked" and low:
+        raise ConfigError(
+            "kernel",
+            f"the stacked kernel computes in float32 only, but bank members {low} have recipe "
+            "precision 'bf16': use kernel 'fused' or 'auto'",
+        )
+    return kernel
 
 
 def _split(

@@ -72,3 +72,17 @@ def bank_threads(requested: int) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (CUDA; a CPU whose oneDNN has bf16 kernels:
+    AVX512-BF16 or AMX). Elsewhere bfloat16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False

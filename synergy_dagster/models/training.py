@@ -38,7 +38,7 @@ from synergy_dagster.config import PAPER_RECIPE, Budget, Profile, Recipe
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.evaluation.metrics import nse, rmse
 from synergy_dagster.models.checkpoint import load_checkpoint, save_checkpoint
-from synergy_dagster.models.device import as_device
+from synergy_dagster.models.device import as_device, bf16_native
 from synergy_dagster.models.lstm import SynergyLSTM, training_loss
 from synergy_dagster.models.normalization import Arrays, Normalizer
 from synergy_dagster.models.predict import predict
@@ -553,6 +553,12 @@ class ModelRun:
         self.dev = dev = as_device(device)
         self.deterministic = dev.type == "cpu" if spec.deterministic is None else spec.deterministic
         self.sched = spec.schedule(arrays.n_sites, arrays.n_days)
+        if recipe.precision == "bf16" and not bf16_native(dev):
+            warnings.warn(
+                f"recipe precision 'bf16' on {dev}, which has no native bfloat16 (no AVX512-BF16/AMX): "
+                "emulated, slower than 'fp32' here",
+                stacklevel=2,
+            )
         if recipe.schedule == "cosine" and self.sched.total is None:
             raise ConfigError("recipe.schedule", "'cosine' needs a known number of updates (set max_updates)")
         self.scheduled = recipe.schedule != "constant" or recipe.warmup_updates > 0
@@ -628,11 +634,20 @@ class ModelRun:
         self.acc += loss.detach()
         self.ran += 1
 
+    def forward(self, xb: torch.Tensor) -> torch.Tensor:
+        """The model's training forward pass in the recipe's ``precision``; float32 out, so the
+        loss and its reduction are float32 either way."""
+        if self.spec.recipe.precision == "bf16":
+            with torch.autocast(self.dev.type, dtype=torch.bfloat16):
+                out = self.st.model(xb)
+            return out.float()
+        return self.st.model(xb)
+
     def update(self) -> None:
         """One weight update of this model alone (the library's fused LSTM kernel)."""
         xb, yb, s_idx = self.draw()
         self.st.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_of(self.st.model(xb), yb, s_idx)
+        loss = self.loss_of(self.forward(xb), yb, s_idx)
         loss.backward()
         self.step(loss)
 
