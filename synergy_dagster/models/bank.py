@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.models.bank_lstm import PARAM_NAMES, stacked_forward
-from synergy_dagster.models.device import as_device
+from synergy_dagster.models.device import as_device, deterministic_algorithms
 from synergy_dagster.models.normalization import Arrays
 from synergy_dagster.models.training import (
     CurvePoint,
@@ -61,7 +61,6 @@ from synergy_dagster.models.training import (
     TrainResult,
     TrainSpec,
     Validation,
-    _deterministic,
 )
 
 __all__ = ["KERNELS", "BankMember", "bank_compatible", "bank_groups", "choose_kernel", "train_bank"]
@@ -264,7 +263,7 @@ def _train_one_bank(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        with _deterministic(any(r.deterministic for r in runs)):
+        with deterministic_algorithms(any(r.deterministic for r in runs)):
             for r in runs:
                 r.start()
             totals = [r.total for r in runs]

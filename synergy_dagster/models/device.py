@@ -1,8 +1,11 @@
-"""Pick the torch device: CUDA when present, else CPU. Every other module takes a device argument."""
+"""The torch device and how torch computes on it: CUDA when present, else CPU (every other module
+takes a device argument); threads, native bfloat16, deterministic algorithms."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 
@@ -86,3 +89,20 @@ def bf16_native(device: torch.device) -> bool:
         return bool(probe()) if probe is not None else False
     except RuntimeError:
         return False
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Switch on torch's deterministic algorithms for the block, restoring the caller's setting."""
+    if not enabled:
+        yield
+        return
+    was, was_warn = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)

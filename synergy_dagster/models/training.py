@@ -18,14 +18,13 @@ How a model is optimised (optimiser, schedule, loss, target transform) is its
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from synergy_dagster.config import PAPER_RECIPE, Budget, Profile, Recipe
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.evaluation.metrics import nse, rmse
 from synergy_dagster.models.checkpoint import load_checkpoint, save_checkpoint
-from synergy_dagster.models.device import as_device, bf16_native
+from synergy_dagster.models.device import as_device, bf16_native, deterministic_algorithms
 from synergy_dagster.models.lstm import SynergyLSTM, training_loss
 from synergy_dagster.models.normalization import Arrays, Normalizer
 from synergy_dagster.models.predict import predict
@@ -108,23 +107,6 @@ class TrainResult:
     block: int = 0  # updates between checks
     resumed_from_update: int = 0
     recipe: Recipe = dataclasses.field(default_factory=Recipe)
-
-
-@contextlib.contextmanager
-def _deterministic(enabled: bool) -> Iterator[None]:
-    """Switch on torch's deterministic algorithms for the block, restoring the caller's setting."""
-    if not enabled:
-        yield
-        return
-    was, was_warn = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was, warn_only=was_warn)
 
 
 def _data_digest(arrays: Arrays) -> str:
@@ -769,7 +751,7 @@ def train_model(
     """
     run = ModelRun(arrays, spec, validation, checkpoint_path, device)
     t_start = time.perf_counter()
-    with _deterministic(run.deterministic):
+    with deterministic_algorithms(run.deterministic):
         run.start()
         show = progress and sys.stderr.isatty()
         bar = tqdm(
