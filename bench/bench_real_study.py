@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("SYNERGY_REAL_DATA"):
         print("set SYNERGY_REAL_DATA to the real data folder (e.g. ../shared/data)", file=sys.stderr)
         return 2
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="synergy_real_"))
+    work = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="synergy_real_"))
     home = work / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")

@@ -135,3 +135,25 @@ def test_study_summary_contains_medians_and_tests() -> None:
     assert "corr: median 0.8 vs 0.5" in text
     # Two regions per (comparison, metric) family are counted in the tests table.
     assert "regions p_holm<0.05" in text
+
+
+def test_far_outliers_do_not_squash_the_boxes() -> None:
+    """An NSE of -300 at one basin: the axis starts below the lowest whisker, a note counts what is
+    below; without far outliers the limits are matplotlib's own."""
+    from matplotlib.figure import Figure
+
+    from synergy_dagster.evaluation.figures import _clip_far_outliers
+
+    rng = np.random.default_rng(0)
+    good = rng.uniform(0.2, 0.9, 200)
+    ax = Figure().add_subplot()
+    ax.boxplot([np.r_[good, -300.0, -40.0], good])
+    _clip_far_outliers(ax, [np.r_[good, -300.0, -40.0], good])
+    low, high = ax.get_ylim()
+    assert -1.0 < low < 0.2 and high > 0.9
+    assert [t.get_text() for t in ax.texts] == ["2 values below the axis (lowest -300)"]
+    ax2 = Figure().add_subplot()
+    ax2.boxplot([good])
+    before = ax2.get_ylim()
+    _clip_far_outliers(ax2, [good])
+    assert ax2.get_ylim() == before and not ax2.texts

@@ -46,6 +46,30 @@ DPI = 100
 _DOMAIN_MARKERS = {"soil_moisture": "s", "streamflow": "o"}
 
 
+def _clip_far_outliers(ax: Any, data: Sequence[np.ndarray]) -> None:
+    """Keep the boxes readable when a few sites are far below them (an NSE of -300 at a basin the
+    model misses badly would squash every box to a line): the axis starts just below the lowest
+    lower whisker (1.5 IQR) and a note says how many values lie below it and the lowest value."""
+    values = [v for v in data if v.size]
+    if not values:
+        return
+    whiskers = []
+    for v in values:
+        q1, q3 = np.percentile(v, [25, 75])
+        inside = v[v >= q1 - 1.5 * (q3 - q1)]
+        whiskers.append(float(inside.min()) if inside.size else float(q1))
+    low = min(whiskers)
+    top = max(float(v.max()) for v in values)
+    below = sum(int((v < low).sum()) for v in values)
+    lowest = min(float(v.min()) for v in values)
+    span = max(top - low, 1e-12)
+    if below == 0 or low - lowest < 0.5 * span:  # nothing far out: matplotlib's limits are fine
+        return
+    ax.set_ylim(low - 0.08 * span, top + 0.05 * span)
+    ax.text(0.01, 0.02, f"{below} values below the axis (lowest {lowest:.3g})", transform=ax.transAxes,
+            fontsize=6, color="0.3", va="bottom")  # fmt: skip
+
+
 def _new_figure(width: float, height: float) -> tuple[Figure, Any]:
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
@@ -102,6 +126,7 @@ def boxplot_by_region(
     fig, ax = _new_figure(max(4.0, 0.55 * len(regions) * max(1, k / 2) + 1.5), 3.4)
     grouped = {key: g[metric].to_numpy(float) for key, g in df.groupby([region_col, scenario_col])}
     counts = []
+    shown: list[np.ndarray] = []
     for j, scen in enumerate(scenarios):
         data, pos = [], []
         for i, reg in enumerate(regions):
@@ -123,6 +148,8 @@ def boxplot_by_region(
             for box in bp["boxes"]:
                 box.set_facecolor(colors[j])
                 box.set_alpha(0.85)
+            shown += data
+    _clip_far_outliers(ax, shown)
     for reg in regions:
         counts.append(max(int(np.isfinite(grouped.get((reg, s), np.empty(0))).sum()) for s in scenarios))
     ax.set_xticks(range(len(regions)))
@@ -615,6 +642,7 @@ def scheme_comparison_figure(
     colors = _palette(2)
     for m, metric in enumerate(metrics):
         ax = fig.add_subplot(len(metrics), 1, m + 1)
+        shown: list[np.ndarray] = []
         for j, role in enumerate(("global", "local")):
             data, pos = [], []
             for i, scheme in enumerate(schemes):
@@ -634,6 +662,8 @@ def scheme_comparison_figure(
                 )
                 for box in bp["boxes"]:
                     box.set_facecolor(colors[j])
+                shown += data
+        _clip_far_outliers(ax, shown)
         rows = table[table["metric"] == metric].set_index("scheme")
         labels = []
         for scheme in schemes:
