@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -208,10 +208,7 @@ class Recipe:
     def overridden(self, changes: Mapping[str, object], where: str = "recipe") -> Recipe:
         """This recipe with ``changes`` (a study file's overrides of a profile's recipe); an unknown
         key or a bad value is a ConfigError naming ``<where>.<key>``."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}", f"unknown setting; expected one of {sorted(known)}")
+        self.check_keys(changes, where)
         try:
             return self.replace(**changes)
         except ConfigError as exc:
@@ -221,12 +218,17 @@ class Recipe:
             raise ConfigError(where, f"bad value in {dict(changes)}: {exc}") from exc
 
     @classmethod
+    def check_keys(cls, keys: Iterable[str], where: str = "recipe") -> None:
+        """Refuse a key that is not a setting: a ConfigError naming ``<where>.<key>``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(keys) - known)
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}", f"unknown setting; expected one of {sorted(known)}")
+
+    @classmethod
     def from_dict(cls, data: dict[str, object]) -> Recipe:
         """A recipe from a mapping (study file, run config); an unknown key is a ConfigError naming it."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"recipe.{unknown[0]}", f"unknown setting; expected one of {sorted(known)}")
+        cls.check_keys(data)
         return cls(**data)  # type: ignore[arg-type]
 
 

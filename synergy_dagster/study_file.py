@@ -13,7 +13,6 @@ The file is free of Dagster: the resources in ``defs/resources.py`` read it, and
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import re
@@ -110,10 +109,10 @@ class DomainSpec(_Strict):
     @field_validator("recipe")
     @classmethod
     def _recipe_keys(cls, recipe: dict[str, Any]) -> dict[str, Any]:
-        known = {f.name for f in dataclasses.fields(Recipe)}
-        unknown = sorted(set(recipe) - known)
-        if unknown:
-            raise ValueError(f"unknown recipe settings {unknown}; expected some of {sorted(known)}")
+        try:
+            Recipe.check_keys(recipe)
+        except ConfigError as exc:
+            raise ValueError(f"{exc.source}: {exc.problem}") from exc
         return recipe
 
     @model_validator(mode="after")

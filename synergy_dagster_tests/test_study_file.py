@@ -104,7 +104,7 @@ def test_environment_variables_in_paths(tmp_path: Path, monkeypatch: pytest.Monk
         ({**MINIMAL, "budget": {"mode": "forever"}}, r"budget.mode"),
         (
             _changed(recipe={"precison": "bf16"}),
-            r"domains.streamflow.recipe.*unknown recipe settings \['precison'\]",
+            r"domains.streamflow.recipe.*recipe.precison: unknown setting",
         ),
     ],
 )
