@@ -1,7 +1,7 @@
 """Training recipes compared on the real global streamflow set: median validation NSE by wall time.
 
 Usage: ``python bench/bench_recipes.py [--study studies/real.yaml] [--recipes adam-nse-q:20,paper,...]
-[--minutes 6] [--parallel 2] [--threads 1] [--eval-every 100] [--seed 0]`` (``--list`` names the
+[--minutes 6] [--parallel 2] [--threads 1] [--eval-every 100] [--seeds 0,1,2]`` (``--list`` names the
 candidate recipes; ``name:minutes`` gives one recipe its own cap). Needs the study's working folder
 (``sites/streamflow.nc``, ``plans/streamflow.json``: ``python -m synergy_dagster.cli study --config
 studies/real.yaml`` writes them).
@@ -17,7 +17,10 @@ checks). Printed per recipe: the best median validation NSE reached by 1, 2, 5, 
 minutes (the weights ``converge`` keeps: the best check so far), the best value, its update, the
 updates and seconds done, seconds per update, how the run ended, where the single-check rule of
 before (``smooth`` 1) would have stopped on the same curve, and the machine's load average
-(``os.getloadavg``) before, during (mean over the checks) and after.
+(``os.getloadavg``) before, during (mean over the checks) and after. With several ``--seeds`` each
+recipe trains once per seed, and last come the seed ensembles: each seed's kept weights scored alone
+and the median validation NSE of their mean prediction (in flow units, as the evaluation's ``mean``
+rows score a study's seeds).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -61,6 +66,11 @@ CANDIDATES: dict[str, tuple[int, int, int, dict[str, Any]]] = {
     "adamw-nse-q-step-spinup": _candidate(64, 365, 64, **ADAMW_STEP, loss_days=185),
     # the cpu recipe with the training forward pass in bfloat16 (float32 weights, optimiser, loss)
     "adamw-nse-q-step-bf16": _candidate(64, 270, 64, **ADAMW_STEP, precision="bf16"),
+    # the paper's regulariser (DropConnect on the recurrent weights), off in the cpu profile, with
+    # the capacity it was meant to tame: does it lift the plateau?
+    "adamw-nse-q-step-dc03": _candidate(64, 270, 64, **ADAMW_STEP, dropconnect=0.3),
+    "adamw-nse-q-step-h128-dc05": _candidate(128, 270, 64, **ADAMW_STEP, dropconnect=0.5),
+    "adamw-nse-q-step-h256-dc05": _candidate(256, 270, 64, **ADAMW_STEP, dropconnect=0.5),
 }
 
 
@@ -78,11 +88,14 @@ def runner(args: argparse.Namespace) -> None:
     from synergy_dagster.config import Budget, DomainTraining, Recipe
     from synergy_dagster.models.fit import normalizer_options, validation_split
     from synergy_dagster.models.normalization import Normalizer
+    from synergy_dagster.models.predict import predict
     from synergy_dagster.models.training import CurvePoint, TrainSpec, train_model
     from synergy_dagster.study_file import load_study
 
     torch.set_num_threads(args.threads)
     hidden, rho, batch, settings = CANDIDATES[args.runner]
+    settings = dict(settings)
+    dropconnect = float(settings.pop("dropconnect", 0.0))  # a profile setting, not the recipe's
     recipe = Recipe(**settings)
     t0 = time.perf_counter()
     ds, sites, train = global_set(args.study, load_study)
@@ -116,15 +129,24 @@ def runner(args: argparse.Namespace) -> None:
         smooth=args.smooth,
     )
     spec = TrainSpec(
-        hidden=hidden, epochs=1, rho=rho, batch=batch, dropconnect=0.0, seed=args.seed, budget=budget,
+        hidden=hidden, epochs=1, rho=rho, batch=batch, dropconnect=dropconnect, seed=args.seed, budget=budget,
         recipe=recipe, loss_last_n=recipe.loss_days or None,
     )  # fmt: skip
     res = train_model(arrays, spec, validation=validation, device="cpu", progress=False, on_check=on_check)
+    # the kept weights' validation series, in flow units, for the seed ensemble the parent scores
+    pred, obs = predict(res.state_dict, validation.arrays), validation.arrays.y[..., 0]
+    if validation.normalizer is not None:
+        pred, obs = validation.normalizer.inverse_target(pred), validation.normalizer.inverse_target(obs)
+    np.savez(
+        Path(args.out).with_suffix(".npz"), pred=pred[:, validation.skip :], obs=obs[:, validation.skip :]
+    )
     out = {
         "recipe": args.runner,
+        "seed": args.seed,
         "hidden": hidden,
         "rho": rho,
         "batch": batch,
+        "dropconnect": dropconnect,
         "settings": recipe.to_dict(),
         "n_sites": arrays.n_sites,
         "validation": label,
@@ -168,7 +190,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load0: float
 
     longest = max(r["minutes"] for r in results)
     marks = [m for m in MARKS_MIN if m <= longest] or [longest]
-    head = f"{'recipe':>18} {'H':>4} {'rho':>4} {'batch':>5} " + " ".join(f"{f'{m} min':>7}" for m in marks)
+    head = f"{'recipe':>26} {'seed':>4} {'H':>4} {'rho':>4} {'batch':>5} " + " ".join(
+        f"{f'{m} min':>7}" for m in marks
+    )
     print(head + f" {'best':>6} {'at upd':>7} {'updates':>7} {'train s':>7} {'val s':>6} {'s/upd':>6} "
           f"{'end':>10} {'old rule stops':>16} {'load':>5}")  # fmt: skip
     old = Budget(mode="converge", max_updates=args.max_updates, min_updates=300, patience=5, min_delta=0.01)
@@ -183,20 +207,42 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load0: float
         i = replay_converge([p[4] for p in c], [int(p[0]) for p in c], old, "nse")
         stop = "no" if i is None else f"{int(c[i][0])} ({max(p[4] for p in c[: i + 1]):.2f})"
         load = sum(r["loads"]) / len(r["loads"]) if r["loads"] else float("nan")
-        print(f"{r['recipe']:>18} {r['hidden']:>4} {r['rho']:>4} {r['batch']:>5} {' '.join(cells)} "
+        print(f"{r['recipe']:>26} {r['seed']:>4} {r['hidden']:>4} {r['rho']:>4} {r['batch']:>5} {' '.join(cells)} "
               f"{best[4]:>6.3f} {int(best[0]):>7} {int(last[0]):>7} {last[1]:>7.0f} {last[2]:>6.0f} "
               f"{last[1] / last[0]:>6.3f} {r['stop_reason']:>10} {stop:>16} {load:>5.2f}")  # fmt: skip
     caps = ", ".join(f"{r['recipe']} {r['minutes']:g}" for r in results)
     print(f"{results[0]['n_sites']} basins, validation {results[0]['validation']}, caps (min of wall time in "
           f"train_model) {caps}, {args.threads} torch thread(s) per run, {args.parallel} run(s) at a time, "
-          f"seed {args.seed}, check every {args.eval_every} updates; stopping rule: smooth {args.smooth}, "
+          f"seeds {args.seeds}, check every {args.eval_every} updates; stopping rule: smooth {args.smooth}, "
           f"patience {args.patience}, min_delta {args.min_delta}; 'old rule': smooth 1, patience 5, min_delta "
           f"0.01, min_updates 300 (update where it stops, best NSE by then); load average {load0:.2f} "
           f"before, {load1:.2f} after")  # fmt: skip
     print("curves (update:minutes:median validation NSE):")
     for r in results:
         pts = " ".join(f"{int(p[0])}:{(p[1] + p[2]) / 60:.1f}:{p[4]:.2f}" for p in r["curve"])
-        print(f"  {r['recipe']}: {pts}")
+        print(f"  {r['recipe']} seed {r['seed']}: {pts}")
+
+
+def ensembles(results: list[dict[str, Any]]) -> None:
+    """Per recipe with several seeds: each seed's kept weights scored alone and their mean
+    prediction (in flow units, the ensemble the evaluation's ``mean`` rows score) scored once."""
+    from synergy_dagster.evaluation.metrics import nse
+
+    print("seed ensembles (median validation NSE of the kept weights; ensemble = the seed-mean series):")
+    for name in dict.fromkeys(r["recipe"] for r in results):
+        runs = [r for r in results if r["recipe"] == name]
+        if len(runs) < 2:
+            continue
+        obs = runs[0]["series"][0]
+        singles = [float(np.nanmedian(nse(obs, r["series"][1]))) for r in runs]
+        mean_pred = np.mean([r["series"][1] for r in runs], axis=0)
+        ens = float(np.nanmedian(nse(obs, mean_pred)))
+        wall = max(r["curve"][-1][1] + r["curve"][-1][2] for r in runs) / 60.0
+        print(
+            f"  {name}: seeds {[r['seed'] for r in runs]} alone {', '.join(f'{v:.3f}' for v in singles)} "
+            f"(mean {np.mean(singles):.3f}); ensemble of {len(runs)}: {ens:.3f} "
+            f"(+{ens - np.mean(singles):.3f}); longest run {wall:.1f} min in train_model"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patience", type=int, default=8)
     ap.add_argument("--min-delta", type=float, default=0.005)
     ap.add_argument("--smooth", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seeds",
+        default="0",
+        help="comma-separated; each recipe trains once per seed and "
+        "with several the seed ensemble's validation NSE is printed too",
+    )
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)  # one runner's
     ap.add_argument("--runner", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -238,36 +290,46 @@ def main(argv: list[str] | None = None) -> int:
     load0 = load_average()
     print(f"recipes {caps} (minutes), {args.parallel} at a time, {args.threads} thread(s) "
           f"each, load average {load0:.2f}", flush=True)  # fmt: skip
+    try:
+        seeds = [int(k) for k in args.seeds.split(",") if k.strip()]
+    except ValueError:
+        print(f"--seeds: expected comma-separated integers, got {args.seeds!r}", file=sys.stderr)
+        return 2
     results: list[dict[str, Any]] = []
     forward = ["--study", args.study, "--threads", str(args.threads),
                "--eval-every", str(args.eval_every), "--validation-days", str(args.validation_days),
                "--max-updates", str(args.max_updates), "--min-updates", str(args.min_updates),
                "--patience", str(args.patience), "--min-delta", str(args.min_delta), "--smooth",
-               str(args.smooth), "--seed", str(args.seed)]  # fmt: skip
+               str(args.smooth)]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="recipes_") as work:
-        pending = list(names)
+        pending = [(name, seed) for name in names for seed in seeds]
         running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         while pending or running:
             while pending and len(running) < args.parallel:
-                name = pending.pop(0)
-                out = Path(work) / f"{name}.json"
+                name, seed = pending.pop(0)
+                out = Path(work) / f"{name}-{seed}.json"
                 cmd = [sys.executable, __file__, "--runner", name, "--out", str(out), "--minutes",
-                       str(caps[name]), *forward]  # fmt: skip
-                running.append((name, subprocess.Popen(cmd), out))
+                       str(caps[name]), "--seed", str(seed), *forward]  # fmt: skip
+                running.append((f"{name} seed {seed}", subprocess.Popen(cmd), out))
             time.sleep(2.0)
             for item in list(running):
-                name, proc, out = item
+                label, proc, out = item
                 if proc.poll() is None:
                     continue
                 running.remove(item)
                 if proc.returncode != 0 or not out.exists():
-                    print(f"{name}: the run failed (exit {proc.returncode})", file=sys.stderr)
+                    print(f"{label}: the run failed (exit {proc.returncode})", file=sys.stderr)
                     continue
-                results.append(json.loads(out.read_text()))
+                result = json.loads(out.read_text())
+                with np.load(out.with_suffix(".npz")) as series:
+                    result["series"] = (series["obs"], series["pred"])
+                results.append(result)
     if not results:
         return 1
-    results.sort(key=lambda r: names.index(r["recipe"]))
+    results.sort(key=lambda r: (names.index(r["recipe"]), r["seed"]))
     report(results, args, load0, load_average())
+    if len(seeds) > 1:
+        ensembles(results)
     return 0
 
 

@@ -115,6 +115,12 @@ TARGET_TRANSFORMS = ("log1p", "none")
 PRECISIONS = ("fp32", "bf16")
 
 
+def renamed(exc: ConfigError, where: str) -> ConfigError:
+    """``exc`` with a ``recipe.<key>`` source renamed ``<where>.<key>`` (where the user wrote it)."""
+    source = exc.source.replace("recipe", where, 1) if exc.source.startswith("recipe") else exc.source
+    return ConfigError(source, exc.problem, exc.where)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How a model is optimised: optimiser, learning-rate schedule, loss and target transform.
@@ -212,8 +218,7 @@ class Recipe:
         try:
             return self.replace(**changes)
         except ConfigError as exc:
-            source = exc.source.replace("recipe", where, 1) if exc.source.startswith("recipe") else exc.source
-            raise ConfigError(source, exc.problem, exc.where) from exc
+            raise renamed(exc, where) from exc
         except TypeError as exc:  # a value of the wrong type reaching a comparison
             raise ConfigError(where, f"bad value in {dict(changes)}: {exc}") from exc
 
@@ -242,6 +247,15 @@ class DomainTraining:
     warmup: int  # days of spin-up before the test window, masked from metrics
     validation_days: int = 0  # end of the training period held out for learning curves / stopping
     recipe: Recipe = field(default_factory=Recipe)  # optimiser, schedule, loss, target transform
+
+    def with_recipe(self, changes: Mapping[str, object], where: str = "recipe") -> DomainTraining:
+        """This domain's training with its recipe changed (:meth:`Recipe.overridden`); every error,
+        the window's check of ``loss_days`` included, names ``<where>.<key>``."""
+        recipe = self.recipe.overridden(changes, where)
+        try:
+            return dataclasses.replace(self, recipe=recipe)
+        except ConfigError as exc:
+            raise renamed(exc, where) from exc
 
     def __post_init__(self) -> None:
         if self.rho <= 0 or self.batch <= 0:

@@ -23,6 +23,7 @@ import yaml
 from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
 from synergy_dagster.errors import ConfigError, InputError, StoreConflictError
 from synergy_dagster.store import MetadataStore, StoreLocation, ducklake, parse_store
+from synergy_dagster.store.history import Pruned
 from synergy_dagster.store.location import mask_password
 from synergy_dagster.study_file import parse_study
 from synergy_dagster_tests.stores import BACKENDS, fresh_pg_database, pg_dsn_or_skip, store_location
@@ -488,3 +489,77 @@ def test_readme_sql_runs_unchanged(any_store: StoreLocation, tmp_path: Path) -> 
 
 def test_every_backend_is_listed() -> None:
     assert set(BACKENDS) == {"duckdb", *LAKES}
+
+
+# -- history: snapshots and the files only they hold ----------------------------------------------
+
+
+def _parquet_files(lake: StoreLocation) -> int:
+    assert lake.data_path is not None
+    return len(list(lake.data_path.rglob("*.parquet")))
+
+
+def test_pruning_drops_old_snapshots_and_their_files_only(lake: StoreLocation) -> None:
+    """Each replace keeps the rows it replaced (a snapshot); pruning gives them up and deletes the
+    files only they held, after the grace period, and never touches the current rows."""
+    store = MetadataStore(lake)
+    store.init_schema()
+    ids = [f"s{i:03d}" for i in range(500)]  # enough rows to be written as a Parquet file, not inlined
+    for k in range(4):
+        store.replace_rows("sites", _sites(ids).assign(lat=40.0 + k), {"domain": "streamflow"})
+    before = _parquet_files(lake)
+    assert before >= 4  # the replaced partitions' files are kept as history
+    kept = store.prune_history(keep_s=3600.0, grace_s=0.0)  # every snapshot is younger than an hour
+    assert (kept.snapshots, kept.files) == (0, 0)
+    expired = store.prune_history(keep_s=0.0, grace_s=3600.0)  # expired, but the files wait out the grace
+    assert expired.snapshots >= 4 and expired.files == 0
+    assert _parquet_files(lake) == before
+    deleted = store.prune_history(keep_s=0.0, grace_s=0.0)
+    assert deleted.snapshots == 0 and deleted.files >= 3 and deleted.bytes > 0
+    assert _parquet_files(lake) == before - deleted.files
+    now = store.query("SELECT count(*) AS n, min(lat) AS lo, max(lat) AS hi FROM sites")
+    assert now.iloc[0].tolist() == [500, 43.0, 43.0]
+    store.replace_rows("sites", _sites(ids), {"domain": "streamflow"})  # and it still writes
+    assert store.count("sites") == 500
+
+
+def test_pruning_a_duckdb_file_does_nothing_and_bad_ages_are_refused(tmp_path: Path) -> None:
+    store = MetadataStore(tmp_path / "m.duckdb")
+    store.init_schema()
+    assert store.prune_history() == Pruned(0, 0, 0)
+    for bad in ({"keep_s": -1.0}, {"grace_s": float("nan")}):
+        with pytest.raises(ConfigError, match=r"prune_history\.(keep|grace): must be a number of seconds"):
+            store.prune_history(**bad)
+
+
+def test_store_maintenance_job_prunes_and_records_what_it_freed(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from synergy_dagster.defs.operations.maintenance import store_maintenance_job, weekly_store_pruning
+
+    location = ducklake(str(tmp_path / "catalog.ducklake"), tmp_path / "lake")
+    store = MetadataStore(location)
+    store.init_schema()
+    ids = [f"s{i:03d}" for i in range(500)]
+    for k in range(3):
+        store.replace_rows("sites", _sites(ids).assign(lat=40.0 + k), {"domain": "streamflow"})
+    resources = {
+        "store": DuckDBStore(
+            sources=SourceConfig(kind="virtual", data_dir=str(tmp_path)), url=location.url,
+            data_path=str(tmp_path / "lake"),
+        )
+    }  # fmt: skip
+    config = {"ops": {"prune_store_history": {"config": {"keep_days": 0.0, "grace_hours": 0.0}}}}
+    res = store_maintenance_job.execute_in_process(resources=resources, run_config=config)
+    assert res.success
+    counts = res.output_for_node("prune_store_history")
+    assert counts["snapshots_expired"] >= 3 and counts["files_deleted"] >= 2 and counts["bytes_freed"] > 0
+    (event,) = [e for e in res.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+    assert event.event_specific_data.metadata["files_deleted"].value == counts["files_deleted"]
+    bad = {"ops": {"prune_store_history": {"config": {"keep_days": -1.0}}}}
+    with pytest.raises(dg.Failure, match="keep_days: must be >= 0"):
+        store_maintenance_job.execute_in_process(resources=resources, run_config=bad)
+    assert MetadataStore(location).count("sites") == 500
+    ctx = dg.build_schedule_context(scheduled_execution_time=pd.Timestamp("2026-12-06 03:00", tz="UTC"))
+    (req,) = weekly_store_pruning.evaluate_tick(ctx).run_requests
+    assert req.run_key == "prune:2026-12-06T03:00"

@@ -130,6 +130,11 @@ def test_a_domain_recipe_overrides_the_profiles(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"must be one of \('fp32', 'bf16'\), got 'fp8'") as err:
         StudyConfig().resolved_profile(bad)
     assert err.value.source == "domains.streamflow.recipe.precision"
+    rho = base.for_domain("streamflow").rho
+    long = load_study(_write(tmp_path, {**_changed(recipe={"loss_days": rho + 1}), "profile": "cpu"}))
+    with pytest.raises(ConfigError, match=f"longer than the window rho={rho}") as err:
+        StudyConfig().resolved_profile(long)
+    assert err.value.source == "domains.streamflow.recipe.loss_days"
 
 
 def test_not_a_mapping_and_not_yaml(tmp_path: Path) -> None:

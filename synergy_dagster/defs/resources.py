@@ -214,11 +214,9 @@ class StudyConfig(dg.ConfigurableResource):
             recipes = {d: spec.recipe for d, spec in study.domains.items() if spec.recipe and d in p.domains}
             if recipes:
                 base["domains"] = {
-                    d: dataclasses.replace(
-                        t, recipe=t.recipe.overridden(recipes[d], f"domains.{d}.recipe")
-                    ) if d in recipes else t
+                    d: t.with_recipe(recipes[d], f"domains.{d}.recipe") if d in recipes else t
                     for d, t in p.domains.items()
-                }  # fmt: skip
+                }
             p = p.replace(**base)
         changes: dict[str, object] = {}
         if self.epochs:

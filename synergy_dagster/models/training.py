@@ -24,7 +24,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -412,35 +412,44 @@ def site_stds(arrays: Arrays) -> np.ndarray:
     return np.where(n >= 2, sd, 0.0).astype(np.float32)
 
 
-def smoothed(curve: list[CurvePoint], metric: str, window: int) -> float:
-    """Mean of the metric over the last ``window`` checks of ``curve`` (non-finite ones skipped;
-    NaN when none is finite): what the stopping rule compares with ``Budget.smooth`` > 1."""
-    vals = [p.val_nse if metric == "nse" else p.val_rmse for p in curve[-window:]]
-    vals = [v for v in vals if math.isfinite(v)]
-    return float(np.mean(vals)) if vals else math.nan
+def judge_check(
+    values: Sequence[float], budget: Budget, metric: str, stop_best: float | None, bad: int
+) -> tuple[float | None, int]:
+    """The stopping rule's counters after a check; ``values``: the metric of every check so far,
+    this one last. Returns the new (best trend, checks without a gain).
+
+    The trend is the check's value (``budget.smooth`` 1) or the mean of the last ``smooth`` finite
+    values; a check counts as a gain when the trend beats the best trend so far by more than
+    ``min_delta``. Checks before the window is full are not judged (a mean of fewer is noisier).
+    """
+    smooth = budget.smooth
+    if len(values) < smooth:
+        return stop_best, bad
+    if smooth == 1:
+        trend = values[-1]
+    else:
+        window = [v for v in values[-smooth:] if math.isfinite(v)]
+        trend = float(np.mean(window)) if window else math.nan
+    if improved(metric, trend, stop_best, budget.min_delta):
+        return trend, 0
+    return stop_best, bad + 1
+
+
+def stops(budget: Budget, bad: int, updates: int) -> bool:
+    """Whether ``converge`` ends the run: ``patience`` checks without a gain, ``min_updates`` done."""
+    return bad >= budget.patience and updates >= budget.min_updates
 
 
 def replay_converge(values: list[float], updates: list[int], budget: Budget, metric: str) -> int | None:
     """The index of the check at which ``converge`` would stop a run whose checks (after
-    ``updates`` updates) scored ``values``, or None if it would not have stopped by the last one.
-
-    The same rule :func:`train_model` applies, check by check: a check counts as an improvement
-    when the mean of the last ``budget.smooth`` values beats the best such mean so far by more than
-    ``min_delta`` (checks before the window is full are not judged); the run stops after
-    ``patience`` checks without one, once ``min_updates`` are done. Used to compare stopping rules on a recorded curve (``bench/bench_recipes.py``).
-    """
+    ``updates`` updates) scored ``values``, or None if it would not have stopped by the last one:
+    the trainer's own rule (:func:`judge_check`, :func:`stops`) replayed, to compare stopping rules
+    on a recorded curve (``bench/bench_recipes.py``)."""
     best: float | None = None
     bad = 0
-    for i, (value, update) in enumerate(zip(values, updates, strict=True)):
-        window = [v for v in values[max(0, i + 1 - budget.smooth) : i + 1] if math.isfinite(v)]
-        trend = value if budget.smooth == 1 else (float(np.mean(window)) if window else math.nan)
-        if i + 1 < budget.smooth:
-            continue
-        if improved(metric, trend, best, budget.min_delta):
-            best, bad = trend, 0
-        else:
-            bad += 1
-        if bad >= budget.patience and update >= budget.min_updates:
+    for i, update in enumerate(updates):
+        best, bad = judge_check(values[: i + 1], budget, metric, best, bad)
+        if stops(budget, bad, update):
             return i
     return None
 
@@ -561,7 +570,7 @@ class ModelRun:
         self.fingerprint = _fingerprint(spec, self.sched, arrays, self.validation)
         self.st = st = _resume(self.checkpoint_path, self.fingerprint, spec, self.sched, arrays, dev)
         self.start_blocks, self.start_update = st.blocks, st.updates
-        if self.keep_best and st.bad >= budget.patience and st.updates >= budget.min_updates:
+        if self.keep_best and stops(budget, st.bad, st.updates):
             self.stop_reason = "converged"
         self.x_t = torch.from_numpy(np.ascontiguousarray(arrays.x, dtype=np.float32)).to(dev)
         self.c_t = torch.from_numpy(np.ascontiguousarray(arrays.c, dtype=np.float32)).to(dev)
@@ -667,13 +676,8 @@ class ModelRun:
             st.best, st.best_update = value, st.updates
             if self.keep_best:
                 st.best_state = st.weights()
-        trend = value if smooth == 1 else smoothed(st.curve, self.metric, smooth)
-        if len(st.curve) < smooth:
-            pass  # no judgement before the window is full: a mean of fewer checks is noisier
-        elif improved(self.metric, trend, st.stop_best, budget.min_delta):
-            st.stop_best, st.bad = trend, 0
-        else:
-            st.bad += 1
+        values = [p.val_nse if self.metric == "nse" else p.val_rmse for p in st.curve[-smooth:]]
+        st.stop_best, st.bad = judge_check(values, budget, self.metric, st.stop_best, st.bad)
         return point
 
     def decide(self, point: CurvePoint, on_check: Callable[[CurvePoint], bool | None] | None = None) -> None:
@@ -681,7 +685,7 @@ class ModelRun:
         st, budget = self.st, self.spec.budget
         if on_check is not None and on_check(point):
             self.stop_reason = "callback"
-        elif self.keep_best and st.bad >= budget.patience and st.updates >= budget.min_updates:
+        elif self.keep_best and stops(budget, st.bad, st.updates):
             self.stop_reason = "converged"
 
     @property

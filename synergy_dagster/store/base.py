@@ -21,9 +21,10 @@ from typing import Any, Protocol
 import duckdb
 import pandas as pd
 
-from synergy_dagster.errors import InputError, StoreConflictError
+from synergy_dagster.errors import ConfigError, InputError, StoreConflictError
 from synergy_dagster.store.duckdb_file import DuckDBFileBackend
 from synergy_dagster.store.ducklake import MAX_ATTEMPTS, DuckLakeBackend
+from synergy_dagster.store.history import Pruned
 from synergy_dagster.store.location import StoreLocation, duckdb_file, parse_store
 from synergy_dagster.store.retry import Backoff
 from synergy_dagster.store.schema import TABLES
@@ -52,6 +53,8 @@ class Backend(Protocol):
     def check_keys(self, con: duckdb.DuckDBPyConnection, table: str, frame: str) -> None: ...
 
     def release(self) -> None: ...
+
+    def prune_history(self, keep_s: float, grace_s: float) -> Pruned: ...
 
 
 class MetadataStore:
@@ -100,6 +103,17 @@ class MetadataStore:
         """Let go of what this process keeps open for the store (a DuckLake catalog's PostgreSQL
         sessions; nothing for a DuckDB file). Optional: the next call opens it again."""
         self._backend.release()
+
+    def prune_history(self, keep_s: float = 7 * 86400.0, grace_s: float = 3600.0) -> Pruned:
+        """Give up the history older than ``keep_s`` seconds and delete the data files only it
+        held, once they have been unreferenced for ``grace_s`` (a read that started before the
+        expiry may still scan them). DuckLake keeps every replaced partition as a snapshot, so a
+        long-lived lake grows with each rematerialisation until pruned; a DuckDB file keeps no
+        history (nothing to do). Safe beside running writers (a conflicting commit is redone)."""
+        for name, value in (("keep", keep_s), ("grace", grace_s)):
+            if not value >= 0:  # NaN too
+                raise ConfigError(f"prune_history.{name}", f"must be a number of seconds >= 0, got {value}")
+        return self._backend.prune_history(float(keep_s), float(grace_s))
 
     def replace_rows(self, table: str, df: pd.DataFrame, where: Mapping[str, Any]) -> int:
         """Delete the rows matching ``where`` (the partition) and insert ``df``, in one transaction.

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from synergy_dagster.errors import ConfigError
+from synergy_dagster.store.history import Pruned
 from synergy_dagster.store.location import StoreLocation
 from synergy_dagster.store.retry import Backoff
 from synergy_dagster.store.schema import MIGRATION_DEFAULTS, MIGRATION_RENAMES, TABLES
@@ -79,6 +80,10 @@ class DuckDBFileBackend:
 
     def check_keys(self, con: duckdb.DuckDBPyConnection, table: str, frame: str) -> None:
         """Nothing to do: the file enforces its primary keys itself."""
+
+    def prune_history(self, keep_s: float, grace_s: float) -> Pruned:
+        """Nothing to do: a DuckDB file keeps no history (a replace frees its rows' space)."""
+        return Pruned(0, 0, 0)
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, table: str, cols: str) -> None:

@@ -33,6 +33,7 @@ import duckdb
 
 from synergy_dagster.errors import ConfigError
 from synergy_dagster.store.extensions import load_extensions
+from synergy_dagster.store.history import Pruned, prune_lake
 from synergy_dagster.store.location import StoreLocation, mask_password
 from synergy_dagster.store.retry import Backoff
 from synergy_dagster.store.schema import MIGRATION_DEFAULTS, MIGRATION_RENAMES, TABLES
@@ -253,6 +254,20 @@ class DuckLakeBackend:
                         raise
         _SCHEMA_READY.add(key)
 
+    def prune_history(self, keep_s: float, grace_s: float) -> Pruned:
+        """:func:`~synergy_dagster.store.history.prune_lake` on this lake; an expiry that meets a
+        concurrent commit is redone, as a write is."""
+        backoff = Backoff(self.lock_timeout_s, MAX_ATTEMPTS, first_s=0.02, cap_s=1.0)
+        with self.connect() as con:
+            alias = str(con.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+            data_path = self.location.data_path or _data_path_of(con, alias)
+            while True:
+                try:
+                    return prune_lake(con, alias, data_path, keep_s, grace_s)
+                except duckdb.Error as exc:
+                    if not self.is_conflict(exc) or not backoff.wait():
+                        raise
+
     @staticmethod
     def is_conflict(exc: BaseException) -> bool:
         """A commit that lost against another writer's: the whole transaction may be redone."""
@@ -293,6 +308,14 @@ class DuckLakeBackend:
                 f'Duplicate key "{shown}" violates primary key constraint of table {table} '
                 "(checked by the store: DuckLake has no key constraints)"
             )
+
+
+def _data_path_of(con: duckdb.DuckDBPyConnection, alias: str) -> Path | None:
+    """The data folder the catalog was created with (where its relative file names live)."""
+    row = con.execute(
+        "SELECT value FROM ducklake_options(?) WHERE option_name = 'data_path'", [alias]
+    ).fetchone()
+    return Path(str(row[0])) if row and row[0] else None
 
 
 def _create_and_migrate(con: duckdb.DuckDBPyConnection) -> None:

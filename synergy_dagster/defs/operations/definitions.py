@@ -6,6 +6,7 @@ import dagster as dg
 
 from synergy_dagster.defs.operations.automation import automation_enabled, automation_sensor, with_automation
 from synergy_dagster.defs.operations.landing import landed_streamflow, landed_streamflow_job
+from synergy_dagster.defs.operations.maintenance import store_maintenance_job, weekly_store_pruning
 from synergy_dagster.defs.operations.nwis import nwis_daily_fetch, nwis_fetch_job
 from synergy_dagster.defs.operations.resources import LandingConfig
 from synergy_dagster.defs.operations.sensors import (
@@ -16,12 +17,12 @@ from synergy_dagster.defs.operations.sensors import (
 from synergy_dagster.defs.resources import SourceConfig
 
 ASSETS = [landed_streamflow]
-JOBS = [landed_streamflow_job, nwis_fetch_job]
+JOBS = [landed_streamflow_job, nwis_fetch_job, store_maintenance_job]
 # Decided at import (as the code location loads); full_defs adds the sensor later when asked explicitly.
 SENSORS: list[dg.SensorDefinition] = [landing_sensor, landed_training_sensor, landed_evaluation_sensor] + (
     [automation_sensor] if automation_enabled() else []
 )
-SCHEDULES = [nwis_daily_fetch]
+SCHEDULES = [nwis_daily_fetch, weekly_store_pruning]
 
 
 def operations_defs(sources: SourceConfig) -> dg.Definitions:
