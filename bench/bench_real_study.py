@@ -3,8 +3,11 @@ file (default ``studies/real.yaml``: both domains, every scenario, each model to
 the profile's ``converge`` budget) in a fresh folder with its own ``DAGSTER_HOME``.
 
 Usage: ``SYNERGY_REAL_DATA=../shared/data python bench/bench_real_study.py [--config FILE]
-[--profile cpu] [--bank-size N] [--precision bf16] [--keep DIR]``. ``--precision`` runs a copy of the
-study file (written beside it, removed afterwards) whose every domain's recipe has that precision.
+[--profile cpu] [--bank-size N] [--precision bf16] [--seeds 0,1,2] [--keep DIR]``. ``--precision`` and
+``--seeds`` run a copy of the study file (written beside it, removed afterwards) whose every domain's
+recipe has that precision / whose models are trained once per seed. ``--keep`` on a folder of an
+earlier run continues it: models already trained (same data, configuration and seed) are reused, so
+``--seeds 0,1,2`` after a one-seed run trains seeds 1 and 2 only.
 
 Prints the wall time, the share of it spent in the training runs (the bank runs' durations from the
 Dagster instance), the models trained, how each stopped, and each global model's best validation
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="cpu", choices=["demo", "cpu", "paper"])
     ap.add_argument("--bank-size", type=int, help="partitions per bank run (default: the CLI's)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], help="every domain's recipe precision")
+    ap.add_argument("--seeds", help="comma-separated seeds of every model (default: the study file's)")
     ap.add_argument("--keep", help="run in this folder and keep it (default: a temporary folder, removed)")
     args = ap.parse_args(argv)
     if not os.environ.get("SYNERGY_REAL_DATA"):
@@ -45,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGY_") or k == "SYNERGY_REAL_DATA"}
     env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
     config = Path(args.config).resolve()
-    if args.precision:
-        config = _with_precision(config, args.precision)
+    variant = bool(args.precision or args.seeds)
+    if variant:
+        seeds = [int(k) for k in args.seeds.split(",")] if args.seeds else None
+        config = _variant(config, args.precision, seeds)
     cmd = [sys.executable, "-m", "synergy_dagster.cli", "study", "--config", str(config)]
     cmd += ["--profile", args.profile, "--data-dir", str(work / "data")]
     cmd += ["--bank-size", str(args.bank_size)] if args.bank_size else []
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = subprocess.run(cmd, cwd=work, env=env, text=True, check=False)
     finally:
-        if args.precision:
+        if variant:
             config.unlink(missing_ok=True)
     wall = time.perf_counter() - t0
     load1 = os.getloadavg()
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if res.returncode != 0:
         print(f"study failed with exit code {res.returncode} after {wall:.0f} s (folder {work})")
         return res.returncode
-    train_s = _training_seconds(home)
+    train_s = _training_seconds(home, since=time.time() - wall)
     models = _models(work / "data" / "synergy.duckdb")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -74,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"HEADLINE: whole real study ({Path(args.config).name}, {args.profile} profile"
         + (f", {args.precision}" if args.precision else "")
+        + (f", seeds {args.seeds}" if args.seeds else "")
         + f") in {wall:.0f} s "
         f"({wall / 60:.1f} min; target <= 20 min) on {os.cpu_count()} cores; training runs "
         f"{train_s:.0f} s ({train_s / wall:.0%} of the wall time); {models['n']} models; global "
@@ -82,21 +89,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _with_precision(config: Path, precision: str) -> Path:
+def _variant(config: Path, precision: str | None, seeds: list[int] | None) -> Path:
     """A copy of the study file beside it (so its relative paths still hold) whose every domain's
-    recipe has ``precision``."""
+    recipe has ``precision`` and whose models are trained for ``seeds`` (each when given)."""
     import yaml
 
     study = yaml.safe_load(config.read_text())
-    for spec in study["domains"].values():
-        spec["recipe"] = {**(spec.get("recipe") or {}), "precision": precision}
-    out = config.with_name(f".bench-{precision}-{config.name}")
+    if precision:
+        for spec in study["domains"].values():
+            spec["recipe"] = {**(spec.get("recipe") or {}), "precision": precision}
+    if seeds:
+        study["seeds"] = seeds
+    tag = "-".join(x for x in (precision, seeds and "seeds" + "_".join(map(str, seeds))) if x)
+    out = config.with_name(f".bench-{tag}-{config.name}")
     out.write_text(yaml.safe_dump(study, sort_keys=False))
     return out
 
 
-def _training_seconds(home: Path) -> float:
-    """Summed wall time of the study's training runs (``train_<domain>_job``) on its instance."""
+def _training_seconds(home: Path, since: float) -> float:
+    """Summed wall time of this run's training runs (``train_<domain>_job``, started after the
+    ``since`` epoch second) on the study's instance (a kept folder also holds earlier ones)."""
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
@@ -104,7 +116,9 @@ def _training_seconds(home: Path) -> float:
     try:
         runs = [r for r in instance.get_runs() if r.job_name.startswith("train_")]
         stats = [instance.get_run_stats(r.run_id) for r in runs]
-        return float(sum((s.end_time or 0) - (s.start_time or 0) for s in stats))
+        return float(
+            sum((s.end_time or 0) - (s.start_time or 0) for s in stats if (s.start_time or 0) >= since)
+        )
     finally:
         instance.dispose()
 
