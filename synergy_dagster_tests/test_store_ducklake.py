@@ -563,3 +563,37 @@ def test_store_maintenance_job_prunes_and_records_what_it_freed(tmp_path: Path) 
     ctx = dg.build_schedule_context(scheduled_execution_time=pd.Timestamp("2026-12-06 03:00", tz="UTC"))
     (req,) = weekly_store_pruning.evaluate_tick(ctx).run_requests
     assert req.run_key == "prune:2026-12-06T03:00"
+
+
+def _site_writer(location: StoreLocation, rounds: int, out: str) -> None:
+    store = MetadataStore(location)
+    ids = [f"s{i:03d}" for i in range(500)]
+    for k in range(rounds):
+        store.replace_rows("sites", _sites(ids).assign(lat=float(k)), {"domain": "streamflow"})
+    Path(out).write_text(json.dumps({"retries": store.retries}))
+
+
+@pytest.mark.fault
+def test_pruning_beside_a_writer_loses_nothing(tmp_path: Path) -> None:
+    """Expiring snapshots while another process replaces a partition on the same PostgreSQL
+    catalog: the writer finishes, the pruner finishes, the last generation is whole."""
+    with fresh_pg_database(pg_dsn_or_skip()) as dsn:
+        location = ducklake("postgres:" + dsn, tmp_path / "lake")
+        store = MetadataStore(location)
+        store.init_schema()
+        rounds = 25
+        writer = mp.get_context("spawn").Process(
+            target=_site_writer, args=(location, rounds, str(tmp_path / "w.json"))
+        )
+        writer.start()
+        expired = prunes = 0
+        while writer.is_alive() or prunes == 0:
+            expired += store.prune_history(keep_s=0.0, grace_s=3600.0).snapshots
+            prunes += 1
+        writer.join(300)
+        assert writer.exitcode == 0 and prunes > 1
+        expired += store.prune_history(keep_s=0.0, grace_s=3600.0).snapshots
+        now = store.query("SELECT count(*) AS n, min(lat) AS lo, max(lat) AS hi FROM sites")
+        store.close()
+    assert now.iloc[0].tolist() == [500, rounds - 1, rounds - 1]
+    assert expired >= rounds - 1  # every replaced generation's snapshot went (the newest is kept)

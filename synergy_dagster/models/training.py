@@ -445,6 +445,8 @@ def replay_converge(values: list[float], updates: list[int], budget: Budget, met
     ``updates`` updates) scored ``values``, or None if it would not have stopped by the last one:
     the trainer's own rule (:func:`judge_check`, :func:`stops`) replayed, to compare stopping rules
     on a recorded curve (``bench/bench_recipes.py``)."""
+    if len(values) != len(updates):
+        raise ValueError(f"{len(values)} values for {len(updates)} checks")
     best: float | None = None
     bad = 0
     for i, update in enumerate(updates):
