@@ -511,6 +511,7 @@ def test_pruning_drops_old_snapshots_and_their_files_only(lake: StoreLocation) -
     assert before >= 4  # the replaced partitions' files are kept as history
     kept = store.prune_history(keep_s=3600.0, grace_s=0.0)  # every snapshot is younger than an hour
     assert (kept.snapshots, kept.files) == (0, 0)
+    assert store.prune_history(keep_s=float("inf"), grace_s=1e30) == Pruned(0, 0, 0)  # keep forever
     expired = store.prune_history(keep_s=0.0, grace_s=3600.0)  # expired, but the files wait out the grace
     assert expired.snapshots >= 4 and expired.files == 0
     assert _parquet_files(lake) == before

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import duckdb
 
+MAX_AGE_S = 1000 * 365.25 * 86400.0  # longer ages (infinity too) keep everything: no overflow
+
 
 @dataclasses.dataclass(frozen=True)
 class Pruned:
@@ -30,16 +32,14 @@ def prune_lake(
     connection; each call is its own DuckLake transaction.
     """
     lake = alias.replace("'", "''")
+    keep_us, grace_us = (int(min(s, MAX_AGE_S) * 1e6) for s in (keep_s, grace_s))
     expired = con.execute(
-        f"CALL ducklake_expire_snapshots('{lake}', older_than => now() - to_microseconds(?))",
-        [int(keep_s * 1e6)],
+        f"CALL ducklake_expire_snapshots('{lake}', older_than => now() - to_microseconds(?))", [keep_us]
     ).fetchall()
     cleanup = f"CALL ducklake_cleanup_old_files('{lake}', {{}}older_than => now() - to_microseconds(?))"
-    due = [
-        str(r[0]) for r in con.execute(cleanup.format("dry_run => true, "), [int(grace_s * 1e6)]).fetchall()
-    ]
+    due = [str(r[0]) for r in con.execute(cleanup.format("dry_run => true, "), [grace_us]).fetchall()]
     size = sum(_size(p, data_path) for p in due)
-    deleted = con.execute(cleanup.format(""), [int(grace_s * 1e6)]).fetchall()
+    deleted = con.execute(cleanup.format(""), [grace_us]).fetchall()
     return Pruned(len(expired), len(deleted), size)
 
 
