@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     config = Path(args.config).resolve()
     variant = bool(args.precision or args.seeds)
     if variant:
-        seeds = [int(k) for k in args.seeds.split(",")] if args.seeds else None
+        try:
+            seeds = [int(k) for k in args.seeds.split(",")] if args.seeds else None
+        except ValueError:
+            print(f"--seeds: expected comma-separated integers, got {args.seeds!r}", file=sys.stderr)
+            return 2
         config = _variant(config, args.precision, seeds)
     cmd = [sys.executable, "-m", "synergy_dagster.cli", "study", "--config", str(config)]
     cmd += ["--profile", args.profile, "--data-dir", str(work / "data")]

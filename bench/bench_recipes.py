@@ -88,8 +88,7 @@ def runner(args: argparse.Namespace) -> None:
     from synergy_dagster.config import Budget, DomainTraining, Recipe
     from synergy_dagster.models.fit import normalizer_options, validation_split
     from synergy_dagster.models.normalization import Normalizer
-    from synergy_dagster.models.predict import predict
-    from synergy_dagster.models.training import CurvePoint, TrainSpec, train_model
+    from synergy_dagster.models.training import CurvePoint, TrainSpec, train_model, validation_series
     from synergy_dagster.study_file import load_study
 
     torch.set_num_threads(args.threads)
@@ -134,12 +133,8 @@ def runner(args: argparse.Namespace) -> None:
     )  # fmt: skip
     res = train_model(arrays, spec, validation=validation, device="cpu", progress=False, on_check=on_check)
     # the kept weights' validation series, in flow units, for the seed ensemble the parent scores
-    pred, obs = predict(res.state_dict, validation.arrays), validation.arrays.y[..., 0]
-    if validation.normalizer is not None:
-        pred, obs = validation.normalizer.inverse_target(pred), validation.normalizer.inverse_target(obs)
-    np.savez(
-        Path(args.out).with_suffix(".npz"), pred=pred[:, validation.skip :], obs=obs[:, validation.skip :]
-    )
+    obs, pred = validation_series(res.state_dict, validation)
+    np.savez(Path(args.out).with_suffix(".npz"), pred=pred, obs=obs)
     out = {
         "recipe": args.runner,
         "seed": args.seed,

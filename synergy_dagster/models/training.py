@@ -484,16 +484,26 @@ def budget_updates(
     return total, max(1, block)
 
 
-def validation_scores(
-    model: SynergyLSTM, validation: Validation, device: torch.device
-) -> tuple[float, float]:
-    """Median NSE and median RMSE over the validation sites (one full-sequence pass, no dropout)."""
+def validation_series(
+    model: SynergyLSTM | dict[str, torch.Tensor],
+    validation: Validation,
+    device: torch.device | str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Observed and simulated series [site, day] of the scored validation days (warm-up cut), in
+    physical units when the validation has a normalizer."""
     pred = predict(model, validation.arrays, device=device)
     obs = validation.arrays.y[..., 0]
     if validation.normalizer is not None:
         pred = validation.normalizer.inverse_target(pred)
         obs = validation.normalizer.inverse_target(obs)
-    obs, pred = obs[:, validation.skip :], pred[:, validation.skip :]
+    return obs[:, validation.skip :], pred[:, validation.skip :]
+
+
+def validation_scores(
+    model: SynergyLSTM, validation: Validation, device: torch.device
+) -> tuple[float, float]:
+    """Median NSE and median RMSE over the validation sites (one full-sequence pass, no dropout)."""
+    obs, pred = validation_series(model, validation, device)
     with warnings.catch_warnings():  # a site with no valid day is NaN: nanmedian skips it
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(np.nanmedian(nse(obs, pred))), float(np.nanmedian(rmse(obs, pred)))
