@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 SRC := synergy_dagster synergy_dagster_tests bench
 FAST := not e2e and not fault and not ui and not slow
 
-.PHONY: install home study sensitivity test test-fast lint dev
+.PHONY: install home study sensitivity test test-fast lint dev mutate
 
 $(PY):
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ test: lint
 # the unit tests only: no whole studies, fault injection or UI (markers in pyproject.toml)
 test-fast: lint
 	$(PY) -m pytest -n 2 --dist loadfile -q -m "$(FAST)"
+
+# Mutation testing (mutmut, the dev extra) of the modules whose rules decide the study's answer, each
+# against its fast tests: kill rate per module and every surviving mutant (docs/testing.md: how long
+# it takes, the measured figures). CPU-heavy, so niced; MUTATE_ARGS picks targets, e.g. "metrics".
+mutate: $(STAMP)
+	nice -n 10 $(PY) scripts/mutate.py $(MUTATE_ARGS)
 
 dev: $(STAMP) home
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1

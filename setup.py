@@ -24,7 +24,7 @@ setup(
         "pyogrio>=0.9",
         "shapely>=2.0",
         "pyproj>=3.6",
-        "scipy>=1.11",
+        "scipy>=1.15",  # kmeans2(rng=): scipy 1.15 (docs.scipy.org, scipy-1.15.1 kmeans2)
         # DuckDB's extensions ship on PyPI built for one DuckDB release each (loaded offline from
         # these packages by store/extensions.py): the three pins move together.
         "duckdb==1.5.5",
@@ -47,6 +47,7 @@ setup(
             "HydroErr>=2.0",
             "selenium>=4.20",
             "hypothesis>=6.100",  # property-based fuzzing of the readers (test_fuzz_readers.py)
+            "mutmut>=3.8,<4",  # `make mutate` (scripts/mutate.py uses its 3.x settings)
         ],
         # Scale-out engines (see deploy/): pick one with SYNERGY_EXECUTOR. dagster-postgres holds the
         # shared instance (deploy/postgres/dagster.yaml), redis is Celery's broker client (kombu's

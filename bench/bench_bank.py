@@ -42,12 +42,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from synergy_dagster.config import PROFILES, Budget, Period  # noqa: E402
+from synergy_dagster.config import Budget, Period  # noqa: E402
 from synergy_dagster.models.normalization import Arrays  # noqa: E402
 from synergy_dagster.models.training import TrainSpec, Validation, train_model  # noqa: E402
+from synergy_dagster.study_file import preset_profile  # noqa: E402
 
 DOMAIN = "streamflow"
-PROFILE = PROFILES["cpu"]
+PROFILE = preset_profile("cpu")
 TRAIN = Period("1981-10-01", "2009-12-31")  # studies/real.yaml
 
 

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     env.update(
         DAGSTER_HOME=str(work / "dagster_home"),
         SYNERGY_DATA_DIR=str(work / "data"),
-        SYNERGY_PROFILE=args.profile,
-        SYNERGY_SOURCE="virtual",
+        SYNERGY_OVERRIDES=f"profile={args.profile}",
+        SYNERGY_STUDY="virtual",
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
     )
     load0 = os.getloadavg()

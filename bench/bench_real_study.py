@@ -28,12 +28,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from synergy_dagster.presets import preset_names  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "studies" / "real.yaml"))
-    ap.add_argument("--profile", default="cpu", choices=["demo", "cpu", "paper"])
+    ap.add_argument("--profile", default="cpu", choices=preset_names())
     ap.add_argument("--bank-size", type=int, help="partitions per bank run (default: the CLI's)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], help="every domain's recipe precision")
     ap.add_argument("--seeds", help="comma-separated seeds of every model (default: the study file's)")
@@ -49,26 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNERGY_") or k == "SYNERGY_REAL_DATA"}
     env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
     config = Path(args.config).resolve()
-    variant = bool(args.precision or args.seeds)
-    if variant:
-        try:
-            seeds = [int(k) for k in args.seeds.split(",")] if args.seeds else None
-        except ValueError:
-            print(f"--seeds: expected comma-separated integers, got {args.seeds!r}", file=sys.stderr)
-            return 2
-        config = _variant(config, args.precision, seeds)
+    try:
+        seeds = [int(k) for k in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        print(f"--seeds: expected comma-separated integers, got {args.seeds!r}", file=sys.stderr)
+        return 2
     cmd = [sys.executable, "-m", "synergy_dagster.cli", "study", "--config", str(config)]
     cmd += ["--profile", args.profile, "--data-dir", str(work / "data")]
     cmd += ["--bank-size", str(args.bank_size)] if args.bank_size else []
+    for item in _overrides(config, args.precision, seeds):
+        cmd += ["--set", item]
     load0 = os.getloadavg()
     print(f"cpus {os.cpu_count()}, load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
     print("running:", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
-    try:
-        res = subprocess.run(cmd, cwd=work, env=env, text=True, check=False)
-    finally:
-        if variant:
-            config.unlink(missing_ok=True)
+    res = subprocess.run(cmd, cwd=work, env=env, text=True, check=False)
     wall = time.perf_counter() - t0
     load1 = os.getloadavg()
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
@@ -93,20 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _variant(config: Path, precision: str | None, seeds: list[int] | None) -> Path:
-    """A copy of the study file beside it (so its relative paths still hold) whose every domain's
-    recipe has ``precision`` and whose models are trained for ``seeds`` (each when given)."""
+def _overrides(config: Path, precision: str | None, seeds: list[int] | None) -> list[str]:
+    """The study overrides (``--set``) giving every domain's recipe ``precision`` and every model
+    ``seeds`` (each when given)."""
     import yaml
 
-    study = yaml.safe_load(config.read_text())
+    out = [f"seeds={seeds}"] if seeds else []
     if precision:
-        for spec in study["domains"].values():
-            spec["recipe"] = {**(spec.get("recipe") or {}), "precision": precision}
-    if seeds:
-        study["seeds"] = seeds
-    tag = "-".join(x for x in (precision, seeds and "seeds" + "_".join(map(str, seeds))) if x)
-    out = config.with_name(f".bench-{tag}-{config.name}")
-    out.write_text(yaml.safe_dump(study, sort_keys=False))
+        domains = (yaml.safe_load(config.read_text()) or {}).get("domains") or {}
+        out += [f"domains.{d}.recipe.precision={precision}" for d in domains]
     return out
 
 

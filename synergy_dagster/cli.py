@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synergy_dagster.config import DOMAINS
+from synergy_dagster.config import BUDGET_MODES, DOMAINS
 from synergy_dagster.env import env_int, env_str
 from synergy_dagster.errors import SynergyError
+from synergy_dagster.overrides import OVERRIDES_VARIABLE, parse_override, split_overrides
+from synergy_dagster.presets import preset_names
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -39,20 +41,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="without --config: the shipped study studies/virtual.yaml (default) or studies/real.yaml",
     )
     st.add_argument("--real-data", help="folder with the real data layout (default $SYNERGY_REAL_DATA)")
-    st.add_argument(
-        "--profile", choices=["demo", "cpu", "paper"], help="training profile (default: the study file's)"
-    )
+    st.add_argument("--profile", choices=preset_names(), help="the preset (the same as --set profile=NAME)")
     st.add_argument("--data-dir", help="working folder (default: the study file's data_dir)")
-    st.add_argument("--domains", help=f"comma-separated domains (default all: {','.join(DOMAINS)})")
     st.add_argument(
-        "--budget",
-        choices=["paper", "equal_updates", "equal_passes", "converge", "wall_clock"],
-        help="training budget mode (default: the profile's; demo and cpu: converge)",
+        "--domains",
+        help=f"comma-separated domains (default all: {','.join(DOMAINS)}; the same as --set run.domains=[...])",
+    )
+    st.add_argument(
+        "--budget", choices=BUDGET_MODES, help="training budget mode (the same as --set budget.mode=MODE)"
+    )
+    st.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a study key, e.g. --set budget.max_updates=800 --set seeds=[0,1] (after "
+        f"${OVERRIDES_VARIABLE}; repeatable)",
     )
     st.add_argument(
         "--sensitivity",
         action="store_true",
-        help="also run budget_sensitivity: global vs local under $SYNERGY_SENSITIVITY_MODES",
+        help="also run budget_sensitivity: global vs local under the study's run.sensitivity_modes",
     )
     st.add_argument(
         "--bank-size",
@@ -81,30 +91,35 @@ def _banks(keys: list[str], size: int) -> list[list[str]]:
     return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
-def _resource_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``sources`` and ``study`` resource config the flags set; what no flag sets is left to
-    the resources' environment defaults."""
-    sources: dict[str, Any] = {}
+def _resource_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``study`` resource config the flags set; what no flag sets is left to the resource's
+    environment defaults. The shortcut flags become overrides, after ``SYNERGY_OVERRIDES``."""
+    config: dict[str, Any] = {}
     if args.config:
-        sources["study_file"] = str(Path(args.config).resolve())
+        config["study_file"] = str(Path(args.config).resolve())
+    elif args.source:
+        config["study_file"] = args.source
     if args.data_dir:
-        sources["data_dir"] = str(Path(args.data_dir).resolve())
-    if args.source:
-        sources["kind"] = args.source
+        config["data_dir"] = str(Path(args.data_dir).resolve())
     if args.real_data:
-        sources["real_data"] = str(Path(args.real_data).resolve())
-    study: dict[str, Any] = {}
+        config["real_data"] = str(Path(args.real_data).resolve())
+    flags: list[str] = []
     if args.profile:
-        study["profile"] = args.profile
+        flags.append(f"profile={args.profile}")
     if args.domains:
-        study["domains"] = [d.strip() for d in args.domains.split(",") if d.strip()]
+        flags.append(f"run.domains=[{', '.join(d.strip() for d in args.domains.split(',') if d.strip())}]")
     if args.budget:
-        study["budget"] = args.budget
-    return sources, study
+        flags.append(f"budget.mode={args.budget}")
+    flags += args.overrides
+    for item in flags:
+        parse_override(item)  # a malformed one fails here, before any run
+    if flags:
+        config["overrides"] = [*split_overrides(env_str(OVERRIDES_VARIABLE, "")), *flags]
+    return config
 
 
-def _run_config(sources: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
-    return {"resources": {"sources": {"config": sources}, "study": {"config": study}}}
+def _run_config(study: dict[str, Any]) -> dict[str, Any]:
+    return {"resources": {"study": {"config": study}}}
 
 
 def _root_cause(event: object) -> str:
@@ -121,25 +136,28 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     # The flags go to every run as resource config; the CLI builds the same resources from the same
     # values (environment variables fill what no flag sets, for the runs and for the CLI alike).
-    source_config, study_config = _resource_config(args)
+    try:
+        study_config = _resource_config(args)
+    except SynergyError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
     import dagster as dg
 
     from synergy_dagster.defs.definitions import defs
-    from synergy_dagster.defs.resources import SourceConfig, StudyConfig
+    from synergy_dagster.defs.resources import StudyResource
 
-    sources = SourceConfig(**source_config)
-    study = StudyConfig(**study_config)
-    # The folder, absolute, is always passed: every run and worker process then writes where the
-    # CLI reports, whatever its working directory.
-    run_config = _run_config({**source_config, "data_dir": str(sources.work_dir)}, study_config)
-    # A bad study file or --domains fails here, before any run, with the key it names.
+    study = StudyResource(**study_config)
+    # A bad study file, key or override fails here, before any run, with the key it names.
     try:
-        study_file = sources.study()
-        domains = study.resolved_domains(study_file)
+        spec = study.spec
+        domains = study.domains()
+        # The folder, absolute, is always passed: every run and worker process then writes where
+        # the CLI reports, whatever its working directory.
+        run_config = _run_config({**study_config, "data_dir": str(study.work_dir)})
     except SynergyError as exc:
         raise SystemExit(f"error: {exc}") from None
-    print(f"study {study_file.name!r} ({sources.study_path()}): {', '.join(domains)}", flush=True)
+    shown = f"; overrides: {', '.join(spec.overrides)}" if spec.overrides else ""
+    print(f"study {spec.name!r} ({study.study_path()}): {', '.join(domains)}{shown}", flush=True)
     persistent = bool(env_str("DAGSTER_HOME", ""))
     instance = dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral()
     t0 = time.perf_counter()
@@ -184,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sensitivity:
         print("    budget sensitivity: global vs local under several training budgets", flush=True)
         run("budget_sensitivity_job")
-    layout = sources.layout
+    layout = study.layout
     print(f"\nDone in {time.perf_counter() - t0:.0f} s.")
     print(f"  tables : {layout.site_metrics()}, {layout.significance()} (and DuckDB {layout.database()})")
     print(f"  figures: {layout.figures_dir()}")

@@ -42,6 +42,10 @@ class Layout:
         """Sites a source held but the study left out before tagging (site, reason)."""
         return self.root / "sources" / f"{domain}_dropped.parquet"
 
+    def source_quality(self, domain: str) -> Path:
+        """Every quality finding of a source (masked values, dropped sites, warnings), one per row."""
+        return self.root / "sources" / f"{domain}_quality.csv"
+
     def ecoregions(self) -> Path:
         return self.root / "sources" / "ecoregions_l3.gpkg"
 
@@ -216,6 +220,10 @@ class Layout:
     def synergy_site_metrics(self, domain: str) -> Path:
         """The per-site test metrics of every curve point (for re-analysis)."""
         return self.synergy_dir() / f"{domain}_site_metrics.parquet"
+
+    def run_study(self, run_id: str) -> Path:
+        """The resolved study a run used (its settings, replayable as a study file)."""
+        return self.root / "runs" / f"{safe_key(run_id)}.study.yaml"
 
     # ------------------------------------------------------------------ the metadata store
 

@@ -13,58 +13,45 @@ The file is free of Dagster: the resources in ``defs/resources.py`` read it, and
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from synergy_dagster.config import DOMAINS, PROFILES, Budget, DomainPeriods, Period, PlanConfig, Recipe
+from synergy_dagster.config import (
+    BUDGET_MODES,
+    DOMAINS,
+    Budget,
+    BudgetMode,
+    DomainPeriods,
+    DomainTraining,
+    DomainWindow,
+    PlanConfig,
+    Profile,
+    Recipe,
+    Seeds,
+    Settings,
+    Training,
+)
+from synergy_dagster.domains import READER_DOMAINS
 from synergy_dagster.errors import ConfigError
+from synergy_dagster.layout import Layout
+from synergy_dagster.overrides import apply_overrides, blame
+from synergy_dagster.presets import DEFAULT_PRESET, preset_names, under_preset
+from synergy_dagster.sources.quality_spec import QualitySpec
 
 READERS = ("caravan", "camels_us", "pixel_cube")
 # Which domain each reader can feed: basins carry streamflow, pixel cubes soil moisture.
-READER_DOMAINS = {"caravan": "streamflow", "camels_us": "streamflow", "pixel_cube": "soil_moisture"}
 ALL_NUMERIC = "all_numeric"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PeriodSpec(_Strict):
-    start: dt.date
-    end: dt.date
-
-    def period(self) -> Period:
-        return Period(self.start.isoformat(), self.end.isoformat())
-
-
-class PeriodsSpec(_Strict):
-    """Train and test periods; the validation period is carved from the end of training."""
-
-    train: PeriodSpec
-    test: PeriodSpec
-
-    @model_validator(mode="after")
-    def _order(self) -> PeriodsSpec:
-        for name, p in (("train", self.train), ("test", self.test)):
-            if p.end < p.start:
-                raise ValueError(f"{name}: end {p.end} is before start {p.start}")
-        if self.test.start <= self.train.end:
-            raise ValueError(
-                f"test period {self.test.start}..{self.test.end} must start after the training period "
-                f"{self.train.start}..{self.train.end} ends"
-            )
-        return self
-
-    def domain_periods(self) -> DomainPeriods:
-        return DomainPeriods(self.train.period(), self.test.period())
+# Every block of the schema is a Settings model: frozen, unknown keys refused (config.Settings).
+_Strict = Settings
 
 
 class DomainSpec(_Strict):
@@ -90,12 +77,19 @@ class DomainSpec(_Strict):
     dynamic: Annotated[list[str], Field(min_length=1)]
     static: list[str] | Literal["all_numeric"] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
-    periods: PeriodsSpec
+    periods: DomainPeriods
     missing_values: list[float] = Field(default_factory=list, description="values that mean 'no data'")
-    recipe: dict[str, Any] = Field(
-        default_factory=dict,
-        description="overrides of the profile's training recipe for this domain (keys of config.Recipe, "
-        "e.g. precision: bf16, lr: 0.001); checked when the profile is resolved",
+    quality: QualitySpec | None = Field(
+        None,
+        description="this domain's data-quality policy: only the keys given override the study's 'quality'",
+    )
+    training: DomainWindow = Field(
+        description="the window, minibatch, spin-up and held-out validation days of this domain's models "
+        "(the preset's, key by key under what the study writes)"
+    )
+    recipe: Recipe = Field(
+        default_factory=Recipe,
+        description="how this domain's models are optimised (the preset's, key by key under the study's)",
     )
 
     @field_validator("dynamic", "categorical")
@@ -105,15 +99,6 @@ class DomainSpec(_Strict):
         if dup:
             raise ValueError(f"listed twice: {dup}")
         return names
-
-    @field_validator("recipe")
-    @classmethod
-    def _recipe_keys(cls, recipe: dict[str, Any]) -> dict[str, Any]:
-        try:
-            Recipe.check_keys(recipe)
-        except ConfigError as exc:
-            raise ValueError(f"{exc.source}: {exc.problem}") from exc
-        return recipe
 
     @model_validator(mode="after")
     def _consistent(self) -> DomainSpec:
@@ -133,35 +118,17 @@ class DomainSpec(_Strict):
             stray = sorted(set(self.categorical) - set(static))
             if stray:
                 raise ValueError(f"categorical attributes {stray} must also be listed under 'static'")
+        if self.recipe.loss_days > self.training.rho:
+            raise ConfigError(  # named inside the domain: domains.<d>.recipe.loss_days
+                "domain.recipe.loss_days",
+                f"{self.recipe.loss_days} days is longer than the window training.rho={self.training.rho}",
+            )
         return self
 
-
-class BudgetSpec(_Strict):
-    """Overrides of the profile's training budget (see ``config.Budget``); unset keeps the profile's."""
-
-    mode: Literal["paper", "equal_updates", "equal_passes", "converge", "wall_clock"] | None = None
-    updates: int | None = None
-    passes: float | None = None
-    seconds: float | None = None
-    max_updates: int | None = None
-    min_updates: int | None = None
-    patience: int | None = None
-    min_delta: float | None = None
-    eval_every: int | None = None
-    metric: Literal["auto", "nse", "rmse"] | None = None
-
-    def apply(self, base: Budget) -> Budget:
-        changes = {k: v for k, v in self.model_dump().items() if v is not None}
-        return base.replace(**changes) if changes else base
-
-
-class ThresholdsSpec(_Strict):
-    min_sites_subregion: int = 10
-    min_sites_roi: int = 10
-    coverage: float = 0.9
-
-    def plan_config(self) -> PlanConfig:
-        return PlanConfig(self.min_sites_subregion, self.min_sites_roi, self.coverage)
+    @property
+    def domain_training(self) -> DomainTraining:
+        """The window and the recipe together, as the trainer reads them."""
+        return DomainTraining(**dict(self.training), recipe=self.recipe)
 
 
 SCHEME_KINDS = ("ecoregions", "huc2", "climate", "kmeans", "random")
@@ -322,6 +289,53 @@ class StatisticsSpec(_Strict):
     wilcoxon_method: Literal["paper", "exact", "auto", "approx"] = "paper"
     alpha: float = Field(0.05, gt=0.0, lt=0.5)
     n_boot: int = Field(2000, ge=100, le=100_000)
+    seed_aggregation: Literal["seed_mean", "ensemble"] = Field(
+        "seed_mean",
+        description=(
+            "How several seeds become one per-site score, for every output (significance verdicts, "
+            "report, scheme table, synergy curves, figures, summary): 'seed_mean' (default) averages "
+            "the per-seed metrics at each site, the expected skill of one trained model as the paper "
+            "trained one; 'ensemble' scores the seed-averaged prediction, a different (usually "
+            "better) model. With one seed both are the same numbers."
+        ),
+    )
+    equivalence_margin: float = Field(
+        0.02,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "Relative equivalence margin (unitless fraction) of a 'no difference' claim: it holds "
+            "only when the (1 - alpha) bootstrap interval of the median paired difference lies "
+            "within +/- margin x |median of the second model|, e.g. 0.02 = 2 % (0.016 of a "
+            "correlation of 0.8). Default 0.02: well below the global vs local differences the paper "
+            "calls meaningful (0.82 vs 0.75 in soil-moisture correlation, about 9 %). "
+            "A non-significant run whose interval is wider is 'inconclusive', not a pass."
+        ),
+    )
+    null_draws: int = Field(
+        20,
+        ge=0,
+        le=99,
+        description=(
+            "Size-matched null draws per regionalisation scheme: each permutes the scheme's region "
+            "labels over its sites (same region sizes) and trains its local models, so 'the "
+            "scheme's regions carry information' is tested against regions of the same sizes, "
+            "with p = (1 + #draws at least as good) / (1 + draws). Default 20: the smallest p is "
+            "then 1/21 < 0.05. 0 leaves them out (the scheme table then compares with the "
+            "'random' scheme, which is not size-matched). Only studies with further schemes "
+            "(stratification.schemes) train them."
+        ),
+    )
+    curve_min_draws: int = Field(
+        3,
+        ge=2,
+        le=100,
+        description=(
+            "Fewest draw sequences per pool for which a synergy-curve slope gets a p-value; below "
+            "it the slope table shows the estimate and its t-interval only. Default 3: with 2 "
+            "draws the t-interval has one degree of freedom and its p-values swing widely."
+        ),
+    )
 
 
 class VirtualSpec(_Strict):
@@ -362,29 +376,77 @@ class StoreSpec(_Strict):
         return self
 
 
-class StudyFile(_Strict):
-    """A whole study. ``source`` is the file it was read from (paths are relative to its folder)."""
+class RunSpec(_Strict):
+    """What one run of the study does beyond the defaults (usually set by an override, e.g.
+    ``run.domains=[streamflow]``)."""
 
-    name: str
-    description: str = ""
-    data_dir: str = "data"
-    ecoregions: str | None = None  # a virtual study may omit it (the generated layer)
-    virtual: VirtualSpec | None = None
-    profile: str = "demo"
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    seeds: list[int] | None = None
-    thresholds: ThresholdsSpec = Field(default_factory=ThresholdsSpec)
-    statistics: StatisticsSpec = Field(default_factory=StatisticsSpec)
-    stratification: StratificationSpec = Field(default_factory=StratificationSpec)
-    synergy_curves: SynergyCurvesSpec | None = None
-    store: StoreSpec = Field(default_factory=StoreSpec)
+    domains: list[DomainName] = Field(
+        default_factory=list, description="which of the study's domains run (empty = all of them)"
+    )
+    sensitivity_modes: list[BudgetMode] = Field(
+        default_factory=lambda: ["paper", "equal_updates", "converge"],
+        description="the budget modes budget_sensitivity compares global vs local under (at least two)",
+    )
+    per_set_normalization: bool = Field(
+        False, description="fit the normalisation statistics per training set instead of per domain"
+    )
+    log_transform: bool = Field(True, description="log(x + 1) for precipitation and runoff inputs")
+
+    @field_validator("sensitivity_modes")
+    @classmethod
+    def _modes(cls, modes: list[str]) -> list[str]:
+        if len(set(modes)) < 2 or len(set(modes)) != len(modes):
+            raise ValueError(f"need at least two distinct modes of {BUDGET_MODES}, got {modes}")
+        return modes
+
+
+class StudyFile(_Strict):
+    """A whole study, resolved: the file's keys over its preset's, with the run's overrides
+    (:func:`resolve_study`). ``source`` and ``overrides`` say where it came from."""
+
+    name: str = Field(description="the study's name (shown in the UI and the report)")
+    description: str = Field("", description="free text")
+    data_dir: str = Field("data", description="the working folder (relative to the study file)")
+    ecoregions: str | None = Field(
+        None, description="the EPA Level III ecoregions file; a virtual study may omit it"
+    )
+    virtual: VirtualSpec | None = Field(None, description="generate the embedded virtual CONUS and read it")
+    profile: str = Field(
+        DEFAULT_PRESET, description=f"the preset merged under the study's own keys: one of {preset_names()}"
+    )
+    training: Training = Field(default_factory=Training, description="the model and the epoch rule")
+    budget: Budget = Field(default_factory=Budget, description="how much each model is trained")
+    seeds: Seeds = Field((0,), description="the seeds each model is trained with (distinct, >= 0)")
+    thresholds: PlanConfig = Field(default_factory=PlanConfig, description="the plan's thresholds")
+    statistics: StatisticsSpec = Field(default_factory=StatisticsSpec, description="the paired tests")
+    stratification: StratificationSpec = Field(
+        default_factory=StratificationSpec, description="the regionalisations compared"
+    )
+    synergy_curves: SynergyCurvesSpec | None = Field(None, description="synergy curves (off by default)")
+    store: StoreSpec = Field(default_factory=StoreSpec, description="where the metadata store lives")
+    quality: QualitySpec = Field(
+        default_factory=QualitySpec, description="the data-quality policy of every domain (docs/quality.md)"
+    )
+    run: RunSpec = Field(default_factory=RunSpec, description="what one run does")
     domains: dict[Literal["soil_moisture", "streamflow"], DomainSpec]
+
+    # where this study came from: set by resolve_study, recorded with each run
+    _source: str = PrivateAttr("<study>")
+    _overrides: tuple[str, ...] = PrivateAttr(())
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        return self._overrides
 
     @field_validator("profile")
     @classmethod
     def _profile(cls, name: str) -> str:
-        if name not in PROFILES:
-            raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}")
+        if name not in preset_names():
+            raise ValueError(f"unknown profile {name!r}; expected one of {preset_names()}")
         return name
 
     @field_validator("domains")
@@ -408,17 +470,33 @@ class StudyFile(_Strict):
                 raise ValueError(f"{missing} required (only a study with 'virtual' may leave paths out)")
         return self
 
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, seeds: list[int] | None) -> list[int] | None:
-        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
-            raise ValueError(f"seeds must be distinct integers >= 0, at least one; got {seeds}")
-        return seeds
+    @model_validator(mode="after")
+    def _trainable(self) -> StudyFile:
+        self.training_profile()  # the budget must fit the domains' windows (converge needs held-out days)
+        absent = [d for d in self.run.domains if d not in self.domains]
+        if absent:
+            raise ValueError(f"run.domains: {absent} not in the study (it has {sorted(self.domains)})")
+        return self
 
     # -- what the pipeline asks of a study ---------------------------------------------------------
 
+    def training_profile(self) -> Profile:
+        """Everything the models of this study are trained with."""
+        return Profile(
+            self.profile,
+            **dict(self.training),
+            seeds=self.seeds,
+            budget=self.budget,
+            domains={d: spec.domain_training for d, spec in self.domains.items()},
+        )
+
+    def run_domains(self) -> list[str]:
+        """The domains this run covers, in pipeline order."""
+        chosen = self.run.domains or list(self.domains)
+        return [d for d in DOMAINS if d in chosen]
+
     def periods(self, domain: str) -> DomainPeriods:
-        return self.domain(domain).periods.domain_periods()
+        return self.domain(domain).periods
 
     def domain(self, domain: str) -> DomainSpec:
         if domain not in self.domains:
@@ -499,44 +577,140 @@ def _message(exc: ValidationError, source: Path) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, ConfigError):  # a setting's own check: name the key inside the block
+            # its source is "<block>.<key>": inside a block, the block is the location's last part
+            field = inner.source.partition(".")[2] if err["loc"] else inner.source
+            loc = ".".join(p for p in (loc if err["loc"] else "", field) if p) or loc
+            msg = inner.problem
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; unknown keys are refused)"
         elif err["type"] == "missing":
             msg = "required key is missing"
+        # A gauge id YAML read as a number (directly, or inside a block's own check).
+        given = err.get("input") if err["type"] == "string_type" else None
+        number = re.search(r"valid string, got (-?\d+)$", msg)
+        value = str(given) if isinstance(given, int) else number.group(1) if number else None
+        inner_key = inner.source if isinstance(inner, ConfigError) else ""
+        if value is not None and "gauges" in (*map(str, err["loc"]), *inner_key.split(".")):
+            loc = ".".join(p for p in (*map(str, err["loc"]), inner_key) if p)
+            msg = (
+                f"{value} is a number, not a gauge id: YAML reads digits without quotes as an "
+                "integer, losing leading zeros (and reads a 0-prefixed id of digits 0-7 as octal: "
+                "01022500 becomes 271680); quote every id, e.g. gauges: ['01022500']"
+            )
         lines.append(f"{loc}: {msg}")
     return f"{len(lines)} problem(s): " + "; ".join(lines)
 
 
 def parse_study(
-    raw: object, source: str | Path = "<study>", variables: Mapping[str, str] | None = None
+    raw: object,
+    source: str | Path = "<study>",
+    variables: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
 ) -> StudyFile:
-    """Validate a parsed study mapping; relative paths are resolved against ``source``'s folder and
-    ``${VAR}`` is read from ``variables``, else the environment."""
+    """Resolve a parsed study mapping into the study: ``overrides`` set, the preset merged under it,
+    relative paths resolved against ``source``'s folder (``${VAR}`` from ``variables``, else the
+    environment), validated, and a virtual study's paths pointed at the generated files."""
     source = Path(source)
     if not isinstance(raw, dict):
         raise ConfigError(source, f"a study file must be a mapping of keys, got {type(raw).__name__}")
     base = source.parent if source.suffix else Path.cwd()
     try:
-        return StudyFile.model_validate(_resolve_paths(raw, base.resolve(), variables or {}))
+        merged = under_preset(apply_overrides(raw, overrides))
+    except ConfigError as exc:
+        raise ConfigError(source, blame(str(exc), overrides)) from None
+    try:
+        study = StudyFile.model_validate(_resolve_paths(merged, base.resolve(), variables or {}))
     except ValidationError as exc:
-        raise ConfigError(source, _message(exc, source)) from None
+        raise ConfigError(source, blame(_message(exc, source), overrides)) from None
+    study = _with_virtual_paths(study)
+    study._source = str(source)
+    study._overrides = tuple(overrides)
+    return study
 
 
-def load_study(path: str | Path, variables: Mapping[str, str] | None = None) -> StudyFile:
+def _with_virtual_paths(study: StudyFile) -> StudyFile:
+    """A virtual study's left-out paths, pointed at the files the generator writes."""
+    if study.virtual is None:
+        return study
+    root = Layout(study.data_dir).virtual_dir()
+    domains = {}
+    for name, spec in study.domains.items():
+        fill = {
+            "path": str(root / VIRTUAL_FILES[spec.reader]),
+            "basin_polygons": str(root / VIRTUAL_FILES["basin_polygons"]),
+            "gages2": str(root / VIRTUAL_FILES["gages2"]),
+        }
+        domains[name] = spec.model_copy(update={k: v for k, v in fill.items() if getattr(spec, k) is None})
+    ecoregions = study.ecoregions or str(root / VIRTUAL_FILES["ecoregions"])
+    return study.model_copy(update={"domains": domains, "ecoregions": ecoregions})
+
+
+# Where the generator writes each file under <data_dir>/virtual_conus (a virtual study's defaults).
+VIRTUAL_FILES = {
+    "ecoregions": "ecoregions/us_eco_l3.gpkg",
+    "caravan": "caravan",
+    "pixel_cube": "smap/virtual_pixels.nc",
+    "basin_polygons": "basins/basin_polygons.gpkg",
+    "gages2": "gages2/gauges.gpkg",
+}
+
+
+def resolve_study(
+    path: str | Path, overrides: Sequence[str] = (), variables: Mapping[str, str] | None = None
+) -> StudyFile:
+    """The one resolution of a study: the file, its preset and the run's overrides, validated
+    into one frozen object (every asset of a run reads it; nothing re-resolves)."""
+    return load_study(path, variables, overrides)
+
+
+def load_study(
+    path: str | Path, variables: Mapping[str, str] | None = None, overrides: Sequence[str] = ()
+) -> StudyFile:
     """Read and validate a study YAML file; every error names the file and the key."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(path, "study file not found")
+    text = path.read_text(encoding="utf-8-sig")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(path, f"not valid YAML: {exc}") from None
-    return parse_study(raw, path, variables)
+    try:
+        return parse_study(raw, path, variables, overrides)
+    except ConfigError as exc:
+        from synergy_dagster.yaml_ids import unquoted_ids
+
+        numbers = unquoted_ids(text)
+        if not numbers:
+            raise
+        written = ", ".join(f"{t!r} on line {line}" for line, t in numbers)
+        raise ConfigError(
+            path, f"{exc.problem}; the gauge ids written without quotes: {written}", f"line {numbers[0][0]}"
+        ) from None
 
 
 # The studies shipped with the project (studies/ at the repository root): what runs without a file.
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 SHIPPED_STUDIES = {"virtual": "virtual.yaml", "real": "real.yaml"}
+
+
+def preset_profile(name: str, domains: Sequence[str] = DOMAINS) -> Profile:
+    """A preset alone as a Profile, for code that trains without a study (benchmarks, tests)."""
+    raw = under_preset({"profile": name, "domains": {d: {} for d in domains}})
+    return Profile(
+        name,
+        **raw.get("training", {}),
+        seeds=tuple(raw.get("seeds", (0,))),
+        budget=Budget(**raw.get("budget", {})),
+        domains={
+            d: DomainTraining(
+                **raw["domains"][d]["training"], recipe=Recipe(**raw["domains"][d].get("recipe", {}))
+            )
+            for d in domains
+        },
+    )
 
 
 def shipped_study(kind: str) -> Path:

@@ -1,5 +1,6 @@
-"""Shared fixtures. Real-data tests read ``$SYNERGY_REAL_DATA`` (set by .ci/run); they skip only
-when the variable is unset, and fail loudly when it points at a missing folder. ``synthetic_arrays``
+"""Shared fixtures. Real-data tests read ``$SYNERGY_REAL_DATA`` (set by .ci/run); on a laptop they
+skip when the variable is unset, under ``CI`` (:func:`under_ci`) they fail instead, and they always
+fail loudly when it points at a missing folder. ``synthetic_arrays``
 builds small deterministic training :class:`Arrays` (:func:`make_arrays` is the same builder for
 module-level helpers and subprocesses, which cannot take fixtures)."""
 
@@ -15,6 +16,8 @@ import pandas as pd
 import pytest
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from synergy_dagster.models.normalization import Arrays
     from synergy_dagster.store import StoreLocation
 
@@ -76,10 +79,19 @@ def synthetic_arrays() -> Callable[..., Arrays]:
     return make_arrays
 
 
+def under_ci() -> bool:
+    """True when the environment variable ``CI`` is set to anything but empty, ``0`` or ``false``
+    (.ci/run sets ``CI=1``; hosted CI services set ``CI=true``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     value = os.environ.get("SYNERGY_REAL_DATA")
     if not value:
+        if under_ci():
+            # A CI without the data would otherwise be green with every real-data test skipped.
+            pytest.fail("SYNERGY_REAL_DATA is not set under CI: the real-data tests must run there")
         pytest.skip("SYNERGY_REAL_DATA is not set")
     path = Path(value).resolve()
     if not path.is_dir():
@@ -102,6 +114,24 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    """Every matplotlib Figure that :mod:`synergy_dagster.evaluation.figures` renders during the
+    test, in order, so tests read axes, artists, labels and limits instead of PNG bytes (the PNG
+    is still rendered and returned as usual)."""
+    from synergy_dagster.evaluation import figures
+
+    drawn: list[Figure] = []
+    render = figures._render
+
+    def keep(fig: Figure, path: str | Path | None) -> bytes:
+        drawn.append(fig)
+        return render(fig, path)
+
+    monkeypatch.setattr(figures, "_render", keep)
+    return drawn
 
 
 @pytest.fixture(params=["duckdb", "ducklake-file", "ducklake-postgres"])

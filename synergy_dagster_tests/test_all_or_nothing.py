@@ -41,6 +41,7 @@ from synergy_dagster.layout import Layout
 from synergy_dagster.models.fit import load_normalizer, load_plan, load_training_set
 from synergy_dagster.regions.subregions import subregions_of
 from synergy_dagster.store import MetadataStore
+from synergy_dagster_tests.runconfig import study_run_config
 
 
 class Boom(RuntimeError):
@@ -222,10 +223,12 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _run(data: Path, assets: list[str], coverage: float = 0.9) -> dg.ExecuteInProcessResult:
     from synergy_dagster.defs.definitions import defs
 
-    sources = {"data_dir": str(data), "virtual_pixels": 120, "virtual_basins": 20}
-    study = {"domains": ["soil_moisture"], "min_sites_subregion": 3, "min_sites_roi": 3, "coverage": coverage}
+    overrides = (
+        *TINY_WORLD, "run.domains=[soil_moisture]", "thresholds.min_sites_subregion=3",
+        "thresholds.min_sites_roi=3", f"thresholds.coverage={coverage}",
+    )  # fmt: skip
     return defs.resolve_job_def("prepare_job").execute_in_process(
-        run_config={"resources": {"sources": {"config": sources}, "study": {"config": study}}},
+        run_config=study_run_config(data, *overrides),
         instance=dg.DagsterInstance.ephemeral(),
         asset_selection=[dg.AssetKey(a) for a in assets],
         raise_on_error=False,
@@ -318,11 +321,12 @@ def test_sites_asset_success_replaces_rows_table_netcdf_and_map_together(data) -
 # ------------------------------------------- 1. through the evaluation, figures and budget assets
 
 # Two soil-moisture partitions (global:CONUS, local:F), two seeds, tiny models: a few seconds.
-EVAL_STUDY = {
-    "domains": ["soil_moisture"], "min_sites_subregion": 12, "min_sites_roi": 100000, "coverage": 0.9,
-    "epochs": 1, "hidden": 4, "seeds": [0, 1], "budget": "paper", "budget_updates": 5,
-    "sensitivity_modes": ["paper", "equal_updates"], "device": "cpu",
-}  # fmt: skip
+TINY_WORLD = ("virtual.pixels=120", "virtual.basins=20")
+EVAL_STUDY = (
+    *TINY_WORLD, "run.domains=[soil_moisture]", "thresholds.min_sites_subregion=12",
+    "thresholds.min_sites_roi=100000", "thresholds.coverage=0.9", "training.epochs=1", "training.hidden=4",
+    "seeds=[0, 1]", "budget.mode=paper", "budget.updates=5", "run.sensitivity_modes=[paper, equal_updates]",
+)  # fmt: skip
 # The tables these assets replace rows in; old rows are marked so that a replace would show.
 EVAL_TABLES = ("site_metrics", "significance", "budget_sensitivity")
 OLD = " [old]"
@@ -345,9 +349,8 @@ def _study_run(
 ) -> dg.ExecuteInProcessResult:
     from synergy_dagster.defs.definitions import defs
 
-    sources = {"data_dir": str(data), "virtual_pixels": 120, "virtual_basins": 20}
     return defs.resolve_job_def(job).execute_in_process(
-        run_config={"resources": {"sources": {"config": sources}, "study": {"config": EVAL_STUDY}}},
+        run_config=study_run_config(data, *EVAL_STUDY),
         instance=instance or dg.DagsterInstance.ephemeral(),
         asset_selection=None if assets is None else [dg.AssetKey(a) for a in assets],
         partition_key=partition,
@@ -592,8 +595,8 @@ def test_no_subregion_and_no_roi_names_both_thresholds_and_the_largest_counts() 
     assert msg.startswith("study thresholds [soil_moisture]: the plan would hold the global set only")
     assert f"min_sites_subregion=50 (largest: {letter} with {n_sub} sites)" in msg
     assert "min_sites_roi=40 (largest: 8.3.5 with 6 sites)" in msg
-    for setting in ("thresholds: {min_sites_subregion:", "study.min_sites_subregion", "SYNERGY_MIN_SITES)",
-                    "thresholds: {min_sites_roi: 6}", "study.min_sites_roi", "SYNERGY_MIN_SITES_ROI"):  # fmt: skip
+    for setting in ("thresholds: {min_sites_subregion:", f"thresholds.min_sites_subregion={n_sub}`",
+                    "thresholds: {min_sites_roi: 6}", "thresholds.min_sites_roi=6`"):  # fmt: skip
         assert setting in msg
 
 
@@ -603,7 +606,7 @@ def test_no_roi_only_is_advice_on_the_plan_not_an_error() -> None:
     assert not plan.rois and plan.training_keys
     (advice,) = threshold_advice(plan)
     assert "no Level III region reaches min_sites_roi=7 (largest: 8.3.5 with 6 sites)" in advice
-    assert "lower min_sites_roi to 6 or less" in advice and "SYNERGY_MIN_SITES_ROI" in advice
+    assert "lower min_sites_roi to 6 or less" in advice and "override `thresholds.min_sites_roi=6`" in advice
     # and it survives the plan file
     from synergy_dagster.experiments.plan import Plan
 
@@ -614,7 +617,10 @@ def test_no_subregion_only_names_min_sites_subregion() -> None:
     tagged = _tagged({"8.1.1": 4, "8.3.5": 6})
     plan = build_plan(tagged, "streamflow", PlanConfig(min_sites_subregion=20, min_sites_roi=3))
     (advice,) = threshold_advice(plan)
-    assert "no sub-region reaches min_sites_subregion=20" in advice and "SYNERGY_MIN_SITES)" in advice
+    assert (
+        "no sub-region reaches min_sites_subregion=20" in advice
+        and "`thresholds.min_sites_subregion=" in advice
+    )
 
 
 # ------------------------------------------------------- 3b. empty or truncated JSON names the asset
@@ -675,8 +681,8 @@ def test_a_broken_normalizer_file_names_the_plan_asset(tmp_path: Path, content: 
 @pytest.mark.parametrize(
     ("name", "value", "reader", "default"),
     [
-        ("SYNERGY_MIN_SITES_ROI", "5.5", "env_int", 10),
-        ("SYNERGY_BUDGET_SECONDS", "ten", "env_float", 0.0),
+        ("SYNERGY_BANK_SIZE", "5.5", "env_int", 10),
+        ("SYNERGY_LANDING_SETTLE_S", "ten", "env_float", 0.0),
         ("SYNERGY_AUTOMATION", "maybe", "env_bool", False),
     ],
 )

@@ -35,6 +35,8 @@ EXCEPTIONS = {
     ("models", "synergy_dagster.evaluation.metrics"),
 }
 DAGSTER_LAYERS = {"defs", "cli", "entry"}
+# Folders that belong to the foundation: the presets are study settings, written in its schema.
+FOUNDATION_PACKAGES = {"presets"}
 NO_TORCH = {"foundation", "sources", "regions", "experiments", "store"}
 
 
@@ -49,7 +51,7 @@ def layer_of(module: str) -> str | None:
         return "entry"
     if parts[1] == "cli":
         return "cli"
-    if (PKG / parts[1]).is_dir():
+    if (PKG / parts[1]).is_dir() and parts[1] not in FOUNDATION_PACKAGES:
         return parts[1]
     return "foundation"
 

@@ -697,7 +697,7 @@ def c_profile_dropconnect_one(tmp: Path) -> Case:
 
 
 def c_profile_no_seeds(tmp: Path) -> Case:
-    return Case(_profile(seeds=()), "at least one seed", "profile.seeds", ConfigError)
+    return Case(_profile(seeds=()), "at least one", "seeds", ConfigError)
 
 
 def c_period_reversed(tmp: Path) -> Case:
@@ -716,68 +716,55 @@ def c_plan_coverage_out_of_range(tmp: Path) -> Case:
     )
 
 
-def c_study_negative_epochs(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import StudyConfig
+def _resolved(*overrides: str) -> Callable[[], Any]:
+    """Resolve the shipped virtual study with ``overrides`` (as ``SYNERGY_OVERRIDES`` would)."""
+    from synergy_dagster.defs.resources import StudyResource
 
-    return Case(lambda: StudyConfig(epochs=-5).resolved_profile(), "got -5", "profile.epochs", ConfigError)
+    return lambda: StudyResource(study_file="virtual", data_dir="", overrides=list(overrides)).spec
+
+
+def c_study_negative_epochs(tmp: Path) -> Case:
+    return Case(_resolved("training.epochs=-5"), "got -5", "training.epochs", ConfigError)
 
 
 def c_study_unknown_profile(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import StudyConfig
-
-    return Case(
-        lambda: StudyConfig(profile="turbo").resolved_profile(),
-        "unknown profile 'turbo'",
-        "profile",
-        ConfigError,
-    )
+    return Case(_resolved("profile=turbo"), "unknown profile 'turbo'", "profile", ConfigError)
 
 
 def c_study_min_sites_zero(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import StudyConfig
-
-    return Case(
-        lambda: StudyConfig(min_sites_subregion=0).plan_config(),
-        "must be >= 1",
-        "plan.min_sites",
-        ConfigError,
-    )
+    return Case(_resolved("thresholds.min_sites_subregion=0"), "must be >= 1", "thresholds", ConfigError)
 
 
 def c_study_unknown_domain(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import StudyConfig
-
-    return Case(
-        lambda: StudyConfig(domains=["rainfall"]).resolved_domains(), "rainfall", "study.domains", ConfigError
-    )
+    return Case(_resolved("run.domains=[rainfall]"), "rainfall", "run.domains", ConfigError)
 
 
 def c_study_unknown_budget_mode(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import StudyConfig
-
-    return Case(lambda: StudyConfig(budget="fastest").resolved_profile(), "unknown mode 'fastest'",
-                "budget.mode", ConfigError)  # fmt: skip
+    return Case(_resolved("budget.mode=fastest"), "Input should be 'paper'", "budget.mode", ConfigError)
 
 
 def c_study_converge_without_validation(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import StudyConfig
-
-    return Case(lambda: StudyConfig(profile="paper", budget="converge").resolved_profile(),
-                "holds out no days", "budget.mode", ConfigError)  # fmt: skip
+    return Case(
+        _resolved("profile=paper", "budget.mode=converge"), "holds out no days", "budget.mode", ConfigError
+    )
 
 
 def c_study_one_sensitivity_mode(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import StudyConfig
-
-    return Case(lambda: StudyConfig(sensitivity_modes=["paper", "paper"]).resolved_sensitivity_modes(),
-                "at least two distinct modes", "study.sensitivity_modes", ConfigError)  # fmt: skip
+    return Case(_resolved("run.sensitivity_modes=[paper, paper]"), "at least two distinct modes",
+                "run.sensitivity_modes", ConfigError)  # fmt: skip
 
 
 def c_study_equal_updates_negative(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import StudyConfig
+    return Case(_resolved("budget.mode=equal_updates", "budget.updates=-10"), "must be >= 0, got -10",
+                "budget.updates", ConfigError)  # fmt: skip
 
-    return Case(lambda: StudyConfig(budget="equal_updates", budget_updates=-10).resolved_profile(),
-                "must be >= 0, got -10", "budget.updates", ConfigError)  # fmt: skip
+
+def c_study_unknown_override_key(tmp: Path) -> Case:
+    return Case(_resolved("budget.max_update=10"), "unknown key", "budget.max_update", ConfigError)
+
+
+def c_study_override_without_value(tmp: Path) -> Case:
+    return Case(_resolved("seeds"), "expected <dotted key>=<value>", "override 'seeds'", ConfigError)
 
 
 def c_validation_longer_than_training(tmp: Path) -> Case:
@@ -785,23 +772,21 @@ def c_validation_longer_than_training(tmp: Path) -> Case:
                 "validation_days", ConfigError)  # fmt: skip
 
 
-def c_source_unknown_kind(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import SourceConfig
+def c_source_unknown_study(tmp: Path) -> Case:
+    from synergy_dagster.defs.resources import StudyResource
 
+    nope = tmp / "cloud.yaml"
     return Case(
-        lambda: SourceConfig(kind="cloud").check(),
-        "must be 'virtual' or 'real', got 'cloud'",
-        "sources.kind",
-        ConfigError,
+        lambda: StudyResource(study_file=str(nope)).check(), "study file not found", str(nope), ConfigError
     )
 
 
 def c_source_missing_real_data(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import SourceConfig
+    from synergy_dagster.defs.resources import StudyResource
 
     nope = tmp / "nope"
-    return Case(lambda: SourceConfig(kind="real", real_data=str(nope)).check(), f"folder does not exist: {nope}",
-                "sources.real_data", ConfigError)  # fmt: skip
+    return Case(lambda: StudyResource(study_file="real", real_data=str(nope)).check(),
+                f"folder does not exist: {nope}", "study.real_data", ConfigError)  # fmt: skip
 
 
 def c_training_window_longer_than_period(tmp: Path) -> Case:
@@ -923,20 +908,20 @@ def c_pixels_lat_lon_swapped(tmp: Path) -> Case:
 
 
 def c_period_missing_end(tmp: Path) -> Case:
-    return Case(lambda: Period("2010-01-01", ""), "start and end are required", "period", ConfigError)
+    return Case(
+        lambda: Period("2010-01-01", ""), r"a date \(YYYY-MM-DD\) is required", "period.end", ConfigError
+    )
 
 
 def c_study_negative_seed(tmp: Path) -> Case:
-    from synergy_dagster.defs.resources import StudyConfig
-
-    return Case(lambda: StudyConfig(seeds=[0, -1]).resolved_profile(), r"distinct integers >= 0, got \[0, -1\]",
-                "profile.seeds", ConfigError)  # fmt: skip
+    return Case(_resolved("seeds=[0, -1]"), r"distinct integers >= 0, at least one; got \[0, -1\]", "seeds",
+                ConfigError)  # fmt: skip
 
 
 def c_profile_negative_window(tmp: Path) -> Case:
     from synergy_dagster.config import DomainTraining
 
-    return Case(lambda: DomainTraining(rho=-30, batch=8, warmup=0), "must be positive, got -30", "profile.domains",
+    return Case(lambda: DomainTraining(rho=-30, batch=8, warmup=0), "must be positive, got -30", "training.rho",
                 ConfigError)  # fmt: skip
 
 
@@ -1003,7 +988,7 @@ def test_failed_raw_asset_keeps_its_previous_cache_and_duckdb_row(tmp_path: Path
     import dagster as dg
 
     from synergy_dagster.defs.assets.sources import raw_pixels
-    from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
+    from synergy_dagster.defs.resources import MetadataStoreResource, StudyResource
     from synergy_dagster.layout import Layout
     from synergy_dagster.store import MetadataStore
 
@@ -1032,10 +1017,10 @@ domains:
       test: {{start: 2015-04-07, end: 2015-04-10}}
 """
         )
-        sources = SourceConfig(study_file=str(study), data_dir=str(data))
-        store = DuckDBStore(path=str(data / "synergy.duckdb"))
+        resource = StudyResource(study_file=str(study), data_dir=str(data), overrides=[])
+        store = MetadataStoreResource(path=str(data / "synergy.duckdb"))
         return dg.materialize(
-            [raw_pixels], resources={"sources": sources, "store": store}, raise_on_error=False
+            [raw_pixels], resources={"study": resource, "store": store}, raise_on_error=False
         )
 
     assert run(good).success

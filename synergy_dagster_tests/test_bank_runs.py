@@ -11,6 +11,7 @@ import pytest
 
 from synergy_dagster.layout import Layout
 from synergy_dagster.store import MetadataStore
+from synergy_dagster_tests.runconfig import study_run_config
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -38,9 +39,15 @@ def test_a_run_over_a_partition_range_materialises_each_partition_on_its_own(tmp
     from synergy_dagster.defs.definitions import defs
 
     data = tmp_path / "data"
-    sources = {"data_dir": str(data), "virtual_pixels": 150, "virtual_basins": 20}
-    study = {"domains": ["soil_moisture"], "budget": "equal_updates", "budget_updates": 3, "seeds": [0, 1]}
-    run_config = {"resources": {"sources": {"config": sources}, "study": {"config": study}}}
+    run_config = study_run_config(
+        data,
+        "virtual.pixels=150",
+        "virtual.basins=20",
+        "run.domains=[soil_moisture]",
+        "budget.mode=equal_updates",
+        "budget.updates=3",
+        "seeds=[0, 1]",
+    )
     instance = dg.DagsterInstance.ephemeral()
     prepare = ["source_files", "raw_ecoregions", "raw_pixels", "regions", "soil_moisture_sites"]
     result = defs.resolve_job_def("prepare_job").execute_in_process(

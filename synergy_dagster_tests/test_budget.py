@@ -7,12 +7,13 @@ import dataclasses
 import math
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from synergy_dagster.config import Budget, DomainTraining, Period, get_profile
+from synergy_dagster.config import Budget, DomainTraining, Period
 from synergy_dagster.errors import ConfigError
 from synergy_dagster.evaluation.budget import sensitivity_matrix, sign_changes, winner
 from synergy_dagster.models.normalization import Arrays
@@ -27,6 +28,7 @@ from synergy_dagster.models.training import (
     validation_scores,
 )
 from synergy_dagster.store import MetadataStore
+from synergy_dagster.study_file import preset_profile
 from synergy_dagster_tests.conftest import make_arrays
 from synergy_dagster_tests.test_training import _same
 
@@ -245,9 +247,9 @@ def test_bad_budgets_are_named(kwargs: dict, field: str) -> None:
 
 def test_profiles_budgets_and_validation_periods() -> None:
     for name in ("cpu", "demo"):
-        p = get_profile(name)
+        p = preset_profile(name)
         assert p.budget.mode == "converge" and all(d.validation_days > 0 for d in p.domains.values())
-    paper = get_profile("paper")
+    paper = preset_profile("paper")
     assert paper.budget.mode == "paper"
     with pytest.raises(ConfigError, match="holds out no days"):
         paper.check_budget(paper.budget.replace(mode="converge"))
@@ -315,7 +317,7 @@ def test_replace_many_is_all_or_nothing(tmp_path: Path) -> None:
     bad_model = pd.DataFrame(
         [{"domain": "d", "set_key": "k", "seed": 0, "budget": "paper"}] * 2
     )  # duplicate key
-    with pytest.raises(Exception, match="(?i)constraint|duplicate"):
+    with pytest.raises(duckdb.ConstraintException, match='duplicate key "d, k, 0, paper"'):
         store.replace_many(
             [("learning_curves", good.iloc[:0], {"domain": "d"}), ("models", bad_model, {"domain": "d"})]
         )

@@ -11,6 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from synergy_dagster_tests.runconfig import study_run_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,7 +54,9 @@ def test_graph_groups_and_partitions() -> None:
     assert {dg.AssetKey(f"{d}_model") for d in ("soil_moisture", "streamflow")} <= set(
         graph.get(dg.AssetKey("budget_sensitivity")).parent_keys
     )
-    assert defs.resolve_job_def("budget_sensitivity_job") is not None
+    # resolve_job_def raises for an unknown job: check what the job runs instead
+    sensitivity_job = defs.resolve_job_def("budget_sensitivity_job")
+    assert sensitivity_job.asset_layer.executable_asset_keys == {dg.AssetKey("budget_sensitivity")}
     model = graph.get(dg.AssetKey("streamflow_model"))
     assert isinstance(model.partitions_def, dg.DynamicPartitionsDefinition)
     assert model.partitions_def.name == "streamflow_sets"
@@ -66,12 +70,13 @@ def test_unknown_executor_is_a_clear_error() -> None:
 
     with pytest.raises(ConfigError, match="SYNERGY_EXECUTOR"):
         executor_from_env("warp-drive")
-    assert executor_from_env("multiprocess") is not None
+    assert executor_from_env("multiprocess").name == "multiprocess"
+    assert executor_from_env("in_process").name == "in_process"
 
 
 @pytest.mark.slow  # generates a small virtual CONUS and trains one tiny model (~7 s)
 def test_data_dir_in_run_config_moves_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run config naming only ``sources.data_dir`` (no path anywhere else) puts the JSON asset
+    """Run config naming only ``study.data_dir`` (no path anywhere else) puts the JSON asset
     values, the model files and the DuckDB file under it, not under the environment's folder."""
     from synergy_dagster.defs.definitions import defs
     from synergy_dagster.layout import Layout
@@ -79,9 +84,16 @@ def test_data_dir_in_run_config_moves_every_file(tmp_path: Path, monkeypatch: py
     decoy, data = tmp_path / "decoy", tmp_path / "data"
     monkeypatch.setenv("SYNERGY_DATA_DIR", str(decoy))  # the environment default the run config overrides
     monkeypatch.chdir(tmp_path)  # nor may anything land under a relative ./data
-    sources = {"data_dir": str(data), "virtual_pixels": 120, "virtual_basins": 20}
-    study = {"domains": ["soil_moisture"], "budget": "equal_updates", "budget_updates": 2, "seeds": [0]}
-    run_config = {"resources": {"sources": {"config": sources}, "study": {"config": study}}}
+    overrides = [
+        f"data_dir={data}",
+        "virtual.pixels=120",
+        "virtual.basins=20",
+        "run.domains=[soil_moisture]",
+        "budget.mode=equal_updates",
+        "budget.updates=2",
+        "seeds=[0]",
+    ]
+    run_config = study_run_config(data, *overrides[1:])
     instance = dg.DagsterInstance.ephemeral()
     prepare = [
         "source_files",
@@ -96,6 +108,14 @@ def test_data_dir_in_run_config_moves_every_file(tmp_path: Path, monkeypatch: py
     )
     assert result.success
     assert "global:CONUS" in instance.get_dynamic_partitions("soil_moisture_sets")
+    # the run's resolved study is recorded beside its outputs and in the UI, and replays as a file
+    recorded = Layout(data).run_study(result.run_id)
+    meta = result.asset_materializations_for_node("source_files")[0].metadata
+    assert meta["resolved_study"].value == str(recorded) and "budget.updates=2" in meta["overrides"].value
+    from synergy_dagster.study_file import load_study
+
+    replay, original = load_study(recorded), load_study(ROOT / "studies" / "virtual.yaml", overrides=overrides)
+    assert replay.model_dump() == original.model_dump()
     result = defs.resolve_job_def("train_soil_moisture_job").execute_in_process(
         run_config=run_config, instance=instance, partition_key="global:CONUS"
     )
@@ -139,15 +159,24 @@ def test_env_readers_name_the_variable_and_the_bad_value(monkeypatch: pytest.Mon
 
 def test_a_bad_environment_value_fails_when_the_resource_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
     from synergy_dagster.defs.executors import executor_from_env
-    from synergy_dagster.defs.resources import SourceConfig, StudyConfig
+    from synergy_dagster.defs.resources import ComputeResource, StudyResource
     from synergy_dagster.errors import ConfigError
 
-    monkeypatch.setenv("SYNERGY_MIN_SITES", "ten")
-    with pytest.raises(ConfigError, match="SYNERGY_MIN_SITES: expected an integer, got 'ten'"):
-        StudyConfig()
-    monkeypatch.setenv("SYNERGY_VIRTUAL_PIXELS", "1.5e3")
-    with pytest.raises(ConfigError, match="SYNERGY_VIRTUAL_PIXELS"):
-        SourceConfig()
+    monkeypatch.setenv("SYNERGY_TORCH_THREADS", "ten")
+    with pytest.raises(ConfigError, match="SYNERGY_TORCH_THREADS: expected an integer, got 'ten'"):
+        ComputeResource()
+    monkeypatch.delenv("SYNERGY_TORCH_THREADS")
+    # an override is a study key: checked, and reported, like one written in the file
+    monkeypatch.setenv("SYNERGY_OVERRIDES", "virtual.pixels=1.5e3")
+    with pytest.raises(ConfigError, match=r"virtual\.pixels.*set by override 'virtual\.pixels=1\.5e3'"):
+        _ = StudyResource().spec
+    monkeypatch.setenv("SYNERGY_OVERRIDES", "budget.max_updatez=10")
+    with pytest.raises(ConfigError, match=r"budget\.max_updatez: unknown key"):
+        _ = StudyResource().spec
+    monkeypatch.setenv("SYNERGY_OVERRIDES", "budget.max_updates")
+    with pytest.raises(ConfigError, match=r"expected <dotted key>=<value>"):
+        _ = StudyResource().spec
+    monkeypatch.delenv("SYNERGY_OVERRIDES")
     monkeypatch.setenv("SYNERGY_MAX_CONCURRENT", "two")
     with pytest.raises(ConfigError, match="SYNERGY_MAX_CONCURRENT: expected an integer, got 'two'"):
         executor_from_env("multiprocess")

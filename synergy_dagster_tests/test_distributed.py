@@ -116,21 +116,21 @@ def _run_config(path: Path, data: Path, key_prefix: str) -> Path:
         global_keyprefix=key_prefix,  # this test's queue only, on a shared Redis
     )
     resources = rc["resources"]  # the example's, on this test's folder, with a tiny study
-    resources["sources"]["config"].update(data_dir=str(data), virtual_pixels=120, virtual_basins=20)
+    resources["study"]["config"].update(data_dir=str(data))
     # The store a cluster uses (the example's, from SYNERGY_STORE): a DuckLake catalog in
     # PostgreSQL, its Parquet files on the shared folder.
     assert resources["store"]["config"]["url"] == {"env": "SYNERGY_STORE"}
     resources["store"]["config"]["data_path"] = str(data / "lake")
-    resources["study"] = {
-        "config": {
-            "domains": [DOMAIN],
-            "budget": "wall_clock",  # every model trains for a known time: the kill lands mid-step
-            "budget_seconds": 1.5,
-            "seeds": SEEDS,
-            "min_sites_subregion": 10,  # 5 partitions: global and 4 sub-regions
-            "min_sites_roi": 10,
-        }
-    }
+    resources["study"]["config"]["overrides"] = [
+        "virtual.pixels=120",
+        "virtual.basins=20",
+        f"run.domains=[{DOMAIN}]",
+        "budget.mode=wall_clock",  # every model trains for a known time: the kill lands mid-step
+        "budget.seconds=1.5",
+        f"seeds={list(SEEDS)}",
+        "thresholds.min_sites_subregion=10",  # 5 partitions: global and 4 sub-regions
+        "thresholds.min_sites_roi=10",
+    ]
     path.write_text(yaml.safe_dump(rc, sort_keys=False))
     return path
 

@@ -3,18 +3,26 @@ per-seed, seed-mean and spread rows, and each model predicts once."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from synergy_dagster.evaluation.metrics import all_metrics
+from synergy_dagster.evaluation.statistics import median_diff_ci
 from synergy_dagster.evaluation.study import evaluate_domain, predict_test
 from synergy_dagster.models.lstm import SynergyLSTM
-from synergy_dagster.models.normalization import Normalizer
+from synergy_dagster.models.normalization import Normalizer, log_variables, target_transform_of
 from synergy_dagster.models.predict import warmup_window as window_of
-from synergy_dagster.sources.sitedata import make_site_dataset
+from synergy_dagster.sources.sitedata import make_site_dataset, target_name
 
 TEST = slice(pd.Timestamp("2001-03-01"), pd.Timestamp("2001-04-30"))
+# Variables that would steer a study run in a test away from its study file.
+STUDY_ENV = ("DAGSTER_HOME", "SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_PROFILE", "SYNERGY_BUDGET")
 
 
 def _ds(n_sites: int = 5, seed: int = 0):
@@ -52,11 +60,99 @@ def test_window_starts_warmup_days_before_the_test_period() -> None:
     assert window.start == pd.Timestamp("2000-01-01")  # clipped at the record start
 
 
-def test_predictions_cover_exactly_the_test_days_in_physical_units() -> None:
+def test_predictions_cover_exactly_the_test_days() -> None:
     ds = _ds()
     norm = Normalizer.fit(ds, slice("2000-01-01", "2000-12-31"))
     preds = predict_test(ds, _states(2, 8, [0]), norm, ["s1", "s2"], 8, TEST, warmup=30)
     assert preds[0].shape == (2, 61) and np.isfinite(preds[0]).all()
+
+
+# A network whose output layer has zero weights and bias 0.75 (exact in float32) predicts 0.75 in
+# normalised units on every day, whatever its inputs: its physical-unit prediction is known in closed form.
+CONSTANT = 0.75
+TRAIN = slice("2000-01-01", "2000-12-31")
+
+
+def constant_states(n_in: int, hidden: int, seeds: list[int], value: float = CONSTANT) -> dict:
+    """Per seed, a :class:`SynergyLSTM` state whose output is ``value`` at every step."""
+    out = {}
+    for s in seeds:
+        torch.manual_seed(s)
+        state = SynergyLSTM(n_in, hidden).state_dict()
+        state["linear_out.weight"] = torch.zeros_like(state["linear_out.weight"])
+        state["linear_out.bias"] = torch.full_like(state["linear_out.bias"], value)
+        out[s] = state
+    return out
+
+
+def _sm_ds(n_sites: int = 4, seed: int = 1):
+    """A soil-moisture dataset (m3/m3, zscore in the paper), same calendar as :func:`_ds`."""
+    rng = np.random.default_rng(seed)
+    time = pd.date_range("2000-01-01", "2001-04-30", freq="D")
+    sm = 0.25 + 0.05 * np.sin(np.arange(len(time)) / 30.0) + rng.normal(0, 0.02, (n_sites, len(time)))
+    sm[1, ::3] = np.nan  # SMAP revisits: gaps in the target
+    return make_site_dataset(
+        domain="soil_moisture",
+        source="test",
+        site_ids=[f"p{i}" for i in range(n_sites)],
+        time=time,
+        lat=np.full(n_sites, 35.0),
+        lon=np.linspace(-100, -95, n_sites),
+        target=("SMAP_AM", sm, "m3/m3"),
+        dynamic={"APCP": (rng.gamma(0.6, 4.0, (n_sites, len(time))), "mm/d")},
+        static={"Clay": (rng.uniform(0.1, 0.4, n_sites), "1")},
+    )
+
+
+def expected_physical(ds, transform: str, method: str) -> float:
+    """The inverse of :data:`CONSTANT` computed here from the raw training targets with numpy
+    alone (not with :class:`Normalizer`): ``f^-1(CONSTANT * scale + center)``."""
+    raw = ds[target_name(ds)].sel(time=TRAIN).values.astype(np.float64).ravel()
+    raw = raw[np.isfinite(raw)]
+    f = np.log1p(np.clip(raw, 0.0, None)) if transform == "log1p" else raw
+    if method == "p10p90":
+        center, scale = np.percentile(f, 10), np.percentile(f, 90) - np.percentile(f, 10)
+    else:
+        center, scale = f.mean(), f.std()
+    value = CONSTANT * scale + center
+    return float(np.expm1(value) if transform == "log1p" else value)
+
+
+@pytest.mark.parametrize(
+    ("domain", "transform", "method"),
+    [
+        ("streamflow", "log1p", "p10p90"),
+        ("streamflow", "none", "p10p90"),
+        ("soil_moisture", "none", "zscore"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning")  # a constant has no spread
+def test_predictions_and_metrics_are_in_physical_units(domain: str, transform: str, method: str) -> None:
+    """A constant network's predictions equal the inverse transform of its constant, computed
+    independently; the stored metrics (RMSE, bias) are those of that constant against the observations."""
+    ds = _ds() if domain == "streamflow" else _sm_ds()
+    sites = [str(s) for s in ds["site"].values[:3]]
+    norm = Normalizer.fit(ds, TRAIN, method=method, log_vars=log_variables(ds, True, transform))
+    assert norm.method == method and target_transform_of(norm) == transform
+    want = expected_physical(ds, transform, method)
+    # far from the normalised constant, so a missing inverse cannot pass by accident
+    assert abs(want - CONSTANT) > 0.1
+    states = constant_states(2, 8, [0, 1])
+    preds = predict_test(ds, states, norm, sites, 8, TEST, warmup=30)
+    for seed in (0, 1):
+        np.testing.assert_allclose(preds[seed], np.full((3, 61), want), rtol=2e-6)
+    evals = pd.DataFrame(
+        [{"experiment": "global_vs_local", "region": "D", "scenario": "global",
+          "model_key": "global:CONUS", "eval_site_ids": tuple(sites)}]
+    )  # fmt: skip
+    rows = evaluate_domain(ds, evals, lambda _: (states, norm), hidden=8, test=TEST, warmup=30)
+    mean = rows[rows["seed"] == "mean"].set_index("site_id").loc[sites]
+    obs = ds[target_name(ds)].sel(site=sites, time=slice(TEST.start, TEST.stop)).values.astype(np.float64)
+    ok = np.isfinite(obs)
+    err = np.where(ok, want - obs, np.nan)
+    np.testing.assert_allclose(mean["rmse"], np.sqrt(np.nanmean(err**2, axis=1)), rtol=1e-5)
+    np.testing.assert_allclose(mean["bias"], np.nanmean(err, axis=1), rtol=1e-5)
+    assert mean["n_days"].tolist() == ok.sum(axis=1).tolist()
 
 
 def test_ensembles_share_a_mask_and_give_seed_mean_and_spread_rows() -> None:
@@ -106,3 +202,77 @@ def test_ensembles_share_a_mask_and_give_seed_mean_and_spread_rows() -> None:
     spread = g[g["seed"] == "std"].set_index("site_id")["rmse"]
     per_seed = g[g["seed"].isin(["0", "1"])].pivot(index="site_id", columns="seed", values="rmse")
     np.testing.assert_allclose(spread.loc[per_seed.index], per_seed.std(axis=1, ddof=0), rtol=1e-6)
+
+
+STATS_STUDY = """\
+name: statistics-end-to-end
+data_dir: {data}
+virtual: {{seed: 7, pixels: 240, basins: 40}}
+profile: demo
+seeds: [0]
+budget: {{mode: equal_updates, updates: 4, eval_every: 4}}
+thresholds: {{min_sites_subregion: 40, min_sites_roi: 8, coverage: 0.5}}
+statistics: {{wilcoxon_method: exact, alpha: 0.2, n_boot: 150}}
+domains:
+  soil_moisture:
+    reader: pixel_cube
+    target: SMAP_AM
+    dynamic: [APCP, TMP, PET, DSWRF]
+    static: all_numeric
+    periods:
+      train: {{start: 2015-04-01, end: 2016-03-31}}
+      test: {{start: 2016-04-01, end: 2017-03-31}}
+"""
+
+
+@pytest.mark.slow
+def test_statistics_settings_reach_the_stored_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study file's Wilcoxon method, bootstrap size and alpha, through a whole (tiny) study on
+    the virtual CONUS: the stored significance rows carry the method's p-values (scipy's exact
+    test on the stored per-site metrics, not the default normal approximation) and the CI of
+    ``n_boot`` replicates at level 1 - alpha; the report and the summary judge at the study's alpha."""
+    from synergy_dagster import cli
+
+    for var in (*STUDY_ENV, "SYNERGY_WILCOXON_METHOD"):
+        monkeypatch.delenv(var, raising=False)
+    data = tmp_path / "data"
+    study = tmp_path / "stats.yaml"
+    study.write_text(STATS_STUDY.format(data=data))
+    assert cli.main(["study", "--config", str(study)]) == 0
+    check_statistics_rows(data)
+
+
+def check_statistics_rows(data: Path) -> None:
+    """The assertions of :func:`test_statistics_settings_reach_the_stored_rows` on a study's folder."""
+    from scipy import stats
+
+    with duckdb.connect(str(data / "synergy.duckdb"), read_only=True) as con:
+        sig = con.execute("SELECT * FROM significance WHERE seed = 'mean'").df()
+        sm = con.execute("SELECT * FROM site_metrics WHERE seed = 'mean'").df()
+    assert len(sig) and set(sig["method"]) == {"exact"}
+    regional = sig[(sig["metric"] == "rmse") & (sig["region"] != "All")]
+    assert len(regional)
+    # with few sites many intervals coincide across settings; some must differ, or nothing is shown
+    other_n_boot, other_alpha = [], []
+    for row in regional.itertuples():
+        rows = sm[(sm["experiment"] == row.experiment) & (sm["region"] == row.region)]
+        pairs = rows.pivot(index="site_id", columns="scenario", values="rmse")
+        x, y = pairs[row.scenario_a].to_numpy(), pairs[row.scenario_b].to_numpy()
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        exact = stats.wilcoxon(x, y, zero_method="wilcox", correction=False, method="exact").pvalue
+        approx = stats.wilcoxon(x, y, zero_method="wilcox", correction=False, method="asymptotic").pvalue
+        assert row.p_value == pytest.approx(exact, rel=1e-9) and exact != pytest.approx(approx, rel=1e-6)
+        # the interval: n_boot replicates at level 1 - alpha, both from the study file
+        ci = median_diff_ci(x, y, n_boot=150, alpha=0.2, seed=0)[1:]
+        assert (row.ci_low, row.ci_high) == pytest.approx(ci, rel=1e-12)
+        other_n_boot.append(ci != pytest.approx(median_diff_ci(x, y, n_boot=2000, alpha=0.2, seed=0)[1:]))
+        other_alpha.append(ci != pytest.approx(median_diff_ci(x, y, n_boot=150, alpha=0.05, seed=0)[1:]))
+    assert any(other_n_boot) and any(other_alpha)
+    report = (data / "evaluation" / "reproduction_report.md").read_text()
+    assert re.search(r"\(alpha = 0\.2[;)]", report) and "alpha = 0.05" not in report
+    verdicts = pd.read_parquet(data / "evaluation" / "reproduction_verdicts.parquet")
+    judged = verdicts["reason"].astype(str).str.extract(r"p = [0-9.e-]+ ([<>]=?) ([0-9.]+)").dropna()
+    assert len(judged) and set(judged[1]) == {"0.2"}
+    summary = (data / "evaluation" / "summary.md").read_text()
+    assert "p_holm<0.2" in summary and "p_holm<0.05" not in summary

@@ -1,4 +1,6 @@
-"""Figures render to PNG (and to disk atomically); the Markdown summary carries the right numbers."""
+"""Figures are checked by what they draw (axes, artists, labels, limits of the matplotlib Figure
+each function renders, captured by the ``drawn_figures`` fixture), and render to PNG and to disk
+atomically; the Markdown summary carries the right numbers."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
 from shapely.geometry import box
 
 from synergy_dagster.errors import InputError
@@ -30,31 +35,79 @@ def _site_metrics() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["region", "scenario", "site_id", "rmse", "corr"])
 
 
-def test_boxplot_by_region(tmp_path: Path) -> None:
+def _medians_drawn(ax: Axes, width: float) -> dict[float, float]:
+    """Box centre -> median of every box: the horizontal lines as wide as a box (0.9 ``width``)."""
+    out = {}
+    for line in ax.lines:
+        x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+        if len(x) == 2 and y[0] == y[1] and np.isclose(x[1] - x[0], 0.9 * width):
+            out[round(float(x.mean()), 6)] = float(y[0])
+    return out
+
+
+def test_boxplot_by_region(tmp_path: Path, drawn_figures: list[Figure]) -> None:
     df = _site_metrics()
+    # a site without a score in one scenario: the region still counts its 6 sites, the box 5 values
+    df.loc[(df["site_id"] == "A0") & (df["scenario"] == "local+far"), "rmse"] = np.nan
     out = tmp_path / "fig" / "box.png"
-    png = F.boxplot_by_region(
-        df, "rmse", ["global", "local", "local+far"], region_order=["B", "A", "Z"], title="RMSE", path=out
-    )
-    assert png.startswith(PNG) and len(png) > 1000
+    scenarios = ["global", "local", "local+far"]
+    png = F.boxplot_by_region(df, "rmse", scenarios, region_order=["B", "A", "Z"], title="RMSE", path=out)
+    assert png.startswith(PNG)
     assert out.read_bytes() == png
     assert not list(out.parent.glob(".*.tmp"))  # no temp file left behind
-    with pytest.raises(InputError, match="missing column"):
+    (ax,) = drawn_figures[0].axes
+    assert ax.get_title() == "RMSE" and ax.get_ylabel() == "rmse"
+    # regions in the given order, each labelled with its number of sites; Z has none
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["B\n(9)", "A\n(6)", "Z\n(0)"]
+    assert ax.get_xlim() == (-0.6, 2.6)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == scenarios
+    # one box per (region with data, scenario) at its offset, whose median is that group's median
+    width = 0.8 / 3
+    medians = _medians_drawn(ax, width)
+    want = {}
+    for i, region in enumerate(["B", "A"]):
+        for j, scenario in enumerate(scenarios):
+            v = df[(df["region"] == region) & (df["scenario"] == scenario)]["rmse"]
+            want[round(i + (j - 1) * width, 6)] = float(np.nanmedian(v))
+    assert medians.keys() == want.keys()
+    np.testing.assert_allclose([medians[k] for k in want], list(want.values()))
+    # the boxes are filled with one colour per scenario
+    faces = [tuple(p.get_facecolor()[:3]) for p in ax.patches]
+    assert len(faces) == 6 and len(set(faces)) == 3
+    with pytest.raises(InputError, match=r"site_metrics: missing column\(s\) \['nse'\]"):
         F.boxplot_by_region(df, "nse", ["global"])
+    with pytest.raises(InputError, match="at least one scenario"):
+        F.boxplot_by_region(df, "rmse", [])
 
 
-def test_error_matrix_absolute_and_relative() -> None:
+def test_error_matrix_absolute_and_relative(drawn_figures: list[Figure]) -> None:
     df = _site_metrics()
     png = F.error_matrix(df, value="rmse", title="median RMSE")
     assert png.startswith(PNG)
+    ax = drawn_figures[0].axes[0]
+    want = df.pivot_table(index="region", columns="scenario", values="rmse", aggfunc="median")
+    np.testing.assert_allclose(ax.images[0].get_array(), want.to_numpy())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["global", "local", "local+far"]
+    assert ax.get_title() == "median RMSE"
+    # every cell annotated with its value
+    assert sorted(t.get_text() for t in ax.texts) == sorted(format(v, ".3g") for v in want.to_numpy().ravel())
     med = median_table(df, "rmse")
-    png2 = F.error_matrix(med, value="median", reference="local", higher_is_better=False)
-    assert png2.startswith(PNG) and png2 != png
-    with pytest.raises(InputError, match="reference"):
+    F.error_matrix(med, value="median", reference="local", higher_is_better=False)
+    ax = drawn_figures[1].axes[0]
+    wide = med.pivot_table(index="region", columns="scenario", values="median")
+    diff = wide.sub(wide["local"], axis=0).drop(columns="local")
+    np.testing.assert_allclose(ax.images[0].get_array(), diff.to_numpy())
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["global", "local+far"]  # reference dropped
+    lim = float(np.abs(diff.to_numpy()).max())
+    assert ax.images[0].get_clim() == pytest.approx((-lim, lim))  # diverging scale centred on 0
+    assert ax.images[0].get_cmap().name == "RdBu_r"  # lower is better: improvements blue
+    assert drawn_figures[1].axes[1].get_ylabel() == "median - local"  # the colour bar
+    with pytest.raises(InputError, match=r"reference: column 'nowhere' not in"):
         F.error_matrix(med, value="median", reference="nowhere")
 
 
-def test_region_map() -> None:
+def test_region_map(drawn_figures: list[Figure]) -> None:
     regions = gpd.GeoDataFrame(
         {"code": ["A", "B"]}, geometry=[box(-110, 30, -100, 40), box(-100, 30, -90, 40)], crs=4326
     )
@@ -68,9 +121,26 @@ def test_region_map() -> None:
     )
     png = F.region_map(regions, sites, title="regions")
     assert png.startswith(PNG)
+    ax = drawn_figures[0].axes[0]
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("regions", "longitude", "latitude")
+    assert sorted(t.get_text() for t in ax.texts) == ["A", "B"]  # region labels
+    # one scatter per domain (square = pixel, circle = basin) at the sites' coordinates
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(points) == 2
+    offsets = sorted(map(tuple, np.vstack([c.get_offsets() for c in points])))
+    assert offsets == [(-105.0, 35.0), (-95.0, 36.0), (-93.0, 33.0)]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["soil_moisture", "streamflow"]
+    # a site takes its region's colour: both B sites share one colour, A's differs
+    colors = {tuple(np.round(c.get_facecolors()[0], 6)) for c in points}
+    assert len(colors) == 2
     # Projected polygons are brought back to degrees; sites without the colour column are black.
-    png2 = F.region_map(regions.to_crs(5070), sites.drop(columns=["subregion", "domain"]))
-    assert png2.startswith(PNG)
+    F.region_map(regions.to_crs(5070), sites.drop(columns=["subregion", "domain"]))
+    ax = drawn_figures[1].axes[0]
+    x0, x1 = ax.get_xlim()
+    assert -112 < x0 < -109 and -91 < x1 < -88  # degrees, not metres
+    (dots,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    np.testing.assert_allclose(dots.get_facecolors()[:, :3], 0.0)
+    assert ax.get_legend() is None and ax.get_title() == ""
 
 
 def test_region_map_real_ecoregions(real_data: Path) -> None:
@@ -94,16 +164,36 @@ def _curves() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_learning_curves() -> None:
+def test_learning_curves(drawn_figures: list[Figure]) -> None:
     curves = _curves()
     assert F.learning_curve(curves[curves["set_key"] == "local:A"], "one model").startswith(PNG)
-    assert F.learning_curves_by_scenario(curves, "domain").startswith(PNG)
-    assert F.learning_curves_by_scenario(curves, "domain", metric="val_rmse").startswith(PNG)
-    with pytest.raises(InputError, match="val_kge"):
+    loss_ax, nse_ax = drawn_figures[0].axes
+    assert (loss_ax.get_title(), loss_ax.get_xlabel()) == ("one model", "weight updates")
+    assert nse_ax.get_ylabel() == "median validation NSE"
+    assert [ln.get_label() for ln in loss_ax.lines] == ["seed 0 loss", "seed 1 loss"]
+    assert all(ln.get_linestyle() == "--" for ln in loss_ax.lines)
+    np.testing.assert_allclose(loss_ax.lines[0].get_ydata(), [1.0, 0.5, 1.0 / 3.0])
+    np.testing.assert_allclose(nse_ax.lines[1].get_xdata(), [20, 40, 60])
+    np.testing.assert_allclose(nse_ax.lines[1].get_ydata(), [0.0, 0.2, 0.4])
+
+    F.learning_curves_by_scenario(curves, "domain")
+    by_update, by_seconds = drawn_figures[1].axes
+    assert drawn_figures[1].get_suptitle() == "domain"
+    assert (by_update.get_xlabel(), by_seconds.get_xlabel()) == ("weight updates", "training seconds")
+    assert by_update.get_ylabel() == "median validation NSE"
+    # six thin lines (3 models x 2 seeds) and one thick median per scenario; seconds on the right
+    assert len(by_update.lines) == 6 + 2 and len(by_seconds.lines) == 6
+    np.testing.assert_allclose(by_seconds.lines[0].get_xdata(), [10, 20, 30])
+    assert [t.get_text() for t in by_seconds.get_legend().get_texts()] == ["global (1)", "local (2)"]
+    F.learning_curves_by_scenario(curves, "domain", metric="val_rmse")
+    rmse_ax = drawn_figures[2].axes[0]
+    assert rmse_ax.get_ylabel() == "median validation RMSE"
+    np.testing.assert_allclose(rmse_ax.lines[-1].get_ydata(), [1.0, 0.9, 0.8])  # local's median
+    with pytest.raises(InputError, match=r"metric: must be one of .*got 'val_kge'"):
         F.learning_curves_by_scenario(curves, "domain", metric="val_kge")
     with pytest.raises(InputError, match="no curve"):
         F.learning_curves_by_scenario(curves.iloc[:0], "domain")
-    with pytest.raises(InputError, match="seconds"):
+    with pytest.raises(InputError, match=r"learning curves: missing column\(s\) \['seconds'\]"):
         F.learning_curves_by_scenario(curves.drop(columns="seconds"), "domain")
 
 

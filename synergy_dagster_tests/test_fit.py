@@ -18,6 +18,7 @@ from synergy_dagster.errors import InputError
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.files import load_state, read_partition, save_models, write_partition
 from synergy_dagster.models.fit import (
+    FitPlace,
     TrainingSet,
     check_models,
     code_version,
@@ -108,7 +109,9 @@ def test_fit_set_trains_records_and_then_reuses(tmp_path: Path) -> None:
     store = MetadataStore(layout.database())
     ts = _training_set(ds)
     logs: list[str] = []
-    fit = fit_set(ts, PROFILE, PROFILE.budget, layout, store, torch.device("cpu"), ds, logs.append, 1)
+    fit = fit_set(
+        ts, PROFILE, PROFILE.budget, ds, FitPlace(layout, store, torch.device("cpu"), logs.append, 1)
+    )
     assert sorted(fit.seeds) == [0, 1] and fit.validation == "held out 2001-04-21..2001-05-20"
     assert {r["resumed_from_block"] for r in fit.rows} == {0} and {r["n_iterations"] for r in fit.rows} == {
         10
@@ -123,14 +126,18 @@ def test_fit_set_trains_records_and_then_reuses(tmp_path: Path) -> None:
     assert store.count("models") == 2 and store.count("learning_curves") == 4
     # the same data and config: both seeds are reused from their files, no training
     logs.clear()
-    again = fit_set(ts, PROFILE, PROFILE.budget, layout, store, torch.device("cpu"), ds, logs.append, 1)
+    again = fit_set(
+        ts, PROFILE, PROFILE.budget, ds, FitPlace(layout, store, torch.device("cpu"), logs.append, 1)
+    )
     assert sum("reusing the intact model" in m for m in logs) == 2
     assert all(_same(again.seeds[s], fit.seeds[s]) for s in (0, 1))
     # a damaged file is not reused: that seed trains again, to the same weights (same seed, CPU)
     f = Path(index["1"]["path"])
     f.write_bytes(f.read_bytes()[:-8] + b"\0" * 8)
     logs.clear()
-    third = fit_set(ts, PROFILE, PROFILE.budget, layout, store, torch.device("cpu"), ds, logs.append, 1)
+    third = fit_set(
+        ts, PROFILE, PROFILE.budget, ds, FitPlace(layout, store, torch.device("cpu"), logs.append, 1)
+    )
     assert sum("reusing the intact model" in m for m in logs) == 1
     assert _same(third.seeds[1], fit.seeds[1])
 

@@ -12,7 +12,6 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -271,7 +270,7 @@ def _world(tmp_path: Path) -> dict[str, Path]:
     ]
     plan = {
         "domain": "streamflow",
-        "config": asdict(PlanConfig()),
+        "config": PlanConfig().model_dump(),
         "rois": [],
         "sets": rows,
         "evaluations": evals,
@@ -302,12 +301,12 @@ def _drop_rdb(landing: Path, name: str, site: str, start: str, days: int, cfs: f
 
 def _resources(world: dict[str, Path]) -> dict[str, object]:
     from synergy_dagster.defs.operations.resources import LandingConfig
-    from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
+    from synergy_dagster.defs.resources import MetadataStoreResource, StudyResource
 
     return {
         "landing": LandingConfig(path=str(world["landing"]), settle_seconds=5),
-        "sources": SourceConfig(kind="virtual", data_dir=str(world["data"])),
-        "store": DuckDBStore(path=str(world["data"] / "synergy.duckdb")),
+        "study": StudyResource(study_file="virtual", data_dir=str(world["data"]), overrides=[]),
+        "store": MetadataStoreResource(path=str(world["data"] / "synergy.duckdb")),
     }
 
 
@@ -788,7 +787,7 @@ def test_followup_sensors_chain_training_then_evaluation() -> None:
 def test_nwis_job_fetches_tracked_gauges_into_landing(nwis_server: str, tmp_path: Path) -> None:
     from synergy_dagster.defs.operations.nwis import nwis_daily_fetch, nwis_fetch_job
     from synergy_dagster.defs.operations.resources import LandingConfig
-    from synergy_dagster.defs.resources import SourceConfig
+    from synergy_dagster.defs.resources import StudyResource
     from synergy_dagster.layout import Layout
     from synergy_dagster.sources.landing import tracked_usgs_sites
 
@@ -796,8 +795,9 @@ def test_nwis_job_fetches_tracked_gauges_into_landing(nwis_server: str, tmp_path
     assert tracked_usgs_sites(Layout(world["data"])) == ["01022500", "01031500", "01047000", "01052500"]
     res = nwis_fetch_job.execute_in_process(
         resources={
-            "landing": LandingConfig(path=str(world["landing"]), nwis_base_url=nwis_server),
-            "sources": SourceConfig(kind="virtual", data_dir=str(world["data"])),
+            # The deprecated WaterServices path, still selectable until USGS retires it (test_waterdata*: the default).
+            "landing": LandingConfig(path=str(world["landing"]), nwis_base_url=nwis_server, usgs_service="nwis_rdb"),
+            "study": StudyResource(study_file="virtual", data_dir=str(world["data"]), overrides=[]),
         },
         run_config={"ops": {"fetch_nwis": {"config": {"end": "2009-10-05"}}}},
     )
@@ -871,14 +871,14 @@ _WRITERS = """
 import sys, time
 import dagster as dg
 import pandas as pd
-from synergy_dagster.defs.resources import DuckDBStore
+from synergy_dagster.defs.resources import MetadataStoreResource
 
 WRITER = sys.argv[1]
 
 
 def make(i):
     @dg.asset(name=f"writer_{i}", pool="duckdb")
-    def _a(store: DuckDBStore):
+    def _a(store: MetadataStoreResource):
         s = store.store()
         t0 = time.time()
         # A long-held connection, as a slow DuckDB step holds it: any other writer would have to wait.
@@ -892,7 +892,7 @@ def make(i):
     return _a
 
 
-defs = dg.Definitions(assets=[make(i) for i in range(2)], resources={"store": DuckDBStore(path=sys.argv[2])})
+defs = dg.Definitions(assets=[make(i) for i in range(2)], resources={"store": MetadataStoreResource(path=sys.argv[2])})
 job = defs.resolve_implicit_global_asset_job_def()
 res = job.execute_in_process(instance=dg.DagsterInstance.get(), tags={"writer": WRITER})
 print("OK" if res.success else "FAILED")

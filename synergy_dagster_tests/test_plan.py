@@ -8,11 +8,12 @@ import json
 import pandas as pd
 import pytest
 
-from synergy_dagster.config import PERIODS, PlanConfig
+from synergy_dagster.config import PlanConfig
 from synergy_dagster.errors import InputError
 from synergy_dagster.experiments.plan import Plan, build_plan, sites_hash
 from synergy_dagster.experiments.size_control import pick_added
 from synergy_dagster.regions.subregions import subregions_of
+from synergy_dagster.study_file import STUDIES_DIR, load_study
 
 # l3 code -> number of sites. Level I 8 (8.1, 8.3), 9 (9.2, 9.4), 10 (10.1).
 LAYOUT = {"8.1.1": 4, "8.1.2": 3, "8.3.5": 5, "8.3.4": 2, "9.2.3": 4, "9.4.2": 2, "10.1.5": 3}
@@ -156,7 +157,7 @@ def test_identical_site_lists_are_trained_once() -> None:
 
 
 def test_keys_columns_and_periods() -> None:
-    periods = PERIODS["real"]["soil_moisture"]
+    periods = load_study(STUDIES_DIR / "virtual.yaml").periods("soil_moisture")
     plan = build_plan(TAGGED, "soil_moisture", CFG, periods=periods)
     assert plan.sets["key"].is_unique
     assert (plan.sets["key"] == plan.sets["scenario"] + ":" + plan.sets["region"]).all()
@@ -189,7 +190,12 @@ def test_preferred_rois() -> None:
 
 
 def test_json_round_trip() -> None:
-    plan = build_plan(TAGGED, "soil_moisture", CFG, periods=PERIODS["real"]["soil_moisture"])
+    plan = build_plan(
+        TAGGED,
+        "soil_moisture",
+        CFG,
+        periods=load_study(STUDIES_DIR / "virtual.yaml").periods("soil_moisture"),
+    )
     back = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
     pd.testing.assert_frame_equal(back.sets, plan.sets)
     pd.testing.assert_frame_equal(back.evaluations, plan.evaluations)

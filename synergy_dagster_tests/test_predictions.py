@@ -1,16 +1,21 @@
 """The predictions file: every evaluated model's test-period series and the observations round-trip
-through CF NetCDF (dims, units, time encoding, NaN outside a model's sites); the observed vs
-simulated figure picks its sites deterministically and renders."""
+through CF NetCDF (dims, units, time encoding, NaN outside a model's sites) in physical units
+(checked against an independent inverse transform); the observed vs simulated figure picks its
+sites deterministically and draws the stored series."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.dates as mdates
 import netCDF4
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
+from matplotlib.figure import Figure
 
+from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation import figures as F
 from synergy_dagster.evaluation.predictions import (
     evaluation_models,
@@ -19,8 +24,15 @@ from synergy_dagster.evaluation.predictions import (
 )
 from synergy_dagster.evaluation.study import evaluate_domain, predict_models, predict_test
 from synergy_dagster.layout import Layout
-from synergy_dagster.models.normalization import Normalizer
-from synergy_dagster_tests.test_evaluation_study import TEST, _ds, _states
+from synergy_dagster.models.normalization import Normalizer, log_variables
+from synergy_dagster_tests.test_evaluation_study import (
+    TEST,
+    TRAIN,
+    _ds,
+    _states,
+    constant_states,
+    expected_physical,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -123,7 +135,24 @@ def test_sites_are_picked_deterministically() -> None:
     pd.testing.assert_frame_equal(F.pick_sites(shuffled), picks)
 
 
-def test_observed_vs_simulated_figure(tmp_path: Path) -> None:
+def test_predictions_file_holds_physical_units(tmp_path: Path) -> None:
+    """The stored series of a constant network equal the inverse transform of its constant,
+    computed independently of the code that writes them (log1p target, p10/p90 scaling)."""
+    ds = _ds(n_sites=6)
+    norm = Normalizer.fit(ds, TRAIN, method="p10p90", log_vars=log_variables(ds, True, "log1p"))
+    evals = _evals()
+    models = {"global:CONUS": constant_states(2, 8, [0]), "local:A": constant_states(2, 8, [1, 2])}
+    preds = predict_models(ds, evals, lambda k: (models[k], norm), hidden=8, test=TEST, warmup=30)
+    cube = predictions_dataset(ds, evals, preds, TEST, 30, budget="converge")
+    path = write_predictions(cube, Layout(tmp_path).predictions("streamflow"))
+    want = expected_physical(ds, "log1p", "p10p90")
+    with xr.open_dataset(path) as p:
+        np.testing.assert_allclose(p["simulated"].sel(model="global:CONUS").values, want, rtol=2e-6)
+        local = p["simulated"].sel(site=["s0", "s1", "s2"], model=["local:A", "local:A/seed2"]).values
+        np.testing.assert_allclose(local, want, rtol=2e-6)
+
+
+def test_observed_vs_simulated_figure(tmp_path: Path, drawn_figures: list[Figure]) -> None:
     _, _, _, _, _, cube, path = _study(tmp_path)
     picks = pd.DataFrame(
         {
@@ -136,7 +165,34 @@ def test_observed_vs_simulated_figure(tmp_path: Path) -> None:
     )
     with xr.open_dataset(path) as p:
         pngs = F.observed_vs_simulated(p, picks, title="streamflow")
-    assert len(pngs) == 1 and pngs[0].startswith(PNG) and len(pngs[0]) > 5000
+    assert len(pngs) == 1 and pngs[0].startswith(PNG)
+    fig = drawn_figures[0]
+    assert fig.get_suptitle() == "streamflow"
+    axes = fig.axes
+    assert len(axes) == 4 and not axes[3].get_visible()  # B has one pick: its second panel is hidden
+    assert [ax.get_title() for ax in axes[:3]] == [
+        "A (global_vs_local): s1, median, score 0.50",
+        "A (global_vs_local): s0, low, score 0.10",
+        "B (global_vs_local): s4, median, score 0.30",
+    ]
+    assert axes[0].get_ylabel() == "mm/d" and axes[1].get_ylabel() == ""
+    # panel s1 of A: the observation, then global and local, each the stored series
+    obs, glob, loc = axes[0].lines
+    assert [ln.get_label() for ln in axes[0].lines] == ["observed", "global", "local"]
+    np.testing.assert_array_equal(obs.get_ydata(), cube["observed"].sel(site="s1").values)
+    np.testing.assert_array_equal(glob.get_ydata(), cube["simulated"].sel(site="s1", model="global:CONUS"))
+    np.testing.assert_array_equal(loc.get_ydata(), cube["simulated"].sel(site="s1", model="local:A"))
+    assert obs.get_color() == "black" and glob.get_color() != loc.get_color()
+    # region B is judged by the global model only
+    assert [ln.get_label() for ln in axes[2].lines] == ["observed", "global"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["observed", "global", "local"]
+    x0, x1 = axes[0].get_xlim()
+    assert x0 <= mdates.date2num(TEST.start) and x1 >= mdates.date2num(TEST.stop)
     parts = F.observed_vs_simulated(cube, picks, title="streamflow", max_rows=1)
-    assert len(parts) == 2 and all(png.startswith(PNG) for png in parts)  # one region per part
+    assert len(parts) == 2  # one region per part
+    assert [f.get_suptitle() for f in drawn_figures[1:]] == ["streamflow (1/2)", "streamflow (2/2)"]
     assert F.observed_vs_simulated(cube, picks.iloc[:0], title="none") == []
+    with pytest.raises(InputError, match="global_vs_local/A: a site or model is not in the predictions"):
+        F.observed_vs_simulated(cube, picks.assign(site_id="nowhere"), title="x")
+    with pytest.raises(InputError, match="max_rows: must be at least 1, got 0"):
+        F.observed_vs_simulated(cube, picks, title="x", max_rows=0)

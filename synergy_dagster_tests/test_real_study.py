@@ -12,10 +12,11 @@ import duckdb
 import numpy as np
 import pytest
 
-from synergy_dagster.config import PERIODS
 from synergy_dagster.models.normalization import Normalizer, prepare_arrays
 from synergy_dagster.models.training import TrainSpec, train_model
 from synergy_dagster.sources.caravan import read_caravan
+from synergy_dagster.study_file import STUDIES_DIR, load_study
+from synergy_dagster_tests.runconfig import overrides_env
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_lstm_on_a_few_caravan_basins_learns(real_data: Path) -> None:
     gauges = ["camels_01022500", "camels_01031500", "camels_01047000", "camels_01052500"]
     ds = read_caravan(real_data / "caravan", gauges=gauges)
-    train = PERIODS["real"]["streamflow"].train.slice
+    study = load_study(STUDIES_DIR / "real.yaml", variables={"SYNERGY_REAL_DATA": str(real_data)})
+    train = study.periods("streamflow").train.slice
     norm = Normalizer.fit(ds, train, method="p10p90", log_vars=["streamflow", "total_precipitation_sum"])
     arrays = prepare_arrays(ds, norm, train)
     result = train_model(
@@ -45,12 +47,15 @@ def test_soil_moisture_global_vs_local_study_on_real_smap(real_data: Path, tmp_p
         **os.environ,
         "DAGSTER_HOME": str(tmp_path / "home"),
         "SYNERGY_DATA_DIR": str(tmp_path / "data"),
-        "SYNERGY_SOURCE": "real",
+        "SYNERGY_STUDY": "real",
         "SYNERGY_REAL_DATA": str(real_data),
-        "SYNERGY_PROFILE": "demo",
-        "SYNERGY_EPOCHS": "2",
-        "SYNERGY_MAX_UPDATES": "30",
-        "SYNERGY_EVAL_EVERY": "10",
+        **overrides_env(
+            "profile=demo",
+            "training.epochs=2",
+            "budget.max_updates=30",
+            "budget.min_updates=30",
+            "budget.eval_every=10",
+        ),
     }
     (tmp_path / "home").mkdir()
     proc = subprocess.run(

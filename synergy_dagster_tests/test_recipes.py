@@ -13,7 +13,6 @@ import torch
 
 from synergy_dagster.config import (
     PAPER_RECIPE,
-    PROFILES,
     Budget,
     DomainTraining,
     Profile,
@@ -21,7 +20,7 @@ from synergy_dagster.config import (
 )
 from synergy_dagster.errors import ConfigError
 from synergy_dagster.layout import Layout
-from synergy_dagster.models.fit import fit_set, normalizer_options
+from synergy_dagster.models.fit import FitPlace, fit_set, normalizer_options
 from synergy_dagster.models.lstm import masked_mse, masked_nse, masked_rmse, training_loss
 from synergy_dagster.models.normalization import Normalizer, log_variables, target_transform_of
 from synergy_dagster.models.training import (
@@ -34,6 +33,7 @@ from synergy_dagster.models.training import (
     train_model,
 )
 from synergy_dagster.store import MetadataStore
+from synergy_dagster.study_file import preset_profile
 from synergy_dagster_tests.conftest import make_arrays
 from synergy_dagster_tests.test_budget import _split
 from synergy_dagster_tests.test_fit import _dataset, _training_set
@@ -89,8 +89,9 @@ def test_the_paper_recipe_is_the_default_and_builds_adadelta() -> None:
     assert Recipe() == PAPER_RECIPE and PAPER_RECIPE.is_paper
     # paper and demo keep the paper recipe and the single-check stopping rule (bit-identical runs)
     for name in ("paper", "demo"):
-        assert all(d.recipe.is_paper for d in PROFILES[name].domains.values())
-        assert PROFILES[name].budget.smooth == 1 and "smooth" not in PROFILES[name].budget.to_dict()
+        preset = preset_profile(name)
+        assert all(d.recipe.is_paper for d in preset.domains.values())
+        assert preset.budget.smooth == 1 and "smooth" not in preset.budget.to_dict()
     opt = TrainState.fresh(4, 8, 0.0, 0, torch.device("cpu")).optimizer
     assert isinstance(opt, torch.optim.Adadelta)
     group = opt.param_groups[0]
@@ -225,19 +226,25 @@ def test_the_recipe_is_recorded_in_config_json(tmp_path: Path) -> None:
         "tiny", hidden=8, epochs=2, dropconnect=0.0, seeds=(0,), domains={"streamflow": dom},
         budget=Budget("equal_updates", updates=6, eval_every=3),
     )  # fmt: skip
-    fit = fit_set(ts, profile, profile.budget, layout, store, torch.device("cpu"), ds, lambda m: None, 1)
+    fit = fit_set(
+        ts, profile, profile.budget, ds, FitPlace(layout, store, torch.device("cpu"), lambda m: None, 1)
+    )
     config = json.loads(fit.rows[0]["config_json"])
     assert config["recipe"] == recipe.to_dict() and Recipe.from_dict(config["recipe"]) == recipe
     # the paper recipe is the absent key: JSON of models from before recipes stays byte-stable
     paper = profile.replace(domains={"streamflow": DomainTraining(20, 4, 10, validation_days=30)})
     layout = Layout(tmp_path / "paper")  # its own checkpoints (the recipe's would not resume)
-    fit = fit_set(ts, paper, paper.budget, layout, store, torch.device("cpu"), ds, lambda m: None, 1)
+    fit = fit_set(
+        ts, paper, paper.budget, ds, FitPlace(layout, store, torch.device("cpu"), lambda m: None, 1)
+    )
     assert "recipe" not in json.loads(fit.rows[0]["config_json"])
     # statistics fitted with a log target do not train a recipe that wants none
     logged = Normalizer.fit(ds, ts.train.slice, method="p10p90", log_vars=["runoff"])
     bad = ts.__class__(**{**ts.__dict__, "normalizer": logged.to_dict()})
     with pytest.raises(ConfigError, match="rematerialise streamflow_plan") as err:
-        fit_set(bad, profile, profile.budget, layout, store, torch.device("cpu"), ds, lambda m: None, 1)
+        fit_set(
+            bad, profile, profile.budget, ds, FitPlace(layout, store, torch.device("cpu"), lambda m: None, 1)
+        )
     assert err.value.source == "recipe.target_transform"
 
 

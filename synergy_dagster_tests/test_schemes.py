@@ -16,15 +16,19 @@ import yaml
 
 from synergy_dagster.config import PlanConfig
 from synergy_dagster.errors import ConfigError, InputError
-from synergy_dagster.evaluation.schemes import compare_schemes, explained_share, scheme_pairs
+from synergy_dagster.evaluation.schemes import compare_schemes, explained_share, null_p, scheme_pairs
 from synergy_dagster.evaluation.study import COMPARISONS
 from synergy_dagster.experiments.plan import build_plan, parse_set_key, scheme_of_experiment
 from synergy_dagster.regions.schemes import (
     SchemeInputs,
     assign_schemes,
+    cluster_features,
     gauge_numbers,
     huc2_regions,
     n_random_regions,
+    null_label,
+    null_of,
+    size_matched_null,
 )
 from synergy_dagster.regions.subregions import subregions_of
 from synergy_dagster.sources import sitedata
@@ -181,9 +185,58 @@ def test_kmeans_finds_separated_groups_and_is_seeded() -> None:
     assert again.equals(long)
     # default attributes: every static except one-hot indicators
     _, st = assign_schemes([KmeansScheme(k=3)], inputs)
-    assert "'a', 'b'" in st["detail"].iloc[0] and "x=1" not in st["detail"].iloc[0]
+    assert "z-scored ['a', 'b']" in st["detail"].iloc[0] and "x=1" not in st["detail"].iloc[0]
     with pytest.raises(ConfigError, match="not a static attribute"):
         assign_schemes([KmeansScheme(k=3, attributes={"streamflow": ["nope"]})], inputs)
+
+
+def test_kmeans_features_log_skewed_drop_class_codes_and_leaky_attributes() -> None:
+    sites = _sites(90)
+    rng = np.random.default_rng(1)
+    group = np.repeat([0, 1, 2], [60, 20, 10])
+    area = np.exp(group * 2.0 + rng.normal(0, 0.2, 90))  # skewed: three groups on a log scale
+    statics = {
+        "area": area,
+        "landcover": (np.arange(90) % 5).astype(float),  # a class code
+        "q_mean": rng.normal(0, 1, 90),  # a streamflow signature
+        "frac_snow": rng.uniform(0, 1, 90),  # a whole-record climate index
+    }
+    inputs = SchemeInputs("streamflow", sites, min_sites=10, ds=_dataset(sites, statics))
+    long, st = assign_schemes([KmeansScheme(k=3)], inputs)
+    detail = st["detail"].iloc[0]
+    assert "z-scored ['area']" in detail and "log of ['area']" in detail
+    assert "class codes left out ['landcover']" in detail
+    assert "left out as leaky ['q_mean', 'frac_snow']" in detail
+    # on the log scale the three groups are the three clusters (on the raw scale the largest
+    # group's spread splits it and the two small groups merge)
+    assert (pd.crosstab(long["region"], group).to_numpy() > 0).sum() == 3
+    # named by the study, a leaky attribute is used
+    _, st = assign_schemes([KmeansScheme(k=3, attributes={"streamflow": ["area", "q_mean"]})], inputs)
+    assert "z-scored ['area', 'q_mean']" in st["detail"].iloc[0] and "leaky" not in st["detail"].iloc[0]
+
+
+def test_cluster_features_transforms() -> None:
+    x = pd.DataFrame(
+        {
+            "skewed": [1.1, 1.3, 2.2, 2.05, 3.3, 100.5, 1000.2],
+            "with_zero": [0.0, 0.0, 1.5, 1.25, 2.5, 50.5, 500.5],
+            "symmetric": [-3.5, -2.5, -1.5, 0.5, 1.5, 2.5, 3.5],
+            "code": [1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1.0],
+            "const": [5.0] * 7,
+        }
+    )
+    z, used, what = cluster_features(x)
+    assert used == ["skewed", "with_zero", "symmetric"] and z.shape == (7, 3)
+    logged = np.log(x["skewed"].to_numpy())
+    assert np.allclose(z[:, 0], (logged - logged.mean()) / logged.std())
+    l1p = np.log1p(x["with_zero"].to_numpy())
+    assert np.allclose(z[:, 1], (l1p - l1p.mean()) / l1p.std())
+    sym = x["symmetric"].to_numpy()
+    assert np.allclose(z[:, 2], (sym - sym.mean()) / sym.std())
+    assert (
+        what
+        == "z-scored ['skewed', 'with_zero', 'symmetric'], log of ['skewed', 'with_zero'], class codes left out ['code']"
+    )
 
 
 def test_climate_classes_edges_quantiles_and_forcing_indices() -> None:
@@ -478,3 +531,124 @@ def test_shipped_real_schemes_study_parses() -> None:
     assert study.stratification.labels == ["ecoregions", "huc2", "climate", "kmeans", "random"]
     real = load_study(STUDIES / "real.yaml", variables={"SYNERGY_REAL_DATA": "/data"})
     assert study.data_dir == real.data_dir  # the ecoregion models of real.yaml are reused
+
+
+def test_winner_is_a_tie_unless_the_difference_is_significant() -> None:
+    rng = np.random.default_rng(5)
+    n = 12
+    regions = np.array([str(i % 3 + 1) for i in range(n)])
+    g = rng.uniform(0.2, 0.6, n)
+    loc = g + 0.004 + rng.normal(0, 0.02, n)  # local slightly worse in RMSE, well inside the noise
+    table = compare_schemes(_metrics({"ecoregions": (regions, g, loc)}), ["rmse"])
+    row = table.iloc[0]
+    assert row["median_diff"] != 0 and row["p_value"] >= 0.05
+    assert row["winner"] == "tie"
+    # the same numbers at a lax alpha name the side the median favours
+    lax = compare_schemes(_metrics({"ecoregions": (regions, g, loc)}), ["rmse"], alpha=0.99).iloc[0]
+    assert lax["winner"] == ("global" if row["median_diff"] < 0 else "local")
+    with pytest.raises(InputError, match=r"alpha: must be in \(0, 1\), got 1.5"):
+        compare_schemes(_metrics({"ecoregions": (regions, g, loc)}), ["rmse"], alpha=1.5)
+
+
+def test_scheme_table_judges_the_seed_aggregation() -> None:
+    n = 30
+    regions = np.array([str(i % 3 + 1) for i in range(n)])
+    g = np.linspace(0.2, 0.6, n)
+    sm = _metrics({"ecoregions": (regions, g, g + 0.1)})  # "mean" (ensemble) rows: global wins
+    per_seed = []
+    for seed, shift in (("0", -0.3), ("1", -0.1)):  # each seed's local model beats global by 0.2 on average
+        s = sm.copy()
+        s["seed"] = seed
+        s.loc[s["scenario"] == "local", "rmse"] = g + shift
+        per_seed.append(s)
+    sm = pd.concat([sm, *per_seed], ignore_index=True)
+    ens = compare_schemes(sm, ["rmse"], aggregation="ensemble").iloc[0]
+    mean = compare_schemes(sm, ["rmse"], aggregation="seed_mean").iloc[0]
+    assert ens["winner"] == "global" and ens["median_local"] == pytest.approx(np.median(g + 0.1))
+    assert mean["winner"] == "local" and mean["median_local"] == pytest.approx(np.median(g - 0.2))
+
+
+# --------------------------------------------------------------------------- size-matched nulls
+
+
+def _long(regions: np.ndarray, scheme: str = "kmeans", kind: str = "kmeans") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "scheme": scheme,
+            "kind": kind,
+            "site_id": [f"s{i:03d}" for i in range(len(regions))],
+            "region": regions,
+        }
+    )
+
+
+def test_size_matched_null_permutes_labels_and_keeps_region_sizes() -> None:
+    regions = np.array(["1"] * 50 + ["2"] * 30 + ["3"] * 15 + ["4"] * 5)
+    long = pd.concat([_long(regions), _long(regions[::-1], "random", "random")], ignore_index=True)
+    nulls = size_matched_null(long, 20, seed=3)
+    assert sorted(nulls["scheme"].unique()) == [null_label("kmeans", d) for d in range(20)]
+    assert set(nulls["kind"]) == {"null"}  # random schemes get no nulls
+    sizes = pd.Series(regions).value_counts().sort_index()
+    for _, g in nulls.groupby("scheme"):
+        assert g["region"].value_counts().sort_index().equals(sizes)
+        assert sorted(g["site_id"]) == sorted(long.loc[long["scheme"] == "kmeans", "site_id"])
+    # different draws differ; row order does not matter; more draws keep the earlier ones
+    by = {s: g.set_index("site_id")["region"].sort_index() for s, g in nulls.groupby("scheme")}
+    assert not by["kmeans_null00"].equals(by["kmeans_null01"])
+    shuffled = size_matched_null(long.sample(frac=1.0, random_state=1), 5, seed=3)
+    again = {s: g.set_index("site_id")["region"].sort_index() for s, g in shuffled.groupby("scheme")}
+    assert all(again[s].equals(by[s]) for s in again)
+    assert null_of("kmeans_null07") == ("kmeans", 7) and null_of("kmeans") is None
+    with pytest.raises(InputError, match="names too long for null draws"):
+        size_matched_null(_long(regions, "k" * 30), 1, seed=0)
+
+
+def _gains(labels: np.ndarray, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A site's local-model gain grows with the share of its region that shares its class."""
+    r = np.unique(labels, return_inverse=True)[1]
+    c = np.unique(classes, return_inverse=True)[1]
+    k = int(c.max()) + 1
+    counts = np.bincount(r * k + c, minlength=(int(r.max()) + 1) * k)
+    same = counts[r * k + c] / np.bincount(r)[r]
+    return 0.2 * same - 0.1 + rng.normal(0.0, 0.05, labels.size)
+
+
+def _null_p(scheme_labels: np.ndarray, classes: np.ndarray, draws: int, rng: np.random.Generator) -> float:
+    t = float(np.median(_gains(scheme_labels, classes, rng)))
+    t_d = [float(np.median(_gains(rng.permutation(scheme_labels), classes, rng))) for _ in range(draws)]
+    return null_p(t, np.array(t_d))
+
+
+def test_null_p_type_one_error_and_power_by_simulation() -> None:
+    rng = np.random.default_rng(11)
+    sizes = [50, 30, 25, 15]
+    labels = np.repeat(np.arange(4), sizes)
+    classes = labels.copy()  # an informative scheme: its regions are the classes
+    # uninformative: the scheme is itself a permutation of the same sizes (exchangeable with its
+    # nulls), so P(p <= 1/20) = 1/20 with 19 draws
+    p_null = np.array([_null_p(rng.permutation(labels), classes, 19, rng) for _ in range(200)])
+    rate = float(np.mean(p_null <= 0.05))
+    assert 0.02 <= rate <= 0.09, rate
+    p_alt = np.array([_null_p(labels, classes, 19, rng) for _ in range(40)])
+    assert float(np.mean(p_alt <= 0.05)) >= 0.95
+    assert null_p(1.0, np.zeros(20)) == pytest.approx(1 / 21)
+    assert null_p(0.0, np.zeros(20)) == 1.0 and np.isnan(null_p(0.5, np.array([np.nan])))
+
+
+def test_compare_schemes_uses_the_size_matched_nulls() -> None:
+    rng = np.random.default_rng(12)
+    sizes = [40, 30, 20]
+    labels = np.repeat(np.arange(3), sizes).astype(str)
+    classes = labels.copy()
+    glob = rng.uniform(0.3, 0.5, labels.size)  # rmse of the global model
+    long = _long(labels)
+    nulls = size_matched_null(long, 20, seed=0)
+    errors = {"kmeans": (labels, glob, glob - _gains(labels, classes, rng))}
+    for scheme, g in nulls.groupby("scheme"):
+        lab = g.sort_values("site_id")["region"].to_numpy()
+        errors[scheme] = (lab, glob, glob - _gains(lab, classes, rng))
+    table = compare_schemes(_metrics(errors), ["rmse"])
+    assert list(table["scheme"]) == ["kmeans"]  # the draws are the null, not rows of their own
+    row = table.iloc[0]
+    assert row["null_scheme"] == "size-matched (20 draws)" and row["n_vs_null"] == labels.size
+    assert row["p_vs_null"] == pytest.approx(1 / 21) and row["median_local_minus_null"] > 0.05

@@ -11,19 +11,21 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from synergy_dagster.defs.resources import SourceConfig, StudyConfig
+from synergy_dagster.defs.resources import StudyResource
+from synergy_dagster.errors import ConfigError
 from synergy_dagster.study_file import STUDIES_DIR, load_study
+from synergy_dagster_tests.runconfig import overrides_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_virtual_study_is_the_default_and_needs_no_paths() -> None:
-    sources = SourceConfig(study_file="", kind="virtual", data_dir="")
-    assert sources.study_path() == STUDIES_DIR / "virtual.yaml"
-    study = sources.study()
+    resource = StudyResource(study_file="", data_dir="", overrides=[])
+    assert resource.study_path() == STUDIES_DIR / "virtual.yaml"
+    study = resource.spec
     assert study.virtual is not None and sorted(study.domains) == ["soil_moisture", "streamflow"]
-    assert sources.domain("streamflow").path.endswith("virtual_conus/caravan")
-    assert StudyConfig(profile="").resolved_profile(study).name == study.profile
+    assert resource.domain("streamflow").path.endswith("virtual_conus/caravan")
+    assert study.training_profile().name == study.profile == "demo"
 
 
 @pytest.mark.parametrize(
@@ -37,11 +39,16 @@ def test_real_study_files_validate_against_the_data(real_data: Path, name: str) 
 
 
 def test_streamflow_only_study_does_not_need_the_pixel_file(real_data: Path) -> None:
-    sources = SourceConfig(study_file=str(STUDIES_DIR / "camels_us.yaml"), real_data=str(real_data))
-    assert sources.domains() == ["streamflow"]
-    assert StudyConfig(domains=[]).resolved_domains(sources.study()) == ["streamflow"]
-    with pytest.raises(Exception, match=r"\['soil_moisture'\] not in the study file"):
-        StudyConfig(domains=["soil_moisture"]).resolved_domains(sources.study())
+    path = str(STUDIES_DIR / "camels_us.yaml")
+    resource = StudyResource(study_file=path, real_data=str(real_data), overrides=[])
+    assert resource.domains() == ["streamflow"]
+    chosen = StudyResource(study_file=path, real_data=str(real_data), overrides=["run.domains=[streamflow]"])
+    assert chosen.domains() == ["streamflow"]
+    absent = StudyResource(
+        study_file=path, real_data=str(real_data), overrides=["run.domains=[soil_moisture]"]
+    )
+    with pytest.raises(ConfigError, match=r"run\.domains: \['soil_moisture'\] not in the study"):
+        absent.domains()
 
 
 @pytest.mark.e2e
@@ -50,8 +57,7 @@ def test_camels_us_study_runs_end_to_end(real_data: Path, tmp_path: Path) -> Non
         **os.environ,
         "DAGSTER_HOME": str(tmp_path / "home"),
         "SYNERGY_REAL_DATA": str(real_data),
-        "SYNERGY_MAX_UPDATES": "30",
-        "SYNERGY_EVAL_EVERY": "10",
+        **overrides_env("budget.max_updates=30", "budget.min_updates=30", "budget.eval_every=10"),
     }
     (tmp_path / "home").mkdir()
     data = tmp_path / "data"

@@ -311,3 +311,49 @@ def test_older_significance_table_gains_method_and_seed_spread(tmp_path: Path) -
     new = pd.DataFrame({"domain": ["streamflow"], "region": ["Q"], "method": ["paper"], "n_seeds": [3]})
     store.replace_rows("significance", new.astype({"n_seeds": "Int64"}), {"domain": "streamflow"})
     assert store.query("SELECT method, n_seeds FROM significance").iloc[0].tolist() == ["paper", 3]
+
+
+# --------------------------------------------------------------------------- one seed aggregation
+
+
+def _three_seed_rows() -> pd.DataFrame:
+    """Two sites, seeds 0 and 1, and the ensemble ("mean") rows whose values differ from the mean
+    of the per-seed values (an ensemble scores better than its members)."""
+    return pd.DataFrame(
+        {
+            "domain": "streamflow",
+            "experiment": "global_vs_local",
+            "scenario": "global",
+            "region": "A",
+            "site_id": ["s1", "s2"] * 3,
+            "seed": ["0", "0", "1", "1", "mean", "mean"],
+            "nse": [0.5, 0.6, 0.7, 0.2, 0.65, 0.5],
+        }
+    )
+
+
+def test_judged_rows_follow_the_seed_aggregation() -> None:
+    sm = _three_seed_rows()
+    mean = S.judged_rows(sm, "seed_mean", ["nse"]).set_index("site_id")
+    assert set(mean["seed"]) == {S.SEED_MEAN}
+    assert mean.loc["s1", "nse"] == pytest.approx(0.6) and mean.loc["s2", "nse"] == pytest.approx(0.4)
+    ens = S.judged_rows(sm, "ensemble", ["nse"]).set_index("site_id")
+    assert set(ens["seed"]) == {S.ENSEMBLE} and ens.loc["s2", "nse"] == 0.5
+    # seed_mean rows already in the table are used as they are, not recomputed
+    stored = pd.concat([sm, S.per_site_seed_means(sm, ["nse"])], ignore_index=True)
+    assert S.judged_rows(stored, "seed_mean", ["nse"]).set_index("site_id")["nse"].to_dict() == pytest.approx(
+        {"s1": 0.6, "s2": 0.4}
+    )
+    # one seed: the ensemble of one model is that model, so both settings judge the "mean" rows
+    one = sm[sm["seed"].isin(["0", "mean"])]
+    assert set(S.judged_rows(one, "seed_mean", ["nse"])["seed"]) == {S.ENSEMBLE}
+    assert S.judged_seed_label(one["seed"], "seed_mean") == S.ENSEMBLE
+    assert S.judged_seed_label(stored["seed"], "seed_mean") == S.SEED_MEAN
+    assert S.judged_seed_label(stored["seed"], "ensemble") == S.ENSEMBLE
+
+
+def test_an_unknown_seed_aggregation_is_refused() -> None:
+    with pytest.raises(InputError, match=r"seed_aggregation: must be one of \['seed_mean', 'ensemble'\]"):
+        S.judged_rows(_three_seed_rows(), "median", ["nse"])
+    with pytest.raises(InputError, match="got 'best'"):
+        S.judged_seed_label(_three_seed_rows()["seed"], "best")

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
+from synergy_dagster.defs.resources import MetadataStoreResource, StudyResource
 from synergy_dagster.errors import ConfigError, InputError, StoreConflictError
 from synergy_dagster.store import MetadataStore, StoreLocation, ducklake, parse_store
 from synergy_dagster.store.history import Pruned
@@ -97,8 +97,10 @@ def _study(tmp_path: Path, store: dict[str, Any] | None = None) -> Path:
     return path
 
 
-def _resource(study: Path, **config: str) -> DuckDBStore:
-    return DuckDBStore(sources=SourceConfig(study_file=str(study)), **config)
+def _resource(study: Path, **config: str) -> MetadataStoreResource:
+    return MetadataStoreResource(
+        study=StudyResource(study_file=str(study), data_dir="", overrides=[]), **config
+    )
 
 
 def test_resource_default_is_the_duckdb_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -414,9 +416,11 @@ def test_concurrent_writer_processes_lose_and_double_nothing(tmp_path: Path) -> 
 
 
 def _readme_sql() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The ```sql blocks of the README and of docs/ (the user guide's queries moved there)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in pages)
     blocks = re.findall(r"```sql\n(.*?)```", text, flags=re.DOTALL)
-    assert blocks, "README.md has no ```sql blocks"
+    assert len(blocks) >= 2, "README.md and docs/ hold fewer than the two ```sql blocks they had"
     return blocks
 
 
@@ -545,8 +549,8 @@ def test_store_maintenance_job_prunes_and_records_what_it_freed(tmp_path: Path) 
     for k in range(3):
         store.replace_rows("sites", _sites(ids).assign(lat=40.0 + k), {"domain": "streamflow"})
     resources = {
-        "store": DuckDBStore(
-            sources=SourceConfig(kind="virtual", data_dir=str(tmp_path)), url=location.url,
+        "store": MetadataStoreResource(
+            study=StudyResource(study_file="virtual", data_dir=str(tmp_path), overrides=[]), url=location.url,
             data_path=str(tmp_path / "lake"),
         )
     }  # fmt: skip

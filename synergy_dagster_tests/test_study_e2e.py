@@ -12,9 +12,27 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from synergy_dagster_tests.runconfig import overrides_env
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# A small virtual study: the demo's default budget (converge) kept short, and the sensitivity run.
+SMALL = (
+    "profile=demo",
+    "virtual.pixels=400",
+    "virtual.basins=120",
+    "training.epochs=2",
+    "thresholds.min_sites_subregion=6",
+    "thresholds.min_sites_roi=5",
+    "budget.max_updates=40",
+    "budget.min_updates=40",
+    "budget.eval_every=10",
+    "budget.updates=20",
+    "run.sensitivity_modes=[converge, equal_updates, paper]",
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,18 +42,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         **os.environ,
         "DAGSTER_HOME": str(work / "dagster_home"),
         "SYNERGY_DATA_DIR": str(work / "data"),
-        "SYNERGY_SOURCE": "virtual",
-        "SYNERGY_PROFILE": "demo",
-        "SYNERGY_VIRTUAL_PIXELS": "400",
-        "SYNERGY_VIRTUAL_BASINS": "120",
-        "SYNERGY_EPOCHS": "2",
-        "SYNERGY_MIN_SITES": "6",
-        "SYNERGY_MIN_SITES_ROI": "5",
-        # the demo's default budget (converge), kept short; and the sensitivity run
-        "SYNERGY_MAX_UPDATES": "40",
-        "SYNERGY_EVAL_EVERY": "10",
-        "SYNERGY_BUDGET_UPDATES": "20",
-        "SYNERGY_SENSITIVITY_MODES": "converge,equal_updates,paper",
+        "SYNERGY_STUDY": "virtual",
+        **overrides_env(*SMALL),
         "PY": sys.executable,
     }
     env.pop("SYNERGY_REAL_DATA", None)
@@ -59,15 +67,8 @@ def _env(study: Path) -> dict[str, str]:
         **os.environ,
         "DAGSTER_HOME": str(work / "dagster_home"),
         "SYNERGY_DATA_DIR": str(study),
-        "SYNERGY_SOURCE": "virtual",
-        "SYNERGY_PROFILE": "demo",
-        "SYNERGY_VIRTUAL_PIXELS": "400",
-        "SYNERGY_VIRTUAL_BASINS": "120",
-        "SYNERGY_EPOCHS": "2",
-        "SYNERGY_MIN_SITES": "6",
-        "SYNERGY_MIN_SITES_ROI": "5",
-        "SYNERGY_MAX_UPDATES": "40",
-        "SYNERGY_EVAL_EVERY": "10",
+        "SYNERGY_STUDY": "virtual",
+        **overrides_env(*SMALL),
     }
     env.pop("SYNERGY_REAL_DATA", None)
     return env

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from synergy_dagster.config import PROFILES, DomainPeriods, Period
+from synergy_dagster.config import DomainPeriods, Period
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.sources.selection import (
     check_periods,
@@ -18,7 +18,7 @@ from synergy_dagster.sources.selection import (
     select_inputs,
 )
 from synergy_dagster.sources.sitedata import make_site_dataset, static_names
-from synergy_dagster.study_file import load_study, parse_study
+from synergy_dagster.study_file import load_study, parse_study, preset_profile
 
 MINIMAL = {
     "name": "mine",
@@ -59,7 +59,7 @@ def test_minimal_study_loads_and_resolves_paths(tmp_path: Path) -> None:
     assert Path(study.ecoregions) == (tmp_path / "eco/us_eco_l3.gpkg").resolve()
     p = study.periods("streamflow")
     assert (p.train.start, p.test.end) == ("1990-10-01", "2003-09-30")
-    assert study.thresholds.plan_config().min_sites_roi == 10
+    assert study.thresholds.min_sites_roi == 10
 
 
 def test_environment_variables_in_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,7 +104,7 @@ def test_environment_variables_in_paths(tmp_path: Path, monkeypatch: pytest.Monk
         ({**MINIMAL, "budget": {"mode": "forever"}}, r"budget.mode"),
         (
             _changed(recipe={"precison": "bf16"}),
-            r"domains.streamflow.recipe.*recipe.precison: unknown setting",
+            r"domains.streamflow.recipe.precison: unknown key",
         ),
     ],
 )
@@ -114,27 +114,25 @@ def test_bad_study_files_name_the_key(tmp_path: Path, study: dict, key: str) -> 
 
 
 def test_a_domain_recipe_overrides_the_profiles(tmp_path: Path) -> None:
-    """``domains.<d>.recipe`` changes that domain's recipe of the profile and nothing else; a bad
-    value is an error naming the study file's key when the profile is resolved."""
-    from synergy_dagster.defs.resources import StudyConfig
-
+    """``domains.<d>.recipe`` changes that domain's recipe of the preset and nothing else; a bad
+    value is an error naming the study file's key."""
     study = load_study(
         _write(tmp_path, {**_changed(recipe={"precision": "bf16", "lr": 0.001}), "profile": "cpu"})
     )
-    profile = StudyConfig().resolved_profile(study)
-    base = PROFILES["cpu"]
+    profile = study.training_profile()
+    base = preset_profile("cpu")
     got, want = profile.for_domain("streamflow").recipe, base.for_domain("streamflow").recipe
     assert got == want.replace(precision="bf16", lr=0.001)
-    assert profile.for_domain("soil_moisture") == base.for_domain("soil_moisture")
-    bad = load_study(_write(tmp_path, {**_changed(recipe={"precision": "fp8"}), "profile": "cpu"}))
-    with pytest.raises(ConfigError, match=r"must be one of \('fp32', 'bf16'\), got 'fp8'") as err:
-        StudyConfig().resolved_profile(bad)
-    assert err.value.source == "domains.streamflow.recipe.precision"
+    assert got != want
+    bad = _write(tmp_path, {**_changed(recipe={"precision": "fp8"}), "profile": "cpu"})
+    with pytest.raises(ConfigError, match=r"domains\.streamflow\.recipe\.precision: Input should be 'fp32' or 'bf16'"):
+        load_study(bad)
     rho = base.for_domain("streamflow").rho
-    long = load_study(_write(tmp_path, {**_changed(recipe={"loss_days": rho + 1}), "profile": "cpu"}))
-    with pytest.raises(ConfigError, match=f"longer than the window rho={rho}") as err:
-        StudyConfig().resolved_profile(long)
-    assert err.value.source == "domains.streamflow.recipe.loss_days"
+    long = _write(tmp_path, {**_changed(recipe={"loss_days": rho + 1}), "profile": "cpu"})
+    with pytest.raises(
+        ConfigError, match=rf"domains\.streamflow\.recipe\.loss_days: {rho + 1} days is longer than the window"
+    ):
+        load_study(long)
 
 
 def test_not_a_mapping_and_not_yaml(tmp_path: Path) -> None:

@@ -310,10 +310,10 @@ def test_missing_values_of_the_study_reach_the_reader(world) -> None:
 
 
 def _sources(study: Path) -> tuple[object, object]:
-    from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
+    from synergy_dagster.defs.resources import MetadataStoreResource, StudyResource
 
-    sources = SourceConfig(study_file=str(study))
-    return sources, DuckDBStore(sources=sources)
+    resource = StudyResource(study_file=str(study), data_dir="", overrides=[])
+    return resource, MetadataStoreResource(study=resource)
 
 
 def test_raw_basins_refuses_a_gauge_outside_the_ecoregions_before_writing(world) -> None:
@@ -327,7 +327,7 @@ def test_raw_basins_refuses_a_gauge_outside_the_ecoregions_before_writing(world)
     with pytest.raises(
         InputError, match=r"site '02046000' at lat -77, lon 37 lies outside.*lat and lon swapped"
     ):
-        raw_basins(sources=sources, store=store)
+        raw_basins(study=sources, store=store)
     assert not (world["tmp"] / "data" / "sources").exists()
 
 
@@ -384,8 +384,8 @@ def test_sources_asset_with_a_failing_database_write_keeps_old_files_and_row(
         monkeypatch.delenv("SYNERGY_STORE", raising=False)
     monkeypatch.delenv("SYNERGY_STORE_DATA_PATH", raising=False)
     sources, store = _sources(_study(world))
-    raw_ecoregions(sources=sources, store=store)
-    raw_basins(sources=sources, store=store)
+    raw_ecoregions(study=sources, store=store)
+    raw_basins(study=sources, store=store)
     data = world["tmp"] / "data"
     db = store.store()
     assert db.kind == ("ducklake" if lake else "duckdb")
@@ -401,7 +401,7 @@ def test_sources_asset_with_a_failing_database_write_keeps_old_files_and_row(
     monkeypatch.setattr(MetadataStore, "_apply", staticmethod(_fail))
     for asset in (raw_basins, raw_ecoregions):
         with pytest.raises(Boom):
-            asset(sources=sources, store=store)
+            asset(study=sources, store=store)
     if lake:  # the lake's Parquet files are not the asset's outputs: compare those apart
         before = {k: v for k, v in before.items() if not k.startswith("ducklake/")}
     assert {k: v for k, v in _snapshot(data).items() if not k.startswith("ducklake/")} == before
@@ -409,7 +409,7 @@ def test_sources_asset_with_a_failing_database_write_keeps_old_files_and_row(
     monkeypatch.undo()  # (the store resource above keeps the SYNERGY_STORE it was built with)
     pd.testing.assert_frame_equal(db.query("SELECT * FROM sources ORDER BY ALL"), rows)
 
-    raw_basins(sources=sources, store=store)  # a clean rerun replaces file and row together
+    raw_basins(study=sources, store=store)  # a clean rerun replaces file and row together
     assert db.query("SELECT n_sites FROM sources WHERE source_name = 'streamflow'")["n_sites"].tolist() == [2]
     with xr.open_dataset(Layout(data).source_nc("streamflow")) as ds:
         assert ds.sizes["site"] == 2
@@ -456,15 +456,15 @@ def test_save_models_with_a_failing_database_write_keeps_old_weights_index_and_r
 # ---------------------------------------------------------------------------- 5. landing folder
 
 
-def test_landing_folder_follows_the_sources_data_dir(tmp_path: Path, monkeypatch) -> None:
+def test_landing_folder_follows_the_study_data_dir(tmp_path: Path, monkeypatch) -> None:
     from synergy_dagster.defs.definitions import defs
     from synergy_dagster.defs.operations.resources import LandingConfig
-    from synergy_dagster.defs.resources import SourceConfig
+    from synergy_dagster.defs.resources import StudyResource
 
     monkeypatch.delenv("SYNERGY_LANDING_DIR", raising=False)
-    sources = SourceConfig(kind="virtual", data_dir=str(tmp_path / "a"))
-    assert LandingConfig(sources=sources).dir == (tmp_path / "a" / "landing").resolve()
-    assert LandingConfig(sources=sources, path=str(tmp_path / "x")).dir == (tmp_path / "x").resolve()
+    study = StudyResource(study_file="virtual", data_dir=str(tmp_path / "a"), overrides=[])
+    assert LandingConfig(study=study).dir == (tmp_path / "a" / "landing").resolve()
+    assert LandingConfig(study=study, path=str(tmp_path / "x")).dir == (tmp_path / "x").resolve()
 
     seen: dict[str, Path] = {}
 
@@ -477,7 +477,7 @@ def test_landing_folder_follows_the_sources_data_dir(tmp_path: Path, monkeypatch
         probe()
 
     job = dg.Definitions.merge(defs, dg.Definitions(jobs=[probe_job])).resolve_job_def("probe_job")
-    run_config = {"resources": {"sources": {"config": {"data_dir": str(tmp_path / "b")}}}}
+    run_config = {"resources": {"study": {"config": {"data_dir": str(tmp_path / "b")}}}}
     assert job.execute_in_process(run_config=run_config, instance=dg.DagsterInstance.ephemeral()).success
     assert seen["dir"] == (tmp_path / "b" / "landing").resolve()
 

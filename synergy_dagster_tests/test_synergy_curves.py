@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from synergy_dagster.config import PlanConfig
-from synergy_dagster.errors import ConfigError
+from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.evaluation.synergy import (
     bootstrap_p,
     bootstrap_slopes,
@@ -111,7 +111,7 @@ def test_keys_are_unique_valid_partition_keys_and_identical_sets_are_trained_onc
         plain.sets.reset_index(drop=True),
         plan.sets[plan.sets["experiment"] != CURVE_EXPERIMENT].reset_index(drop=True),
     )
-    with pytest.raises(Exception, match="unknown scenario"):
+    with pytest.raises(InputError, match=r"unknown scenario 'curve\+near@5_d0'"):
         parse_set_key("curve+near@5_d0:8.3.5")
 
 
@@ -269,7 +269,7 @@ domains:
 def test_the_asset_on_a_tiny_virtual_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from synergy_dagster import cli
 
-    for var in ("DAGSTER_HOME", "SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_PROFILE", "SYNERGY_BUDGET"):
+    for var in ("DAGSTER_HOME", "SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_OVERRIDES"):
         monkeypatch.delenv(var, raising=False)
     data = tmp_path / "data"
     study = tmp_path / "tiny.yaml"
@@ -326,7 +326,7 @@ def test_curves_on_the_real_smap_pixels_at_a_small_size(
     """Curves on real data in CI: ROI 8.3.5 of the SMAP cube, one draw, k in {0, 5, n_min, all}."""
     from synergy_dagster import cli
 
-    for var in ("DAGSTER_HOME", "SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_PROFILE", "SYNERGY_BUDGET"):
+    for var in ("DAGSTER_HOME", "SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_OVERRIDES"):
         monkeypatch.delenv(var, raising=False)
     data = tmp_path / "data"
     study = tmp_path / "real_small.yaml"

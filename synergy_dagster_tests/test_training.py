@@ -184,9 +184,10 @@ def test_train_spec_names_the_bad_key(change: dict[str, object], key: str) -> No
 
 
 def test_train_spec_from_profile() -> None:
-    from synergy_dagster.config import Budget, get_profile
+    from synergy_dagster.config import Budget
+    from synergy_dagster.study_file import preset_profile
 
-    profile = get_profile("demo")
+    profile = preset_profile("demo")
     spec = TrainSpec.from_profile(profile, "streamflow", seed=2, budget=Budget("equal_updates", updates=7))
     dom = profile.for_domain("streamflow")
     assert (spec.hidden, spec.epochs, spec.rho, spec.batch, spec.seed) == (

@@ -18,21 +18,23 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from synergy_dagster_tests.runconfig import overrides_env
+
 pytestmark = pytest.mark.ui
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-TINY = {
-    "SYNERGY_SOURCE": "virtual",
-    "SYNERGY_PROFILE": "demo",
-    "SYNERGY_VIRTUAL_PIXELS": "200",
-    "SYNERGY_VIRTUAL_BASINS": "60",
-    "SYNERGY_EPOCHS": "1",
-    "SYNERGY_MAX_UPDATES": "20",  # the demo's converge budget, kept tiny
-    "SYNERGY_EVAL_EVERY": "10",
-    "SYNERGY_EXECUTOR": "in_process",
-}
+TINY_STUDY = (
+    "profile=demo",
+    "virtual.pixels=200",
+    "virtual.basins=60",
+    "training.epochs=1",
+    "budget.max_updates=20",  # the demo's converge budget, kept tiny
+    "budget.min_updates=20",
+    "budget.eval_every=10",
+)
+TINY = {"SYNERGY_STUDY": "virtual", **overrides_env(*TINY_STUDY), "SYNERGY_EXECUTOR": "in_process"}
 # The run coordinator the UI's button goes through, minus the daemon: launch immediately.
 DIRECT_LAUNCH = """run_coordinator:
   module: dagster._core.run_coordinator
@@ -58,7 +60,12 @@ def test_graphql_launches_materialise_the_demo_study(tmp_path: Path, monkeypatch
         infer_job_selector,
     )
 
-    study = {"SYNERGY_DOMAINS": "soil_moisture", "SYNERGY_MIN_SITES": "20", "SYNERGY_MIN_SITES_ROI": "8"}
+    study = overrides_env(
+        *TINY_STUDY,
+        "run.domains=[soil_moisture]",
+        "thresholds.min_sites_subregion=20",
+        "thresholds.min_sites_roi=8",
+    )
     for k, v in {**TINY, **study, "SYNERGY_DATA_DIR": str(tmp_path / "data")}.items():
         monkeypatch.setenv(k, v)  # inherited by the code server and the run it launches
     home = _home(tmp_path)

@@ -18,6 +18,7 @@ import shapely
 import xarray as xr
 
 from synergy_dagster.errors import ConfigError, InputError
+from synergy_dagster.sources import caravan, gages2, pixels
 from synergy_dagster.sources.virtual import (
     HYDROATLAS_COLUMNS,
     LATENT_BASIN_PARAMS,
@@ -242,7 +243,6 @@ def test_file_formats(tiny_runs: dict[str, tuple[Path, dict]]) -> None:
 
 
 def test_caravan_reader_reads_the_virtual_basins(tiny_runs: dict[str, tuple[Path, dict]]) -> None:
-    caravan = pytest.importorskip("synergy_dagster.sources.caravan")
     out, _ = tiny_runs["a"]
     ds = caravan.read_caravan(out / "caravan", subset="virtual")
     assert ds.sizes["site"] == 20 and ds.attrs["domain"] == "streamflow"
@@ -250,8 +250,6 @@ def test_caravan_reader_reads_the_virtual_basins(tiny_runs: dict[str, tuple[Path
 
 
 def test_other_readers_read_the_virtual_files(tiny_runs: dict[str, tuple[Path, dict]]) -> None:
-    pixels = pytest.importorskip("synergy_dagster.sources.pixels")
-    gages2 = pytest.importorskip("synergy_dagster.sources.gages2")
     out, _ = tiny_runs["a"]
     ds = pixels.read_pixel_cube(out / "smap" / "virtual_pixels.nc")
     assert ds.sizes["site"] == 60 and ds.attrs["domain"] == "soil_moisture"

@@ -1,9 +1,9 @@
 """The one top-level Definitions of synergy_dagster.
 
-Nothing here reads the environment for paths: ``sources`` is configured at launch (its fields
+Nothing here reads the environment for paths: ``study`` is configured at launch (its fields
 default to the ``SYNERGY_*`` variables, read when a run starts), and the store and both IO managers
-depend on it, so ``resources: {sources: {config: {data_dir: ...}}}`` in run config moves every
-file of a run.
+depend on it, so ``resources: {study: {config: {data_dir: ..., overrides: [...]}}}`` in run config
+moves every file of a run and sets its study keys.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from synergy_dagster.defs.executors import executor_from_env
 from synergy_dagster.defs.io_managers import JsonIOManager, ModelIOManager
 from synergy_dagster.defs.operations.definitions import full_defs
 from synergy_dagster.defs.partitions import SET_PARTITIONS
-from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 
 # Everything from raw files to the plans: unpartitioned, one run.
 prepare_job = dg.define_asset_job(
@@ -54,8 +54,8 @@ budget_sensitivity_job = dg.define_asset_job(
 def _core() -> dg.Definitions:
     """The pipeline itself; operations (sensors, schedules, ingest) are merged in below."""
     # configure_at_launch: the nested copies in the store and IO managers then take the run's
-    # `sources` config too (a plain instance would keep its import-time values there).
-    sources = SourceConfig.configure_at_launch()
+    # `study` config too (a plain instance would keep its import-time values there).
+    study = StudyResource.configure_at_launch()
     return dg.Definitions(
         assets=[
             *dg.load_assets_from_modules(
@@ -72,11 +72,11 @@ def _core() -> dg.Definitions:
         ],
         jobs=[prepare_job, *train_jobs.values(), evaluation_job, budget_sensitivity_job],
         resources={
-            "sources": sources,
-            "study": StudyConfig(),
-            "store": DuckDBStore(sources=sources),
-            "json_io_manager": JsonIOManager(sources=sources),
-            "model_io_manager": ModelIOManager(sources=sources),
+            "study": study,
+            "compute": ComputeResource(),
+            "store": MetadataStoreResource(study=study),
+            "json_io_manager": JsonIOManager(study=study),
+            "model_io_manager": ModelIOManager(study=study),
         },
         executor=executor_from_env(),
     )

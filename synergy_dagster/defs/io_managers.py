@@ -1,7 +1,7 @@
 """IO managers with explicit folders in the working folder (never Dagster's temp instance folder).
 
-Both depend on the ``sources`` resource and take their folders from its :class:`Layout`
-(``assets/`` and ``models/`` under ``sources.data_dir``), so run config that moves ``data_dir``
+Both depend on the ``study`` resource and take their folders from its :class:`Layout`
+(``assets/`` and ``models/`` under ``study.data_dir``), so run config that moves ``data_dir``
 moves their files too.
 
 Small asset values (site lists, plans, set descriptions) are JSON; models are ``state_dict``
@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 import torch
 
-from synergy_dagster.defs.resources import SourceConfig
+from synergy_dagster.defs.resources import StudyResource
 from synergy_dagster.errors import InputError
 from synergy_dagster.io_utils import atomic_write_text, read_json_output, staged_outputs
 from synergy_dagster.models.files import PartitionModels, read_partition, save_partitions
@@ -27,12 +27,12 @@ from synergy_dagster.store import MetadataStore
 class JsonIOManager(dg.ConfigurableIOManager):
     """JSON files per asset and partition (``Layout.asset_json``), written atomically."""
 
-    sources: dg.ResourceDependency[SourceConfig]
+    study: dg.ResourceDependency[StudyResource]
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        layout = self.sources.layout
+        layout = self.study.layout
         if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
             # A run over several partitions (a bank run) returns {partition: value}: all land or none.
             keys = list(context.asset_partition_keys)
@@ -56,7 +56,7 @@ class JsonIOManager(dg.ConfigurableIOManager):
         return self._read(context, context.asset_partition_key if context.has_asset_partitions else None)
 
     def _read(self, context: dg.InputContext, part: str | None) -> Any:
-        path = self.sources.layout.asset_json(context.asset_key.path, part)
+        path = self.study.layout.asset_json(context.asset_key.path, part)
         if not path.exists():
             raise dg.Failure(f"{context.asset_key.to_user_string()} [{part}] was never materialised ({path})")
         try:
@@ -78,7 +78,7 @@ class ModelIOManager(dg.ConfigurableIOManager):
     themselves are :mod:`synergy_dagster.models.files`'s; this only adapts it to Dagster.
     """
 
-    sources: dg.ResourceDependency[SourceConfig]
+    study: dg.ResourceDependency[StudyResource]
 
     def handle_output(self, context: dg.OutputContext, obj: dict[str, Any]) -> None:
         store = MetadataStore(obj["db_path"])
@@ -86,7 +86,7 @@ class ModelIOManager(dg.ConfigurableIOManager):
         parts = [
             PartitionModels(key, p["seeds"], p["rows"], p["curves"]) for key, p in obj["partitions"].items()
         ]
-        indexes = save_partitions(self.sources.layout, store, obj["domain"], obj["budget"], parts)
+        indexes = save_partitions(self.study.layout, store, obj["domain"], obj["budget"], parts)
         # (an output's metadata goes to every partition of the run: the files of each, by partition)
         files = next(iter(indexes.values())) if len(indexes) == 1 else indexes
         context.add_output_metadata({"files": dg.MetadataValue.json(files)})
@@ -101,6 +101,6 @@ class ModelIOManager(dg.ConfigurableIOManager):
     ) -> dict[int, dict[str, torch.Tensor]]:
         """The weights of one partition under ``budget`` (default: the latest materialisation)."""
         try:
-            return read_partition(self.sources.layout, domain, set_key, budget)
+            return read_partition(self.study.layout, domain, set_key, budget)
         except InputError as exc:
             raise dg.Failure(str(exc)) from exc

@@ -1,14 +1,24 @@
 """The reproduction report: the paper's headline claims, as data, next to this run's numbers, with a
-verdict per claim (holds / does not hold / not testable here) and what differs in the setup.
+verdict per claim (holds / does not hold / inconclusive / not testable here) and what differs in the
+setup.
 
 The claims come from Fang et al. (WRR 2022): the global vs local numbers of section 3.1 and
 Table 2, and the direction of each similarity comparison pooled over the ROIs (Tables 3-5 and the
-text of section 3.2). A claim that ``a`` beats ``b`` holds when this run agrees on the direction
+text of section 3.2). A claim that ``a`` beats ``b`` **holds** when this run agrees on the direction
 (the paper's statistic, mean or median, of ``a`` better than ``b``'s and, where the paper gives a
 share of sites, ``a`` better at more than half of them) and, where the paper reports significance,
-the run's Wilcoxon p-value is below ``alpha``. A claim of no difference holds when the run's p is
-at least ``alpha``. A comparison the run does not have (domain absent, experiment empty, no pair)
-is "not testable here". Free of Dagster: the ``reproduction_report`` asset gathers the inputs.
+the run's Wilcoxon p-value is below ``alpha``. It **does not hold** when the run has a significant
+difference the claim does not describe, or when the bootstrap interval of the median paired
+difference lies within the equivalence margin (no effect); otherwise the run is **inconclusive**.
+A claim of no difference holds only when p >= ``alpha`` and that interval lies within the margin
+(so an underpowered run is inconclusive, not a pass), and does not hold when p < ``alpha``. An
+every-region claim holds when every region holds, does not hold when a region is reversed
+(significantly, or at all where the paper gave only the direction), else is inconclusive. A
+comparison the run does not have (domain absent, experiment empty, no pair) is "not testable
+here". The seed rows judged follow the ``seed_aggregation`` setting
+(:func:`~synergy_dagster.evaluation.statistics.judged_seed_label`); with several seeds every claim
+is also judged per seed and the report lists the claims whose verdict changes with the seed.
+Free of Dagster: the ``reproduction_report`` asset gathers the inputs.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import pandas as pd
 
 from synergy_dagster.config import Profile
 from synergy_dagster.evaluation.metrics import METRICS
-from synergy_dagster.evaluation.statistics import SEED_MEAN, paired_valid
+from synergy_dagster.evaluation.statistics import judged_seed_label, paired_valid
 from synergy_dagster.evaluation.study import COMPARISONS
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.study_file import StudyFile
@@ -32,10 +42,12 @@ from synergy_dagster.study_file import StudyFile
 __all__ = [
     "CLAIMS",
     "HOLDS",
+    "INCONCLUSIVE",
     "NOT_HOLDS",
     "NOT_TESTABLE",
     "PAPER_SETUP",
     "PAPER_TABLE2",
+    "VERDICTS",
     "VERDICT_COLUMNS",
     "Claim",
     "Report",
@@ -46,7 +58,9 @@ __all__ = [
     "verdicts",
 ]
 
-HOLDS, NOT_HOLDS, NOT_TESTABLE = "holds", "does not hold", "not testable here"
+HOLDS, NOT_HOLDS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+NOT_TESTABLE = "not testable here"
+VERDICTS = (HOLDS, NOT_HOLDS, INCONCLUSIVE, NOT_TESTABLE)
 ALL = "All"
 # The metrics the paper reports per domain (the similarity overview shows these).
 _PAPER_METRICS = {"soil_moisture": ("rmse", "corr"), "streamflow": ("corr", "nse")}
@@ -364,6 +378,8 @@ VERDICT_COLUMNS = [
     "p_value",
     "verdict",
     "reason",
+    "seed_verdicts",
+    "seeds_differ",
 ]
 
 
@@ -403,12 +419,6 @@ def _paper_text(c: Claim) -> str:
     if c.scope == "every_region":
         parts.append("Table 2 per region")
     return "; ".join(parts) or "direction only"
-
-
-def _seed_label(sig: pd.DataFrame) -> str:
-    """The seed rows a domain's verdicts use: the per-site seed means with several seeds (the
-    expected single model, as the paper trained), else the seed-mean prediction ("mean")."""
-    return SEED_MEAN if (sig["seed"].astype(str) == SEED_MEAN).any() else "mean"
 
 
 def _paired(
@@ -451,9 +461,24 @@ def _aggregate(values: np.ndarray, statistic: str) -> float:
     return float(np.mean(values)) if statistic == "mean" else float(np.median(values))
 
 
+def _within_margin(row: pd.Series, margin: float) -> tuple[bool, str]:
+    """Whether the row's interval of the median paired difference lies within +/- ``margin`` x
+    |median of b| (no difference larger than the margin), and the interval as text."""
+    lo, hi = float(row["ci_low"]), float(row["ci_high"])
+    bound = margin * abs(float(row["median_b"]))
+    text = f"CI [{_fmt(lo)}, {_fmt(hi)}] vs +/-{_fmt(bound)}"
+    inside = bool(np.isfinite(lo) and np.isfinite(hi) and -bound <= lo and hi <= bound)
+    return inside, text
+
+
 def _pooled_verdict(
-    c: Claim, row: pd.Series, pair: tuple[np.ndarray, np.ndarray] | None, alpha: float
+    c: Claim,
+    row: pd.Series,
+    pair: tuple[np.ndarray, np.ndarray] | None,
+    alpha: float,
+    margin: float = 0.02,
 ) -> dict:
+    """The verdict of a pooled claim from its significance row (and the sites, when given)."""
     n = int(row["n"])
     p = float(row["p_value"])
     higher = METRICS[c.metric].higher_is_better
@@ -475,32 +500,51 @@ def _pooled_verdict(
     out["run"] = run
     if n == 0:
         return out | {"verdict": NOT_TESTABLE, "reason": "no paired site in this run"}
+    if np.isnan(p):
+        return out | {"verdict": NOT_TESTABLE, "reason": "the test is undefined (every difference zero)"}
+    significant = p < alpha
+    inside, ci = _within_margin(row, margin)
     if c.better == "none":
-        if np.isnan(p):
-            return out | {"verdict": NOT_TESTABLE, "reason": "the test is undefined (every difference zero)"}
-        if p >= alpha:
-            return out | {"verdict": HOLDS, "reason": f"no significant difference (p = {_p(p)} >= {alpha:g})"}
-        a, b = c.scenarios
-        better = a if (agg_a > agg_b) == higher else b
-        return out | {
-            "verdict": NOT_HOLDS,
-            "reason": f"{better} significantly better (p = {_p(p)} < {alpha:g})",
-        }
+        if significant:
+            a, b = c.scenarios
+            better = a if (agg_a > agg_b) == higher else b
+            return out | {
+                "verdict": NOT_HOLDS,
+                "reason": f"{better} significantly better (p = {_p(p)} < {alpha:g})",
+            }
+        if inside:
+            why = f"no significant difference (p = {_p(p)} >= {alpha:g}) and {ci}: equivalent"
+            return out | {"verdict": HOLDS, "reason": why}
+        why = f"p = {_p(p)} >= {alpha:g} but {ci}: a difference beyond the margin is not ruled out"
+        return out | {"verdict": INCONCLUSIVE, "reason": why}
     ok, why = _direction(c, agg_a, agg_b, None if np.isnan(share_win) else share_win)
-    if not ok:
-        return out | {"verdict": NOT_HOLDS, "reason": why}
-    if c.significant:
-        if np.isnan(p):
-            return out | {"verdict": NOT_TESTABLE, "reason": f"{why}; the test is undefined here"}
-        if p >= alpha:
-            return out | {"verdict": NOT_HOLDS, "reason": f"{why} but p = {_p(p)} >= {alpha:g}"}
-        why += f"; p = {_p(p)} < {alpha:g}"
-    return out | {"verdict": HOLDS, "reason": why}
+    if ok and (significant or not c.significant):
+        if c.significant:
+            why += f"; p = {_p(p)} < {alpha:g}"
+        return out | {"verdict": HOLDS, "reason": why}
+    if significant:  # a significant difference the claim does not describe
+        return out | {"verdict": NOT_HOLDS, "reason": f"{why}; p = {_p(p)} < {alpha:g}"}
+    if inside:
+        return out | {"verdict": NOT_HOLDS, "reason": f"{why}; p = {_p(p)} >= {alpha:g} and {ci}: no effect"}
+    return out | {"verdict": INCONCLUSIVE, "reason": f"{why} but p = {_p(p)} >= {alpha:g} and {ci}"}
+
+
+def _region_status(agree: bool, need_sig: bool, p: float, alpha: float) -> str:
+    """One region of an every-region claim: ``holds`` (direction, and p < alpha where the paper had
+    significance), ``fails`` (reversed: significantly, or at all where the paper gave only the
+    direction) or ``inconclusive`` (the direction without the significance the paper had, or a
+    reversal that is not significant)."""
+    significant = not np.isnan(p) and p < alpha
+    if agree and (significant or not need_sig):
+        return "holds"
+    if not agree and (significant or not need_sig):
+        return "fails"
+    return INCONCLUSIVE
 
 
 def _region_rows(c: Claim, sig: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Per region of a global vs local claim: the run's medians, p and whether the claim holds
-    there (direction of the medians; significance where Table 2 has p < 0.05 for the region)."""
+    """Per region of a global vs local claim: the run's medians, p and its status there
+    (:func:`_region_status`; significance required where Table 2 has p < 0.05 for the region)."""
     paper = PAPER_TABLE2[(PAPER_TABLE2["domain"] == c.domain) & (PAPER_TABLE2["metric"] == c.metric)]
     paper = paper.set_index("region")
     higher = METRICS[c.metric].higher_is_better
@@ -508,9 +552,8 @@ def _region_rows(c: Claim, sig: pd.DataFrame, alpha: float) -> pd.DataFrame:
     for r in sig[sig["region"].astype(str) != ALL].itertuples():
         region = str(r.region)
         p_paper = float(paper.loc[region, "p"]) if region in paper.index else float("nan")
-        agree = r.median_a > r.median_b if higher else r.median_a < r.median_b
-        need_sig = c.significant and p_paper < 0.05
-        holds = bool(agree) and (not need_sig or (not np.isnan(r.p_value) and r.p_value < alpha))
+        agree = bool(r.median_a > r.median_b if higher else r.median_a < r.median_b)
+        need_sig = bool(c.significant and p_paper < 0.05)
         rows.append(
             {
                 "region": region,
@@ -521,7 +564,7 @@ def _region_rows(c: Claim, sig: pd.DataFrame, alpha: float) -> pd.DataFrame:
                 "median_local": float(r.median_b),
                 "share_global_better": float(r.share_a_better),
                 "p_value": float(r.p_value),
-                "holds": holds,
+                "status": _region_status(agree, need_sig, float(r.p_value), alpha),
             }
         )
     return pd.DataFrame(rows)
@@ -531,7 +574,8 @@ def _every_region_verdict(c: Claim, sig: pd.DataFrame, alpha: float) -> tuple[di
     regions = _region_rows(c, sig, alpha)
     if regions.empty:
         return {"verdict": NOT_TESTABLE, "reason": "no region with both models", "run": "", "n": 0}, regions
-    held = int(regions["holds"].sum())
+    status = regions["status"]
+    held = int((status == "holds").sum())
     n_reg = len(regions)
     out = {
         "n": int(regions["n"].sum()),
@@ -539,10 +583,41 @@ def _every_region_verdict(c: Claim, sig: pd.DataFrame, alpha: float) -> tuple[di
         "run": f"holds in {held} of {n_reg} regions",
     }
     if held == n_reg:
-        why = f"direction (and significance where the paper had it) in all {n_reg}"
+        why = f"direction (and p < {alpha:g} where the paper had significance) in all {n_reg}"
         return out | {"verdict": HOLDS, "reason": why}, regions
-    failed = ", ".join(regions.loc[~regions["holds"], "region"].astype(str))
-    return out | {"verdict": NOT_HOLDS, "reason": f"fails in {failed}"}, regions
+    failed = ", ".join(regions.loc[status == "fails", "region"].astype(str))
+    unsure = ", ".join(regions.loc[status == INCONCLUSIVE, "region"].astype(str))
+    if failed:
+        why = f"fails in {failed}" + (f"; inconclusive in {unsure}" if unsure else "")
+        return out | {"verdict": NOT_HOLDS, "reason": why}, regions
+    why = f"inconclusive in {unsure} (direction without p < {alpha:g}, or a non-significant reversal)"
+    return out | {"verdict": INCONCLUSIVE, "reason": why}, regions
+
+
+def _judge(
+    c: Claim,
+    dom: pd.DataFrame,
+    site_metrics: pd.DataFrame | None,
+    seed: str,
+    alpha: float,
+    margin: float,
+) -> tuple[dict, pd.DataFrame | None]:
+    """One claim judged on the ``seed`` rows of its domain's significance rows ``dom``."""
+    sig = dom[
+        (dom["experiment"] == c.experiment)
+        & (dom["comparison"] == c.comparison)
+        & (dom["metric"] == c.metric)
+        & (dom["seed"].astype(str) == seed)
+    ]
+    if sig.empty:
+        why = f"no {c.experiment} comparison '{c.comparison}' in this run (experiment empty or not run)"
+        return {"verdict": NOT_TESTABLE, "reason": why}, None
+    if c.scope == "every_region":
+        return _every_region_verdict(c, sig, alpha)
+    pooled = sig[sig["region"].astype(str) == ALL]
+    if pooled.empty:
+        return {"verdict": NOT_TESTABLE, "reason": "no pooled (All) test in this run"}, None
+    return _pooled_verdict(c, pooled.iloc[0], _paired(site_metrics, c, seed), alpha, margin), None
 
 
 def verdicts(
@@ -550,12 +625,18 @@ def verdicts(
     site_metrics: pd.DataFrame | None = None,
     alpha: float = 0.05,
     claims: Sequence[Claim] = CLAIMS,
+    *,
+    aggregation: str = "seed_mean",
+    margin: float = 0.02,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """One row per claim (:data:`VERDICT_COLUMNS`), and per every-region claim its region table.
 
     ``significance``: the rows of the significance asset (columns domain, experiment, comparison,
-    region, metric, seed, n, p_value, median_a, median_b, share_a_better); ``site_metrics``, when
-    given, supplies the means the paper reports for soil moisture and the shares of sites.
+    region, metric, seed, n, p_value, ci_low, ci_high, median_a, median_b, share_a_better);
+    ``site_metrics``, when given, supplies the means the paper reports for soil moisture and the
+    shares of sites. ``aggregation`` picks the seed rows judged (:func:`judged_seed_label`);
+    ``margin``: the relative equivalence margin of "no difference". With several seeds each claim
+    is also judged per seed (``seed_verdicts``) and ``seeds_differ`` says whether they disagree.
     """
     rows: list[dict[str, object]] = []
     regions: dict[str, pd.DataFrame] = {}
@@ -569,37 +650,28 @@ def verdicts(
             "scope": c.scope,
             "claim": _claim_text(c),
             "paper": _paper_text(c),
+            "seeds_differ": False,
         }
         dom = significance[significance["domain"] == c.domain]
         if dom.empty:
             rows.append(base | {"verdict": NOT_TESTABLE, "reason": f"no {c.domain} domain in this run"})
             continue
-        seed = _seed_label(dom)
+        seed = judged_seed_label(dom["seed"], aggregation)
         base["seed"] = seed
-        sig = dom[
-            (dom["experiment"] == c.experiment)
-            & (dom["comparison"] == c.comparison)
-            & (dom["metric"] == c.metric)
-            & (dom["seed"].astype(str) == seed)
-        ]
-        if sig.empty:
-            why = f"no {c.experiment} comparison '{c.comparison}' in this run (experiment empty or not run)"
-            rows.append(base | {"verdict": NOT_TESTABLE, "reason": why})
-            continue
-        if c.scope == "every_region":
-            res, table = _every_region_verdict(c, sig, alpha)
+        res, table = _judge(c, dom, site_metrics, seed, alpha, margin)
+        if table is not None:
             regions[c.claim_id] = table
-            rows.append(base | res)
-            continue
-        pooled = sig[sig["region"].astype(str) == ALL]
-        if pooled.empty:
-            rows.append(base | {"verdict": NOT_TESTABLE, "reason": "no pooled (All) test in this run"})
-            continue
-        rows.append(base | _pooled_verdict(c, pooled.iloc[0], _paired(site_metrics, c, seed), alpha))
+        labels = dom["seed"].astype(str)
+        per_seed = sorted(set(labels[labels.str.fullmatch(r"\d+")]), key=int)
+        if len(per_seed) > 1:
+            each = {s: _judge(c, dom, site_metrics, s, alpha, margin)[0]["verdict"] for s in per_seed}
+            base["seed_verdicts"] = "; ".join(f"{s}: {v}" for s, v in each.items())
+            base["seeds_differ"] = len(set(each.values())) > 1
+        rows.append(base | res)
     return pd.DataFrame(rows).reindex(columns=VERDICT_COLUMNS), regions
 
 
-def _similarity_overview(significance: pd.DataFrame, alpha: float) -> pd.DataFrame:
+def _similarity_overview(significance: pd.DataFrame, alpha: float, aggregation: str) -> pd.DataFrame:
     """Per domain, experiment, comparison and metric: in how many ROIs the more diverse set (b) had
     the better median, and in how many significantly (Holm-adjusted p < alpha)."""
     rows = []
@@ -609,7 +681,10 @@ def _similarity_overview(significance: pd.DataFrame, alpha: float) -> pd.DataFra
     ):
         if metric not in _PAPER_METRICS.get(str(domain), ()):
             continue
-        g = g[g["seed"].astype(str) == _seed_label(significance[significance["domain"] == domain])]
+        g = g[
+            g["seed"].astype(str)
+            == judged_seed_label(significance[significance["domain"] == domain]["seed"], aggregation)
+        ]
         rois = g[g["region"].astype(str) != ALL]
         if rois.empty:
             continue
@@ -663,25 +738,49 @@ def build_report(
     alpha: float = 0.05,
     claims: Sequence[Claim] = CLAIMS,
     title: str = "Reproduction report: Fang et al. (WRR 2022) against this run",
+    *,
+    aggregation: str = "seed_mean",
+    margin: float = 0.02,
 ) -> Report:
     """The report's Markdown and its verdict table (see the module docstring for the rules)."""
-    table, regions = verdicts(significance, site_metrics, alpha, claims)
+    table, regions = verdicts(
+        significance, site_metrics, alpha, claims, aggregation=aggregation, margin=margin
+    )
     counts = table["verdict"].value_counts()
-    summary = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in (HOLDS, NOT_HOLDS, NOT_TESTABLE))
+    summary = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS)
+    judged = sorted(set(table["seed"].dropna().astype(str)))
     parts = [
         f"# {title}\n",
-        f"{len(table)} claims of the paper: **{summary}** (alpha = {alpha:g}).\n",
-        "A claim holds when this run agrees on the direction (the paper's statistic of the better "
+        f"{len(table)} claims of the paper: **{summary}** (alpha = {alpha:g}; seed aggregation "
+        f"`{aggregation}`, rows judged: {', '.join(f'`{j}`' for j in judged) or 'none'}).\n",
+        "A claim **holds** when this run agrees on the direction (the paper's statistic of the better "
         "side better and, where the paper gives a share, that side better at more than half the "
-        f"sites) and, where the paper reports significance, Wilcoxon p < {alpha:g}; a claim of no "
-        f"difference holds when p >= {alpha:g}. Not testable here: the run has no such comparison. "
-        "With several seeds the tests use the per-site means over seeds (seed `seed_mean`, the "
-        "expected single model, as the paper trained one), else the seed-mean prediction (`mean`).\n",
+        f"sites) and, where the paper reports significance, Wilcoxon p < {alpha:g}. It **does not "
+        f"hold** when the run shows a significant difference (p < {alpha:g}) the claim does not "
+        "describe, or when the confidence interval of the median paired difference lies within the "
+        f"equivalence margin (+/- {margin:g} x |median of the second model|: no effect). Otherwise "
+        "the run is **inconclusive** (too little evidence either way). A claim of no difference "
+        f"holds only when p >= {alpha:g} and that interval lies within the margin; a significant "
+        "difference refutes it; a wide interval is inconclusive. Not testable here: the run has no "
+        "such comparison. Seed aggregation `seed_mean`: per-site means of the per-seed metrics "
+        "(seed `seed_mean`, the expected single model, as the paper trained one); `ensemble`: the "
+        "seed-averaged prediction (seed `mean`); with one seed both are the `mean` rows.\n",
         "## What differs from the paper\n",
         _setup_table(setup),
         "\n## Claims and verdicts\n",
         markdown_table(table[["claim_id", "claim", "paper", "run", "verdict", "reason"]]),
     ]
+    differ = table[table["seeds_differ"].astype(bool)]
+    if "seed_verdicts" in table and table["seed_verdicts"].notna().any():
+        parts.append("\n## Verdicts per seed\n")
+        if differ.empty:
+            parts.append("Every claim gets the same verdict under each seed.\n")
+        else:
+            parts.append(
+                f"{len(differ)} claim(s) get a different verdict under different seeds; the "
+                "aggregate verdict above is the one to quote, with this caveat:\n"
+            )
+            parts.append(markdown_table(differ[["claim_id", "verdict", "seed_verdicts"]]))
     for domain in ("soil_moisture", "streamflow"):
         dom_claims = [c for c in claims if c.domain == domain and c.scope == "every_region"]
         tables = [(c, regions[c.claim_id]) for c in dom_claims if c.claim_id in regions]
@@ -691,7 +790,7 @@ def build_report(
         for c, t in tables:
             parts.append(f"{c.metric} ({c.note}); paper: Table 2:\n")
             parts.append(markdown_table(t))
-    overview = _similarity_overview(significance, alpha)
+    overview = _similarity_overview(significance, alpha, aggregation)
     if not overview.empty:
         parts.append("\n## Similarity experiments per ROI (b = the more diverse training set)\n")
         parts.append(markdown_table(overview))

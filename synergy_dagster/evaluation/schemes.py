@@ -7,7 +7,14 @@ metric: how many regions and sites were compared, the median skill of the global
 models, the share of sites where the global model wins, and the Wilcoxon p of the paired
 difference. Against the null scheme, on the sites both scored: the median paired difference of the
 local models' skill and its p (if the scheme's regions carry information its local models beat
-random regions' local models). Dagster-free; the ``scheme_comparison`` asset calls it.
+random regions' local models). ``winner`` names a side only when the Wilcoxon p is below ``alpha``
+(else ``tie``). Against a scheme's size-matched nulls (experiments of the schemes
+``<scheme>_nullDD``, :func:`synergy_dagster.regions.schemes.size_matched_null`), when present:
+the median local gain over the global model on the scheme's regions against the same on each
+draw's regions, with a one-sided permutation p (:func:`null_p`; the column ``null_scheme`` names
+the number of draws); without them, the unmatched ``random`` scheme as before. Every row judges the seed rows of one ``aggregation``
+(:func:`~synergy_dagster.evaluation.statistics.judged_rows`), as every other output does.
+Dagster-free; the ``scheme_comparison`` asset calls it.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ import pandas as pd
 
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.metrics import METRICS
-from synergy_dagster.evaluation.statistics import paired_valid, paired_wilcoxon, share_better
+from synergy_dagster.evaluation.statistics import judged_rows, paired_valid, paired_wilcoxon, share_better
 from synergy_dagster.experiments.plan import scheme_of_experiment
+from synergy_dagster.regions.schemes import null_of
 
 NULL_SCHEME = "random"
 COMPARISON_COLUMNS = (
@@ -42,17 +50,17 @@ COMPARISON_COLUMNS = (
 )
 
 
-def scheme_pairs(site_metrics: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+def scheme_pairs(
+    site_metrics: pd.DataFrame, metrics: Sequence[str], aggregation: str = "seed_mean"
+) -> pd.DataFrame:
     """Global and local skill side by side per (domain, scheme, region, site): columns domain,
-    scheme, region, site_id and ``<metric>_global`` / ``<metric>_local``. Seed-mean rows only when a
-    ``seed`` column is present."""
+    scheme, region, site_id and ``<metric>_global`` / ``<metric>_local``; the seed rows of
+    ``aggregation`` when a ``seed`` column is present."""
     need = ["domain", "experiment", "scenario", "region", "site_id", *metrics]
     missing = [c for c in need if c not in site_metrics.columns]
     if missing:
         raise InputError("site_metrics", f"missing column(s) {missing}")
-    df = site_metrics
-    if "seed" in df.columns:
-        df = df[df["seed"].astype(str) == "mean"]
+    df = judged_rows(site_metrics, aggregation, metrics)
     scheme = df["experiment"].map(scheme_of_experiment)
     df = df.assign(scheme=scheme)[scheme.notna()]
     keys = ["domain", "scheme", "region", "site_id"]
@@ -66,20 +74,74 @@ def _p(a: np.ndarray, b: np.ndarray, method: str | None) -> float:
     return float(res.p_value)
 
 
+def null_p(statistic: float, null_statistics: np.ndarray) -> float:
+    """One-sided permutation p of "the scheme's regions carry no information beyond their sizes":
+    ``p = (1 + #{d: T_d >= T}) / (1 + D)`` over the D finite null statistics ``T_d``, so the
+    smallest p with D draws is 1 / (D + 1). NaN when ``statistic`` is NaN or no draw is finite."""
+    t_d = np.asarray(null_statistics, dtype=np.float64)
+    t_d = t_d[np.isfinite(t_d)]
+    if not np.isfinite(statistic) or t_d.size == 0:
+        return float("nan")
+    return float((1 + np.sum(t_d >= statistic)) / (1 + t_d.size))
+
+
+def _gain(local: np.ndarray, glob: np.ndarray, higher: bool, absolute: bool) -> np.ndarray:
+    """Local minus global skill, signed so that positive means the local model is better."""
+    if absolute:
+        local, glob = np.abs(local), np.abs(glob)
+    return local - glob if higher else glob - local
+
+
+def _median_gain(pairs: pd.DataFrame, metric: str, higher: bool, absolute: bool) -> float:
+    g = _gain(
+        pairs[f"{metric}_local"].to_numpy(float), pairs[f"{metric}_global"].to_numpy(float), higher, absolute
+    )
+    g = g[np.isfinite(g)]
+    return float(np.median(g)) if g.size else float("nan")
+
+
+def _null_columns(
+    grp: pd.DataFrame, nulls: pd.DataFrame, metric: str, higher: bool, absolute: bool
+) -> dict[str, object]:
+    """The null columns of one scheme row from its size-matched draws (``nulls``: the pairs of the
+    schemes ``<scheme>_nullDD``). Statistic: the median over sites of the local models' gain over
+    the global model, ``T`` on the scheme's regions and ``T_d`` on each draw's (the same region
+    sizes, so the same number of sites with a local model); ``median_local_minus_null`` is
+    ``T - median_d T_d`` (positive: the scheme's regions help the local models)."""
+    t = _median_gain(grp, metric, higher, absolute)
+    t_d = np.array([_median_gain(g, metric, higher, absolute) for _, g in nulls.groupby("scheme", sort=True)])
+    finite = t_d[np.isfinite(t_d)]
+    return {
+        "null_scheme": f"size-matched ({finite.size} draws)",
+        "n_vs_null": int(grp["site_id"].nunique()),
+        "median_local_minus_null": float(t - np.median(finite)) if finite.size else float("nan"),
+        "p_vs_null": null_p(t, t_d),
+    }
+
+
 def compare_schemes(
     site_metrics: pd.DataFrame,
     metrics: Sequence[str],
     null_scheme: str = NULL_SCHEME,
     method: str | None = None,
+    *,
+    alpha: float = 0.05,
+    aggregation: str = "seed_mean",
 ) -> pd.DataFrame:
     """One row per (domain, scheme, metric) (:data:`COMPARISON_COLUMNS`). ``median_diff`` is the
     median of global - local (for ``bias`` of the absolute values); ``winner`` is ``global`` or
-    ``local`` by the sign of the median difference and the metric's direction (``tie`` at 0).
-    ``method``: the Wilcoxon method (default: the statistics module's)."""
-    pairs = scheme_pairs(site_metrics, metrics)
+    ``local`` by the sign of the median difference and the metric's direction when the Wilcoxon p
+    is below ``alpha``, else ``tie``. ``method``: the Wilcoxon method (default: the statistics
+    module's); ``aggregation``: the seed rows compared (:func:`scheme_pairs`)."""
+    if not 0.0 < alpha < 1.0:
+        raise InputError("alpha", f"must be in (0, 1), got {alpha}")
+    pairs = scheme_pairs(site_metrics, metrics, aggregation)
+    base_of = pairs["scheme"].map(lambda s: (null_of(s) or (None, 0))[0])
+    draws, pairs = pairs[base_of.notna()].assign(base=base_of[base_of.notna()]), pairs[base_of.isna()]
     rows = []
     for (domain, scheme), grp in pairs.groupby(["domain", "scheme"], sort=True):
         null = pairs[(pairs["domain"] == domain) & (pairs["scheme"] == null_scheme)]
+        matched = draws[(draws["domain"] == domain) & (draws["base"] == scheme)]
         for metric in metrics:
             higher = METRICS[metric].higher_is_better
             absolute = METRICS[metric].absolute
@@ -87,11 +149,9 @@ def compare_schemes(
             if absolute:
                 a, b = np.abs(a), np.abs(b)
             diff = float(np.median(a - b)) if a.size else float("nan")
-            winner = (
-                "tie"
-                if not np.isfinite(diff) or diff == 0
-                else ("global" if (diff > 0) == higher else "local")
-            )
+            p = _p(a, b, method)
+            decided = np.isfinite(diff) and diff != 0 and p < alpha
+            winner = ("global" if (diff > 0) == higher else "local") if decided else "tie"
             row = {
                 "domain": domain,
                 "scheme": scheme,
@@ -102,14 +162,16 @@ def compare_schemes(
                 "median_local": float(np.median(b)) if b.size else float("nan"),
                 "median_diff": diff,
                 "share_global_better": share_better(a, b, higher),
-                "p_value": _p(a, b, method),
+                "p_value": p,
                 "winner": winner,
                 "null_scheme": null_scheme if len(null) else None,
                 "n_vs_null": 0,
                 "median_local_minus_null": float("nan"),
                 "p_vs_null": float("nan"),
             }
-            if len(null) and scheme != null_scheme:
+            if len(matched):
+                row.update(_null_columns(grp, matched, metric, higher, absolute))
+            elif len(null) and scheme != null_scheme:
                 # the same sites' local skill under this scheme and under random regions
                 both = grp[["site_id", f"{metric}_local"]].merge(
                     null[["site_id", f"{metric}_local"]], on="site_id", suffixes=("", "_null")

@@ -27,6 +27,8 @@ from synergy_dagster.evaluation.metrics import METRICS
 
 __all__ = [
     "PAPER_METHOD",
+    "ENSEMBLE",
+    "SEED_AGGREGATIONS",
     "SEED_MEAN",
     "SEED_SPREAD_COLUMNS",
     "SIGNIFICANCE_COLUMNS",
@@ -35,6 +37,8 @@ __all__ = [
     "check_method",
     "compare",
     "holm",
+    "judged_rows",
+    "judged_seed_label",
     "median_diff_ci",
     "paired_valid",
     "paired_wilcoxon",
@@ -62,6 +66,10 @@ PAPER_METHOD = "paper"
 _SCIPY_METHOD = {"paper": "asymptotic", "approx": "asymptotic", "exact": "exact", "auto": "auto"}
 # The seed label of the rows tested on per-site means of the per-seed metrics (several seeds).
 SEED_MEAN = "seed_mean"
+# The seed label of the rows scoring the seed-averaged prediction (an ensemble of the seeds).
+ENSEMBLE = "mean"
+# The study setting ``statistics.seed_aggregation``: which of the two every output judges.
+SEED_AGGREGATIONS = ("seed_mean", "ensemble")
 
 
 def check_method(method: str) -> str:
@@ -467,3 +475,38 @@ def seed_spread(table: pd.DataFrame, keys: Sequence[str], seed_col: str = "seed"
         agree = np.sign(row.seed_diffs) == sign if sign else np.zeros(0, dtype=bool)
         out.loc[i, "seeds_agree"] = float(np.sum(agree))
     return out.astype({"n_seeds": "Int64", "seeds_agree": "Int64"})
+
+
+def judged_seed_label(labels: pd.Series, aggregation: str) -> str:
+    """The seed label of the rows that stand for ``aggregation`` among ``labels`` (a ``seed`` column).
+
+    ``"ensemble"``: :data:`ENSEMBLE` (the metric of the seed-averaged prediction). ``"seed_mean"``:
+    :data:`SEED_MEAN` (the per-site mean of the per-seed metrics, the expected skill of one trained
+    model) where such rows exist, else :data:`ENSEMBLE`: with one seed the two are the same numbers.
+    Every consumer (report, scheme table, curves, figures, summary) picks its rows through this.
+    """
+    if aggregation not in SEED_AGGREGATIONS:
+        raise InputError("seed_aggregation", f"must be one of {list(SEED_AGGREGATIONS)}, got {aggregation!r}")
+    if aggregation == "ensemble":
+        return ENSEMBLE
+    return SEED_MEAN if (labels.astype(str) == SEED_MEAN).any() else ENSEMBLE
+
+
+def judged_rows(site_metrics: pd.DataFrame, aggregation: str, metrics: Sequence[str]) -> pd.DataFrame:
+    """The ``site_metrics`` rows one output judges under ``aggregation`` (one row per site and
+    scenario), labelled as :func:`judged_seed_label` says.
+
+    ``"seed_mean"`` with several seeds: :func:`per_site_seed_means` of the per-seed rows (added here
+    when the table does not hold them yet); with one seed, or ``"ensemble"``: the :data:`ENSEMBLE`
+    rows. A table without a ``seed`` column is returned as it is (one model per set).
+    """
+    if aggregation not in SEED_AGGREGATIONS:
+        raise InputError("seed_aggregation", f"must be one of {list(SEED_AGGREGATIONS)}, got {aggregation!r}")
+    if "seed" not in site_metrics.columns:
+        return site_metrics
+    labels = site_metrics["seed"].astype(str)
+    if aggregation == "seed_mean" and not (labels == SEED_MEAN).any():
+        means = per_site_seed_means(site_metrics, metrics)
+        if len(means):
+            return means
+    return site_metrics[labels == judged_seed_label(site_metrics["seed"], aggregation)]

@@ -24,7 +24,6 @@ from config and are copied in as text when given, so no set depends on test-peri
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 from collections.abc import Sequence
@@ -168,7 +167,7 @@ class Plan:
 
         return {
             "domain": self.domain,
-            "config": dataclasses.asdict(self.config),
+            "config": self.config.model_dump(),
             "rois": list(self.rois),
             "sets": records(self.sets, TUPLE_COLUMNS["sets"]),
             "evaluations": records(self.evaluations, TUPLE_COLUMNS["evaluations"]),
@@ -197,23 +196,14 @@ class Plan:
         return cls(domain, _typed(sets), _typed(evals), _typed(excluded), config, rois, advice)
 
 
-# Where each threshold is set (study file, run config, environment), for messages that say which
-# setting to lower.
-_THRESHOLD_SETTINGS = {
-    "min_sites_subregion": ("study.min_sites_subregion", "SYNERGY_MIN_SITES"),
-    "min_sites_roi": ("study.min_sites_roi", "SYNERGY_MIN_SITES_ROI"),
-}
-
-
 def _lower_hint(name: str, value: int, largest: tuple[str, int] | None, what: str) -> str:
     """'no <what> reaches <name>=<value> (largest: X with n sites): lower <name> to n ...'."""
-    run_config, env = _THRESHOLD_SETTINGS[name]
     if largest is None:
         return f"no site lies in any {what}, so no threshold helps: check the sites' ecoregion tags"
     region, n = largest
     return (
         f"no {what} reaches {name}={value} (largest: {region} with {n} sites): lower {name} to {n} "
-        f"or less (study file `thresholds: {{{name}: {n}}}`, run config `{run_config}`, or env {env})"
+        f"or less (study file `thresholds: {{{name}: {n}}}`, or the override `thresholds.{name}={n}`)"
     )
 
 

@@ -22,14 +22,11 @@ How the members' forward and backward passes run is the kernel:
   exactly ``train_model``'s code; on CPU the members are spread over ``torch.get_num_threads()``
   worker threads running one intra-op thread each (like that many single-thread processes, without
   the processes).
-* ``auto``: ``stacked`` on CUDA (many small models fill the device together), ``fused`` on CPU.
-  Measured on CPU (``bench/bench_bank.py``, the 42 real streamflow partitions at H 64, 2 cores):
-  ``fused`` 1.0x the summed updates per second of one model per process, ``stacked`` 0.37x. Both
-  ways use the same two cores on the same arithmetic, and oneDNN's LSTM does it faster than the
-  stacked kernel, whose products go through torch's BLAS (MKL: half of oneDNN's matmul rate on
-  the AMD CPU measured) and whose gate arithmetic takes separate element-wise passes
-  (``torch.compile`` of those passes: no gain).
-  The stacked kernel has not been measured on CUDA (no GPU was at hand when it was written).
+* ``auto``: ``stacked`` on CUDA (many small models fill the device together), ``fused`` on CPU,
+  where both ways use the same cores on the same arithmetic and oneDNN's LSTM does it faster than
+  the stacked kernel, whose products go through torch's BLAS and whose gate arithmetic takes
+  separate element-wise passes (measured with ``bench/bench_bank.py``: docs/results.md, "Bank runs
+  and the training kernel").
 
 Members that may not share a stacked computation (:func:`bank_compatible`: another hidden size,
 window length or input width) go into separate banks, run one after another, so callers may pass

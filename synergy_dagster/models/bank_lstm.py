@@ -13,12 +13,11 @@ blocks and the weight gradients are single ``[4H, T*B] x [T*B, H]`` products per
 reordered internally from torch's (i, f, g, o) to (i, f, o, g) so the three sigmoid gates are one
 contiguous slice (one pass instead of two). Every per-step buffer is preallocated and written with
 ``out=`` / in-place ops: fresh allocations of a few MB per step are page-faulted by the C allocator
-and cost more than the arithmetic (measured: 3x for a [500, 1024] step on CPU).
+and cost more than the arithmetic (measured: docs/results.md, "Bank runs and the training kernel").
 
 Speed (``bench/bench_training_kernel.py``, ``bench/bench_bank.py``): on CPU torch's fused oneDNN LSTM
-is faster (the paper's H=256 rho=365 batch=500 step 2.3 s against 3.9 s here, 2 threads), so the
-bank uses this kernel by default on CUDA only, where one launch sequence for all models replaces a
-cuDNN call per model. Weights and gradients match ``nn.LSTM`` within float rounding
+is faster, so the bank uses this kernel by default on CUDA only, where one launch sequence for all
+models replaces a cuDNN call per model. Weights and gradients match ``nn.LSTM`` within float rounding
 (``synergy_dagster_tests/test_bank.py``).
 """
 

@@ -53,8 +53,8 @@ def configure_threads(requested: int, hidden: int) -> int:
 
     ``requested`` > 0 is used as given. With 0 ("auto"), small networks (H < 128) run on one
     thread: their kernels are too small to split, and with several processes per machine (a
-    multiprocess executor, parallel tests) OpenMP threads that spin-wait for a busy core made
-    a demo-size step ~20x slower in our measurements. Larger networks use every core.
+    multiprocess executor, parallel tests) OpenMP threads that spin-wait for a busy core slow a
+    demo-size step down many times over (docs/results.md). Larger networks use every core.
     """
     if requested < 0:
         raise ConfigError("torch_threads", f"must be >= 0 (0 = auto), got {requested}")

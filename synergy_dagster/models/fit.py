@@ -31,6 +31,7 @@ from synergy_dagster.experiments.plan import Plan, parse_set_key
 from synergy_dagster.io_utils import file_sha256, read_json_output
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.files import load_state
+from synergy_dagster.models.fingerprint import reuse_fingerprint
 from synergy_dagster.models.normalization import (
     Arrays,
     Normalizer,
@@ -339,28 +340,16 @@ def _prepare(
     )
     n_in = arrays.x.shape[-1] + arrays.c.shape[-1]
     data_hash = arrays_hash(arrays)
-    # The recorded config decides reuse: its JSON must stay byte-stable across versions. The recipe
-    # is recorded when it is not the paper's (absent = the paper's: AdaDelta lr 1.0, RMSE, log1p
-    # target), so models trained before recipes existed keep their JSON and are still reused.
-    config = {
-        "profile": profile.name,
-        "hidden": profile.hidden,
-        "epochs": profile.epochs,
-        "dropconnect": profile.dropconnect,
-        "rho": dom.rho,
-        "batch": dom.batch,
-        "max_iters_per_epoch": profile.max_iters_per_epoch,
-        "epoch_scale": profile.epoch_scale,
-        "min_iters_per_epoch": profile.min_iters_per_epoch,
-        "n_in": n_in,
-        "inputs": list(arrays.dynamic_names) + list(arrays.static_names),
-        "normalizer": training_set.normalizer,
-        "train": [training_set.train.start, training_set.train.end],
-        "budget": budget.to_dict(),
-        "validation": val_label,
-        **({} if recipe.is_paper else {"recipe": recipe.to_dict()}),
-    }
-    config_json = json.dumps(config, sort_keys=True)
+    config_json = reuse_fingerprint(
+        profile,
+        domain,
+        budget,
+        n_in=n_in,
+        inputs=list(arrays.dynamic_names) + list(arrays.static_names),
+        normalizer=training_set.normalizer,
+        train=training_set.train,
+        validation=val_label,
+    )
     where = "domain=? AND set_key=? AND budget=?"
     previous = store.query(f"SELECT * FROM models WHERE {where}", [domain, key, budget.mode])
     old_curves = store.query(f"SELECT * FROM learning_curves WHERE {where}", [domain, key, budget.mode])
@@ -386,17 +375,26 @@ def _prepare(
     return prep
 
 
+@dataclass(frozen=True)
+class FitPlace:
+    """Where and how models train: checkpoints under ``layout``, rows in ``store``, on ``device``
+    with ``threads`` recorded per model and ``bank_threads`` CPU threads for the bank (None: torch's
+    current count); ``log`` takes progress lines."""
+
+    layout: Layout
+    store: MetadataStore
+    device: torch.device
+    log: Callable[[str], None]
+    threads: int
+    bank_threads: int | None = None
+
+
 def fit_sets(
     training_sets: Sequence[TrainingSet],
     profile: Profile,
     budget: Budget,
-    layout: Layout,
-    store: MetadataStore,
-    device: torch.device,
     ds: xr.Dataset,
-    log: Callable[[str], None],
-    threads: int,
-    bank_threads: int | None = None,
+    place: FitPlace,
 ) -> list[FitOutcome]:
     """Train (or reuse) every seed of every set under ``budget``: one :class:`FitOutcome` per set,
     in order.
@@ -406,9 +404,7 @@ def fit_sets(
     (:func:`~synergy_dagster.models.bank.train_bank`: stacked weights, each model with its own data,
     sampling, optimiser, validation and stopping), each resuming its checkpoint if a run was killed.
     A bank of one trains exactly as :func:`train_model` would. No DuckDB connection is
-    open while models train. ``layout`` only places the checkpoints; ``ds`` is the domain's sites;
-    ``threads`` is recorded per model, ``bank_threads`` the CPU threads the bank may use (default:
-    torch's current count).
+    open while models train. ``ds`` is the domain's sites; ``place`` says where they train.
     """
     if not training_sets:
         return []
@@ -417,6 +413,8 @@ def fit_sets(
         raise ConfigError("training sets", f"one bank trains one domain's sets, got {sorted(domains)}")
     profile.check_budget(budget)
     budget = budget.for_domain(training_sets[0].domain)
+    layout, store, device, log = place.layout, place.store, place.device, place.log
+    threads, bank_threads = place.threads, place.bank_threads
     preps = [_prepare(ts, profile, budget, store, ds, log) for ts in training_sets]
     members: list[tuple[_Prepared, int]] = [(p, seed) for p in preps for seed in p.to_train]
     specs = [TrainSpec.from_profile(profile, p.training_set.domain, seed, budget) for p, seed in members]
@@ -514,19 +512,11 @@ def fit_sets(
 
 
 def fit_set(
-    training_set: TrainingSet,
-    profile: Profile,
-    budget: Budget,
-    layout: Layout,
-    store: MetadataStore,
-    device: torch.device,
-    ds: xr.Dataset,
-    log: Callable[[str], None],
-    threads: int,
+    training_set: TrainingSet, profile: Profile, budget: Budget, ds: xr.Dataset, place: FitPlace
 ) -> FitOutcome:
     """Train (or reuse) every seed of one training set under ``budget`` (:func:`fit_sets` of one;
     its seeds train as one bank when more than one must train)."""
-    return fit_sets([training_set], profile, budget, layout, store, device, ds, log, threads)[0]
+    return fit_sets([training_set], profile, budget, ds, place)[0]
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ class SynergyLSTM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Time-major inside: the input layer reads the small input transposed and writes the
         # [time, batch, H] layout the library LSTM computes in, so no copy of the big activations
-        # is made on the way in or out (7 % of a paper-size training step on CPU; same outputs).
+        # is made on the way in or out (same outputs; the time saved: docs/results.md).
         h = torch.relu(self.linear_in(x.transpose(0, 1)))
         if self.training and self.dropconnect > 0.0:
             with warnings.catch_warnings():

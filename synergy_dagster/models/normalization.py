@@ -9,7 +9,7 @@ for the chosen log variables and the identity otherwise:
 The target's transform is part of a domain's training recipe (``Recipe.target_transform``):
 ``log1p`` (the paper's, for streamflow) or ``none``; :func:`log_variables` applies it. The metric is
 NSE on flows in physical units, and a log target trains the network on relative errors: the
-recipes are compared in the README.
+recipes are compared in docs/results.md.
 
 Statistics come from the training period of the dataset handed to :meth:`Normalizer.fit` (never the
 test period: one older code path of the authors leaked test data this way). A constant variable
@@ -34,11 +34,11 @@ import pandas as pd
 import xarray as xr
 
 from synergy_dagster.config import TARGET_TRANSFORMS
+from synergy_dagster.domains import domain_record
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.sources.sitedata import dynamic_names, static_names, target_name
 
 METHODS = ("zscore", "p10p90")
-DEFAULT_METHOD = {"soil_moisture": "zscore", "streamflow": "p10p90"}
 # Name fragments of variables that get log(x + 1) in the paper's streamflow scripts (precipitation and
 # runoff; drainage area and contact time too). Opt-in via :func:`log_candidates`.
 _LOG_FRAGMENTS = ("prcp", "precip", "apcp", "rain", "runoff", "streamflow", "area", "contact")
@@ -47,9 +47,7 @@ _FORMAT_VERSION = 1
 
 def default_method(domain: str) -> str:
     """The paper's normalisation for a domain: ``zscore`` for soil moisture, ``p10p90`` for streamflow."""
-    if domain not in DEFAULT_METHOD:
-        raise ConfigError("domain", f"unknown domain {domain!r}; expected one of {tuple(DEFAULT_METHOD)}")
-    return DEFAULT_METHOD[domain]
+    return domain_record(domain).normalization
 
 
 def log_candidates(ds: xr.Dataset) -> list[str]:

@@ -17,21 +17,20 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from synergy_dagster.domains import DOMAIN_RECORDS
 from synergy_dagster.errors import InputError
 from synergy_dagster.sources.sitedata import target_name
-
-DEFAULT_REVISIT_DAYS: dict[str, int] = {"streamflow": 1, "soil_moisture": 3}
 
 
 def _revisit(ds: xr.Dataset, revisit_days: int | None) -> int:
     if revisit_days is None:
         domain = ds.attrs.get("domain")
-        if domain not in DEFAULT_REVISIT_DAYS:
+        if domain not in DOMAIN_RECORDS:
             raise InputError(
                 str(ds.attrs.get("source", "dataset")),
-                f"attrs['domain'] must be one of {tuple(DEFAULT_REVISIT_DAYS)} to pick revisit_days",
+                f"attrs['domain'] must be one of {tuple(DOMAIN_RECORDS)} to pick revisit_days",
             )
-        return DEFAULT_REVISIT_DAYS[domain]
+        return DOMAIN_RECORDS[domain].revisit_days
     if int(revisit_days) < 1:
         raise InputError("revisit_days", f"must be >= 1, got {revisit_days}")
     return int(revisit_days)

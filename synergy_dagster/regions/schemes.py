@@ -9,9 +9,12 @@ global vs local under further schemes (study file ``stratification.schemes``) an
   a polygon file the scheme is *not applicable* (reported, not an error);
 - ``climate``: the cross product of per-attribute classes (config edges, or quantile classes) of
   named statics or of climate indices computed from the training-period forcing;
-- ``kmeans``: k-means clusters of z-scored statics (seeded, several restarts);
-- ``random``: the null model, an equal-size random partition (seeded) into as many regions as
-  the ecoregion scheme has sub-regions with at least N sites.
+- ``kmeans``: k-means clusters of statics (seeded, several restarts): skewed attributes on a log
+  scale, class codes left out, target-derived or whole-record attributes left out unless named;
+- ``random``: an equal-size random partition (seeded) into as many regions as the ecoregion
+  scheme has sub-regions with at least N sites (not size-matched to any scheme);
+- size-matched nulls (:func:`size_matched_null`): per scheme, draws that permute its labels over
+  its sites, keeping its region sizes: the null a scheme is tested against.
 
 Region codes are short key-safe strings (``07``, ``3``, ``0-2``); a training set of a scheme is
 keyed ``local@<scheme name>:<code>`` by the plan. All functions are vectorised and Dagster-free;
@@ -255,6 +258,81 @@ def climate_regions(spec: ClimateScheme, inputs: SchemeInputs) -> tuple[np.ndarr
     return np.where(valid, code, None).astype(object), "; ".join(desc)
 
 
+# Attributes that carry the target or the test period into the clustering, left out of the default
+# k-means features (a study may still name them in ``attributes``): the CAMELS streamflow
+# signatures (camels_hydro.txt; Addor et al. 2017, HESS 21, 5293), computed from the observed
+# runoff, and climate indices computed over a whole record that may include the test years
+# (Caravan's, e.g. frac_snow; issue 24).
+TARGET_DERIVED = frozenset(
+    {
+        "q_mean",
+        "runoff_ratio",
+        "slope_fdc",
+        "baseflow_index",
+        "stream_elas",
+        "q5",
+        "q95",
+        "high_q_freq",
+        "high_q_dur",
+        "low_q_freq",
+        "low_q_dur",
+        "zero_q_freq",
+        "hfd_mean",
+    }
+)
+WHOLE_RECORD = frozenset(
+    {
+        "p_mean",
+        "pet_mean",
+        "aridity",
+        "frac_snow",
+        "seasonality",
+        "moisture_index",
+        "high_prec_freq",
+        "high_prec_dur",
+        "low_prec_freq",
+        "low_prec_dur",
+    }
+)
+LEAKY = TARGET_DERIVED | WHOLE_RECORD
+# An attribute with only integer values and at most this many distinct ones is a class code.
+CLASS_CODE_MAX_LEVELS = 12
+# Positive attributes more skewed than this are clustered on their logarithm.
+SKEW_LOG = 1.0
+
+
+def cluster_features(x: pd.DataFrame) -> tuple[np.ndarray, list[str], str]:
+    """The k-means feature matrix of the attributes ``x`` [site, attribute], the attributes used and
+    a description of what was done to them.
+
+    Class codes (integer values, at most :data:`CLASS_CODE_MAX_LEVELS` levels) are left out: their
+    numeric distance means nothing. Non-negative attributes with a sample skewness above
+    :data:`SKEW_LOG` (area, storage) are log-transformed (``log1p`` where zeros occur), as the
+    models' inputs are, so a few huge basins do not set the clusters. Then z-scores; constant
+    attributes are dropped and a missing value sits at the mean."""
+    used, cols, logged, codes = [], [], [], []
+    for name in x.columns:
+        v = x[name].to_numpy(dtype=np.float64)
+        fin = v[np.isfinite(v)]
+        if fin.size == 0 or np.nanstd(fin) == 0:
+            continue
+        if np.all(fin == np.round(fin)) and np.unique(fin).size <= CLASS_CODE_MAX_LEVELS:
+            codes.append(str(name))
+            continue
+        if fin.min() >= 0 and float(pd.Series(fin).skew()) > SKEW_LOG:
+            v = np.log1p(v) if fin.min() == 0 else np.log(v)
+            logged.append(str(name))
+        used.append(str(name))
+        cols.append(v)
+    z = _zscore(np.column_stack(cols)) if cols else np.empty((len(x), 0))
+    what = f"z-scored {used}"
+    if logged:
+        what += f", log of {logged}"
+    if codes:
+        what += f", class codes left out {codes}"
+    return z, used, what
+
+
 def _zscore(x: np.ndarray) -> np.ndarray:
     mu, sd = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
     z = (x - mu) / np.where(sd > 0, sd, 1.0)
@@ -262,16 +340,20 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 
 
 def kmeans_regions(spec: KmeansScheme, inputs: SchemeInputs) -> tuple[np.ndarray, str]:
-    """Cluster codes ``1..k`` (ordered by size, largest first) of z-scored statics."""
+    """Cluster codes ``1..k`` (ordered by size, largest first) of the statics prepared by
+    :func:`cluster_features`. By default every static input except one-hot indicators
+    (``class=code``) and the attributes of :data:`LEAKY` (target-derived, or computed over a record
+    that may hold the test period); a study that names attributes gets exactly those."""
     names = spec.attributes.get(inputs.domain)  # type: ignore[call-overload]
+    left_out: list[str] = []
     if names is None:
-        # default: every static input except one-hot indicators ("class=code")
-        names = [] if inputs.ds is None else [n for n in static_names(inputs.ds) if "=" not in n]
+        default = [] if inputs.ds is None else [n for n in static_names(inputs.ds) if "=" not in n]
+        left_out = [n for n in default if n in LEAKY]
+        names = [n for n in default if n not in LEAKY]
     if not names:
         raise NotApplicable(f"no static attributes to cluster for {inputs.domain}")
-    x = _statics(inputs, names, None, f"stratification.{spec.label}.attributes.{inputs.domain}").to_numpy()
-    keep = np.nanstd(x, axis=0) > 0
-    z = _zscore(x[:, keep])
+    x = _statics(inputs, names, None, f"stratification.{spec.label}.attributes.{inputs.domain}")
+    z, used, what = cluster_features(x)
     if z.shape[1] == 0 or len(z) < spec.k:
         raise NotApplicable(f"{len(z)} sites and {z.shape[1]} varying attributes: too few for k={spec.k}")
     rng = np.random.default_rng(spec.seed)
@@ -288,8 +370,8 @@ def kmeans_regions(spec: KmeansScheme, inputs: SchemeInputs) -> tuple[np.ndarray
     order = np.lexsort((first, -sizes))  # largest cluster first, ties by first member
     rank = np.empty(spec.k, dtype=int)
     rank[order] = np.arange(spec.k)
-    used = [names[i] for i in np.flatnonzero(keep)]
-    return _codes(rank[best], spec.k), f"k={spec.k}, seed={spec.seed}, z-scored {used}"
+    leak = f", left out as leaky {left_out}" if left_out else ""
+    return _codes(rank[best], spec.k), f"k={spec.k}, seed={spec.seed}, {what}{leak}"
 
 
 def n_random_regions(inputs: SchemeInputs) -> int:
@@ -308,6 +390,62 @@ def random_regions(spec: RandomScheme, inputs: SchemeInputs) -> tuple[np.ndarray
     labels = np.empty(n_sites, dtype=int)
     labels[by_id[np.random.default_rng(spec.seed).permutation(n_sites)]] = np.arange(n_sites) % n
     return _codes(labels, n), f"{n} regions of {n_sites // n}-{-(-n_sites // n)} sites, seed={spec.seed}"
+
+
+NULL_KIND = "null"
+NULL_SUFFIX = "_null"
+
+
+def null_label(scheme: str, draw: int) -> str:
+    """The scheme label of one size-matched null draw of ``scheme`` (``kmeans`` -> ``kmeans_null07``);
+    key-safe, so the plan keys its local sets ``local@kmeans_null07:<region>``."""
+    return f"{scheme}{NULL_SUFFIX}{draw:02d}"
+
+
+def null_of(label: str) -> tuple[str, int] | None:
+    """Inverse of :func:`null_label`: (scheme, draw), or None for a label that is not a null draw."""
+    base, sep, tail = str(label).rpartition(NULL_SUFFIX)
+    return (base, int(tail)) if sep and base and tail.isdigit() and len(tail) == 2 else None
+
+
+def size_matched_null(regions: pd.DataFrame, n_draws: int, seed: int) -> pd.DataFrame:
+    """Per scheme of ``regions`` (columns scheme, kind, site_id, region: the long table of
+    :func:`assign_schemes`), ``n_draws`` random permutations of its labels over its own sites.
+
+    Each draw keeps the scheme's region sizes exactly (the same labels, shuffled), so its local
+    models have the same training-set sizes as the scheme's: a scheme that beats its nulls carries
+    information beyond the size of its regions. Rows labelled :func:`null_label`, kind ``null``;
+    draws are independent of row order (sites sorted by id before permuting) and seeded per
+    scheme and draw, so adding draws keeps the earlier ones. Null draws and ``random`` schemes get
+    no nulls of their own."""
+    if n_draws < 0 or n_draws > 99:
+        raise InputError("null draws", f"must be in 0..99, got {n_draws}")
+    frames = []
+    base = regions[(regions["kind"] != NULL_KIND) & (regions["kind"] != "random")]
+    too_long = [str(x) for x in base["scheme"].unique() if len(null_label(str(x), 0)) > 32]
+    if n_draws and too_long:
+        raise InputError(
+            "stratification.schemes", f"names too long for null draws (25 characters at most): {too_long}"
+        )
+    for scheme, g in base.groupby("scheme", sort=True):
+        g = g.sort_values("site_id", kind="stable")
+        labels = g["region"].to_numpy()
+        ids = g["site_id"].to_numpy()
+        for d in range(n_draws):
+            rng = np.random.default_rng([seed, d, *str(scheme).encode()])
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "scheme": null_label(str(scheme), d),
+                        "kind": NULL_KIND,
+                        "site_id": ids,
+                        "region": labels[rng.permutation(labels.size)],
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=list(REGION_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(REGION_COLUMNS)]
 
 
 def assign_scheme(
@@ -332,10 +470,14 @@ def assign_scheme(
     raise ConfigError("stratification", f"unknown scheme {spec!r}")
 
 
-def assign_schemes(specs: Sequence[AnyScheme], inputs: SchemeInputs) -> tuple[pd.DataFrame, pd.DataFrame]:
+def assign_schemes(
+    specs: Sequence[AnyScheme], inputs: SchemeInputs, null_draws: int = 0, null_seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every scheme's regions for the sites: a long table (:data:`REGION_COLUMNS`, assigned sites
     only) and a status table (:data:`STATUS_COLUMNS`) that says which schemes apply, how many
-    regions reach ``min_sites`` and why a scheme does not apply."""
+    regions reach ``min_sites`` and why a scheme does not apply. With ``null_draws`` the long
+    table also holds each applicable scheme's size-matched null draws (:func:`size_matched_null`),
+    which the plan turns into local sets like any scheme's; the status table lists schemes only."""
     frames, status = [], []
     for spec in specs:
         row = {"scheme": spec.label, "kind": spec.kind, "n_sites": len(inputs.ids)}
@@ -379,4 +521,6 @@ def assign_schemes(specs: Sequence[AnyScheme], inputs: SchemeInputs) -> tuple[pd
             )
         )
     long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(REGION_COLUMNS))
+    if null_draws:
+        long = pd.concat([long, size_matched_null(long, null_draws, null_seed)], ignore_index=True)
     return long[list(REGION_COLUMNS)], pd.DataFrame(status, columns=list(STATUS_COLUMNS))

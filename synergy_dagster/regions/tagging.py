@@ -19,6 +19,7 @@ import pandas as pd
 import shapely
 import xarray as xr
 
+from synergy_dagster.domains import domain_record
 from synergy_dagster.errors import InputError
 from synergy_dagster.regions.subregions import subregions_of
 
@@ -26,7 +27,6 @@ EQUAL_AREA_CRS = "EPSG:5070"  # CONUS Albers equal area: areas in m2
 L3_COLUMNS = ("l3", "l2", "l1", "geometry")
 TAGGED_COLUMNS = ("site_id", "lat", "lon", "l1", "l2", "l3", "subregion", "method", "area_share")
 DROPPED_COLUMNS = ("site_id", "lat", "lon", "method", "reason")
-METHOD_BY_DOMAIN = {"soil_moisture": "centroid", "streamflow": "gauge_point"}
 
 
 @dataclass(frozen=True)
@@ -211,8 +211,7 @@ def tag_sites(
     """Tag the sites of one domain. Soil-moisture pixels: centroid in polygon. Basins: majority area
     where ``polygons`` holds the basin (method "majority_area"), otherwise the gauge location
     (method "gauge_point"). The method is recorded per site."""
-    if domain not in METHOD_BY_DOMAIN:
-        raise InputError("domain", f"unknown domain {domain!r}; expected one of {tuple(METHOD_BY_DOMAIN)}")
+    method = domain_record(domain).tagging_method
     if isinstance(ds_or_df, xr.Dataset) and ds_or_df.attrs.get("domain", domain) != domain:
         raise InputError(
             str(ds_or_df.attrs.get("source", "dataset")),
@@ -220,7 +219,7 @@ def tag_sites(
         )
     sites = _sites_frame(ds_or_df)
     if domain == "soil_moisture" or polygons is None:
-        return tag_points(sites, l3, METHOD_BY_DOMAIN[domain])
+        return tag_points(sites, l3, method)
 
     poly_ids = polygons["gauge_id"].astype(str) if "gauge_id" in polygons.columns else None
     if poly_ids is None:
@@ -232,7 +231,7 @@ def tag_sites(
     area_missed = poly_sites[~poly_sites["site_id"].isin(area_tagged["site_id"])].copy()
     area_missed["method"] = "majority_area"
     area_missed["reason"] = "basin polygon overlaps no ecoregion"
-    by_point = tag_points(sites[~has_poly.to_numpy()], l3, METHOD_BY_DOMAIN[domain])
+    by_point = tag_points(sites[~has_poly.to_numpy()], l3, method)
 
     order = {s: i for i, s in enumerate(sites["site_id"])}
 

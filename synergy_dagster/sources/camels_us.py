@@ -304,12 +304,12 @@ def read_camels_us(
         )  # fmt: skip
     q = cube[:, :, 0]
     check_streamflow_sanity(q, ids, sources)
-    check_variable(q, "streamflow", "mm/d", ids, time, sources)
+    cube[:, :, 0] = check_variable(q, "streamflow", "mm/d", ids, time, sources)  # q is a view of it
     dynamic = {}
     for j, name in enumerate(units, start=1):
         if units[name] == "degC":
             check_temperature_celsius(cube[:, :, j], name, ids, fsources)
-        check_variable(cube[:, :, j], name, units[name], ids, time, fsources)
+        cube[:, :, j] = check_variable(cube[:, :, j], name, units[name], ids, time, fsources)
         dynamic[name] = (cube[:, :, j], units[name])
     lat = table["gauge_lat"].to_numpy(dtype=np.float64)
     lon = table["gauge_lon"].to_numpy(dtype=np.float64)

@@ -33,6 +33,7 @@ from synergy_dagster.sources.plausibility import (
     check_time_units,
     check_variable,
     check_within_extent,
+    masking_active,
 )
 from synergy_dagster.sources.sitedata import (
     dynamic_names,
@@ -140,7 +141,7 @@ def check_streamflow_sanity(
             sources[0], f"{name} is missing on every day for gauge {site_ids[0]!r}{others}", name
         )
     neg = np.where(finite, q, 0.0) < 0
-    if neg.any():
+    if neg.any():  # else the range check masks and records them
         i, t = np.argwhere(neg)[0]
         raise InputError(
             sources[i],
@@ -372,7 +373,7 @@ def read_caravan(
     for j, c in enumerate(columns):
         if "temperature" in c:
             check_temperature_celsius(cube[:, :, j], c, ids, sources)
-        check_variable(cube[:, :, j], c, caravan_units(c), ids, time, sources)
+        cube[:, :, j] = check_variable(cube[:, :, j], c, caravan_units(c), ids, time, sources)
         if c != TARGET:
             dynamic[c] = (cube[:, :, j], caravan_units(c))
 

@@ -9,7 +9,14 @@ hash under ``<work>/landed/archive`` and added to the ledger of accumulated upda
 folder, so it never blocks later files. The ledger is then merged into the streamflow source and
 the tagged sites; it is written only after that merge succeeded in memory, so bad values never
 reach it (rows an older version let in are moved out on the next ingest). Re-running with no file
-re-applies the ledger (after ``raw_basins`` rebuilt the source). The Dagster asset
+re-applies the ledger (after ``raw_basins`` rebuilt the source).
+
+A Water Data API fetch file (``usgs_daily_*.json``) also says which days were asked for: inside
+those windows the API is the truth. Against the values held, each day is new, revised, withdrawn
+(held, but no value any more: the ledger row erases it, with the qualifier as its reason) or
+approved (same value, new approval status); every such change goes to the revision log
+(``<work>/landed/streamflow_revisions.parquet``: site, day, old, new, statuses, reason, file, when)
+and only value changes decide what is retrained. The Dagster asset
 ``landed_streamflow`` wires resources to :func:`ingest_landed` and writes the store rows; errors
 are :class:`~synergy_dagster.errors.InputError`.
 """
@@ -35,6 +42,7 @@ from synergy_dagster.io_utils import atomic_path, file_sha256, write_netcdf
 from synergy_dagster.layout import Layout
 from synergy_dagster.sources.nwis import merge_streamflow
 from synergy_dagster.sources.nwis_client import (
+    ANNOTATIONS,
     landed_kind,
     match_site_ids,
     read_landed_file,
@@ -43,11 +51,18 @@ from synergy_dagster.sources.nwis_client import (
     usgs_site_number,
 )
 from synergy_dagster.sources.plausibility import check_variable
+from synergy_dagster.sources.sitedata import target_name
+from synergy_dagster.sources.waterdata_file import read_daily_file
 
 DOMAIN = "streamflow"  # landed data are streamflow only
 SOURCE_NAME = f"{DOMAIN}_landed"  # its row in the store's sources table
 
 _log = logging.getLogger(__name__)
+CHANGE_COLUMNS = [
+    "site_id", "date", "change", "old", "new", "old_status", "new_status", "qualifier", "reason",
+]  # fmt: skip
+VALUE_CHANGES = ("new", "revised", "withdrawn")  # what retrains; "approved" alone does not
+RTOL = 1e-4  # the source holds float32 mm/d: closer than this is the same value
 
 
 @dataclass
@@ -71,6 +86,7 @@ class IngestResult:
     unknown: set[str] = field(default_factory=set)  # gauges not in the streamflow source
     updates: pd.DataFrame | None = None
     n_sites_patched: int = 0  # tagged sites whose series were patched
+    changes: pd.DataFrame | None = None  # this run's revision-log rows (Water Data fetches)
 
 
 @dataclass
@@ -78,8 +94,19 @@ class CheckedFile:
     """One landed file read and validated: its rows as landed, in mm/d for known sites, unknown gauges."""
 
     frame: pd.DataFrame  # gauge, date, value, units (see read_landed_file)
-    tidy: pd.DataFrame  # site_id, date, streamflow_mm: finite values of known sites only
+    tidy: pd.DataFrame  # site_id, date, streamflow_mm (+ annotations, withdrawn, reason) of known sites
     unknown: set[str]
+    changes: pd.DataFrame | None = None  # CHANGE_COLUMNS against the source; None: not a fetch file
+
+    def affected_rows(self) -> pd.DataFrame:
+        """gauge, date, value of what this file changes (what decides the partitions to retrain)."""
+        if self.changes is None:
+            return self.frame
+        ch = self.changes[self.changes["change"].isin(VALUE_CHANGES)]
+        value = ch["new"].where(np.isfinite(ch["new"].to_numpy(dtype=np.float64)), ch["old"])
+        return pd.DataFrame(
+            {"gauge": ch["site_id"].to_numpy(), "date": ch["date"].to_numpy(), "value": value.to_numpy()}
+        )
 
 
 def landed_path(landing_dir: Path, name: str) -> tuple[Path, str]:
@@ -121,27 +148,129 @@ def check_landed(
     site_ids: Sequence[str],
     areas: Mapping[str, float],
     source: xr.Dataset | None = None,
+    ledger: pd.DataFrame | None = None,
 ) -> CheckedFile:
     """Read and validate one landed file on its own, before anything is merged; InputError if bad.
 
     ``path`` must carry the landed file's own name (the readers check gauge ids against it). The
     mm/d values of known sites are range-checked per site (the Caravan and CAMELS-US landing
     readers check numbers, not physics) and, with ``source``, merged into a copy of just the
-    touched sites, so every check of the real merge runs here, on this file alone.
+    touched sites, so every check of the real merge runs here, on this file alone. A Water Data
+    fetch is compared with ``source`` (values) and ``ledger`` (approval status held) day by day
+    inside its windows: ``changes`` lists what it changes, ``tidy`` holds withdrawn days too.
     """
-    frame = read_landed_file(path, kind)
-    site_map = match_site_ids(frame["gauge"].unique(), site_ids)
-    unknown = set(frame["gauge"].astype(str)) - set(site_map)
-    tidy = to_streamflow_mm(frame, site_map, areas)
-    tidy = tidy[np.isfinite(tidy["streamflow_mm"].to_numpy())]  # missing values never erase
-    check_updates(tidy, path)
+    if kind == "waterdata_json":
+        rows, windows = read_daily_file(path)
+        frame = rows.drop(columns="last_modified")
+        site_map = match_site_ids(windows["gauge"].unique(), site_ids)
+        unknown = set(windows["gauge"]) - set(site_map)
+        tidy, changes = _against_held(
+            to_streamflow_mm(frame, site_map, areas), windows, site_map, source, ledger
+        )
+    else:
+        frame = read_landed_file(path, kind)
+        site_map = match_site_ids(frame["gauge"].unique(), site_ids)
+        unknown = set(frame["gauge"].astype(str)) - set(site_map)
+        tidy = to_streamflow_mm(frame, site_map, areas)
+        tidy, changes = tidy[np.isfinite(tidy["streamflow_mm"].to_numpy())], None  # missing never erases
+    check_updates(tidy[np.isfinite(tidy["streamflow_mm"].to_numpy(dtype=np.float64))], path)
     if source is not None and len(tidy):
         touched = sorted(set(tidy["site_id"].astype(str)))
         try:
             merge_streamflow(source.sel(site=touched), tidy)
         except InputError as exc:  # name the landed file, not the merge
             raise InputError(path, exc.problem, exc.where) from exc
-    return CheckedFile(frame, tidy.reset_index(drop=True), unknown)
+    return CheckedFile(frame, tidy.reset_index(drop=True), unknown, changes)
+
+
+def _held_values(source: xr.Dataset | None, site: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """The source's mm/d at (site, day) pairs; NaN outside its time axis or without a source."""
+    out = np.full(len(site), np.nan)
+    if source is None or not len(site):
+        return out
+    touched = sorted(set(site.tolist()))
+    block = source[target_name(source)].sel(site=touched).transpose("site", "time").values
+    si = pd.Index(touched).get_indexer(site)
+    ti = pd.DatetimeIndex(source["time"].values).get_indexer(pd.DatetimeIndex(day))
+    ok = ti >= 0
+    out[ok] = block[si[ok], ti[ok]]
+    return out
+
+
+def _against_held(
+    tidy_all: pd.DataFrame,
+    windows: pd.DataFrame,
+    site_map: Mapping[str, str],
+    source: xr.Dataset | None,
+    ledger: pd.DataFrame | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ledger rows, changes) of a fetch: every day of every window against the value held.
+
+    Ledger rows: the finite values, and the days without one (withdrawn, with a reason) where a
+    value was held or the API named the day. Changes: new, revised, withdrawn, approved days.
+    """
+    win = windows[windows["gauge"].isin(list(site_map))]
+    n = ((win["end"] - win["start"]).dt.days + 1).to_numpy(dtype=np.int64)
+    offsets = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    grid = pd.DataFrame(
+        {
+            "site_id": np.repeat(win["gauge"].map(site_map).to_numpy(dtype=object), n),
+            "date": np.repeat(win["start"].to_numpy(dtype="datetime64[ns]"), n)
+            + offsets.astype("timedelta64[D]"),
+        }
+    ).drop_duplicates(["site_id", "date"])
+    g = grid.merge(tidy_all, on=["site_id", "date"], how="left", indicator=True)
+    present = (g.pop("_merge") == "both").to_numpy()
+    for col in ANNOTATIONS:
+        g[col] = g[col].fillna("").astype(str) if col in g else ""
+    new = g["streamflow_mm"].to_numpy(dtype=np.float64)
+    old = _held_values(source, g["site_id"].to_numpy(dtype=object), g["date"].to_numpy())
+    fin_new, fin_old = np.isfinite(new), np.isfinite(old)
+    with np.errstate(invalid="ignore"):
+        same = fin_new & fin_old & np.isclose(new, old, rtol=RTOL, atol=1e-6)
+    old_status = np.full(len(g), "", dtype=object)
+    if ledger is not None and "approval_status" in ledger.columns and len(ledger):
+        held = ledger.set_index(["site_id", "date"])["approval_status"].fillna("").astype(str)
+        idx = held.index.get_indexer(pd.MultiIndex.from_frame(g[["site_id", "date"]]))
+        old_status[idx >= 0] = held.to_numpy()[idx[idx >= 0]]
+    new_status = g["approval_status"].to_numpy(dtype=object)
+    change = np.select(
+        [
+            fin_new & ~fin_old,
+            fin_new & fin_old & ~same,
+            ~fin_new & fin_old,
+            same & (old_status != "") & (old_status != new_status),
+        ],
+        ["new", "revised", "withdrawn", "approved"],
+        default="",
+    )
+    qual = g["qualifier"].to_numpy(dtype=object)
+    reason = np.where(
+        fin_new,
+        "",
+        np.where(
+            qual != "",
+            "qualifier " + qual.astype(str),
+            np.where(present, "no value in the answer", "not in the answer any more"),
+        ),
+    )
+    g["withdrawn"] = ~fin_new
+    g["reason"] = reason
+    keep = fin_new | fin_old | present
+    changes = pd.DataFrame(
+        {
+            "site_id": g["site_id"].to_numpy(),
+            "date": g["date"].to_numpy(),
+            "change": change,
+            "old": old,
+            "new": new,
+            "old_status": old_status,
+            "new_status": new_status,
+            "qualifier": qual,
+            "reason": reason,
+        }
+    )[change != ""]
+    return g[keep].reset_index(drop=True), changes.reset_index(drop=True)
 
 
 def check_updates(tidy: pd.DataFrame, source: str | Path) -> None:
@@ -187,12 +316,40 @@ def merge_updates(old: pd.DataFrame | None, new_frames: Sequence[pd.DataFrame]) 
     frames = [f for f in ([old] if old is not None else []) + list(new_frames) if len(f)]
     if not frames:
         return None
-    return (
+    out = (
         pd.concat(frames, ignore_index=True)
         .drop_duplicates(["site_id", "date"], keep="last")
         .sort_values(["site_id", "date"])
         .reset_index(drop=True)
     )
+    if any(c in out.columns for c in (*ANNOTATIONS, "withdrawn")):  # older rows: no annotations
+        for col in (*ANNOTATIONS, "reason"):
+            out[col] = out[col].fillna("").astype(str) if col in out.columns else ""
+        out["withdrawn"] = out["withdrawn"].fillna(False).astype(bool) if "withdrawn" in out else False
+    return out
+
+
+def revisions_path(layout: Layout) -> Path:
+    """The revision log: every change a Water Data fetch made to a held day (CHANGE_COLUMNS + file,
+    sha256, recorded_at)."""
+    return layout.landed_dir() / f"{DOMAIN}_revisions.parquet"
+
+
+def append_revisions(layout: Layout, frames: Sequence[pd.DataFrame]) -> pd.DataFrame | None:
+    """Add ``frames`` to the revision log (atomic; a change of a file already logged is not logged twice)."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return None
+    path = revisions_path(layout)
+    old = [pd.read_parquet(path)] if path.exists() else []
+    log = (
+        pd.concat(old + list(frames), ignore_index=True)
+        .drop_duplicates(["sha256", "site_id", "date", "change"], keep="first")
+        .reset_index(drop=True)
+    )
+    with atomic_path(path) as tmp:
+        log.to_parquet(tmp, index=False)
+    return log
 
 
 def _heal_ledger(
@@ -237,6 +394,9 @@ def ingest_landed(
     areas = dict(zip(site_ids, ds["area"].values.astype(float), strict=True)) if "area" in ds else {}
     result = IngestResult()
     new_frames = []
+    change_frames = []
+    upath = layout.landed_updates(DOMAIN)
+    held = pd.read_parquet(upath) if upath.exists() else None  # approval status held, per day
     layout.landed_dir().mkdir(parents=True, exist_ok=True)
     for name, expected_sha in files:
         try:
@@ -254,7 +414,7 @@ def ingest_landed(
             if expected_sha and sha != expected_sha:
                 log.warning(f"{name} changed since the sensor saw it; ingesting its current content")
             try:
-                checked = check_landed(staged, kind, site_ids, areas, ds)
+                checked = check_landed(staged, kind, site_ids, areas, ds, held)
             except (OSError, MemoryError):
                 raise  # the machine, not the file: fail the run, nothing was written
             except Exception as exc:  # noqa: BLE001 - one bad file must never block the others
@@ -268,10 +428,11 @@ def ingest_landed(
             archive_landed(staged, name, sha, layout.landed_archive())
         result.unknown |= checked.unknown
         new_frames.append(checked.tidy.assign(file=name, sha256=sha))
+        if checked.changes is not None:
+            change_frames.append(checked.changes.assign(file=name, sha256=sha, recorded_at=datetime.now()))
         result.ingested.append({"name": name, "sha256": sha, "rows": len(checked.tidy)})
     if result.unknown:
         log.warning(f"gauges not in the streamflow source, ignored: {sorted(result.unknown)[:20]}")
-    upath = layout.landed_updates(DOMAIN)
     old, healed = (None, False)
     if upath.exists():
         old, healed = _heal_ledger(layout, pd.read_parquet(upath), result, log)
@@ -280,6 +441,10 @@ def ingest_landed(
     if updates is not None and len(updates):
         applied = updates[updates["site_id"].isin(site_ids)]
         merged = merge_streamflow(ds, applied)  # in memory: the ledger is written only if this works
+    if change_frames:
+        # Before the ledger: a run that fails after this logs nothing twice when re-run (dedup by file).
+        append_revisions(layout, change_frames)
+        result.changes = pd.concat(change_frames, ignore_index=True)
     if (new_frames or healed) and updates is not None:
         with atomic_path(upath) as tmp:
             updates.to_parquet(tmp, index=False)
@@ -322,7 +487,7 @@ def landed_source_row(layout: Layout, updates: pd.DataFrame) -> pd.DataFrame:
                 "period_start": updates["date"].min().date(),
                 "period_end": updates["date"].max().date(),
                 "n_rows": len(updates),
-                "n_valid_target": len(updates),
+                "n_valid_target": int(np.isfinite(updates["streamflow_mm"].to_numpy(dtype=np.float64)).sum()),
                 "loaded_at": datetime.now(),
             }
         ]

@@ -280,9 +280,10 @@ def merge_streamflow(ds: xr.Dataset, new: pd.DataFrame) -> xr.Dataset:
     """Extend/overwrite the target of a streamflow sitedata dataset with new daily values.
 
     ``new`` has columns site_id, date, streamflow_mm (mm/d). The time axis grows to cover the new
-    dates (forcings NaN on added days); finite new values overwrite old ones, NaN never erases.
-    A ``site_id`` may be the dataset's id or its part after the first ``_`` (``01022500`` for
-    ``camels_01022500``).
+    dates (forcings NaN on added days); finite new values overwrite old ones, NaN never erases,
+    except on rows whose optional boolean column ``withdrawn`` is true: the publisher withdrew
+    that day, and the held value becomes NaN. A ``site_id`` may be the dataset's id or its part
+    after the first ``_`` (``01022500`` for ``camels_01022500``).
     """
     where = "merge_streamflow"
     for c in ("site_id", "date", "streamflow_mm"):
@@ -325,6 +326,9 @@ def merge_streamflow(ds: xr.Dataset, new: pd.DataFrame) -> xr.Dataset:
     col = time.get_indexer(pd.DatetimeIndex(key["d"]))
     ok = np.isfinite(vals)
     q[key["r"].to_numpy()[ok], col[ok]] = vals[ok]
+    if "withdrawn" in new.columns:
+        gone = new["withdrawn"].fillna(False).to_numpy(dtype=bool) & ~ok
+        q[key["r"].to_numpy()[gone], col[gone]] = np.nan
     out[tgt] = (("site", "time"), q.astype(np.float32), dict(ds[tgt].attrs))
     for v in out.data_vars:  # reindex may upcast to float64 when it inserts NaN
         if out[v].dtype != np.float32:

@@ -1,9 +1,11 @@
-"""USGS NWIS daily-values client and the landing folder it (and users) drop streamflow files into.
+"""The legacy USGS NWIS daily-values client, and the landing folder streamflow files are dropped into.
 
-The client asks the NWIS ``dv`` service for daily-mean discharge (``parameterCd=00060``,
+The default feed is the Water Data OGC API (:mod:`synergy_dagster.sources.waterdata`, landing
+``usgs_daily_*.json`` files); the ``dv`` client here is deprecated (WaterServices is decommissioned
+in 2027) and kept behind the ``usgs_service: nwis_rdb`` setting until then. It asks the NWIS ``dv`` service for daily-mean discharge (``parameterCd=00060``,
 ``statCd=00003``) in RDB form and writes one file per fetch into the landing folder, atomically
 (the temp file is a dot-file ending ``.tmp``, which the landing scan ignores). The landing helpers
-list, validate and parse dropped files: NWIS RDB (``*.rdb``), CAMELS-US
+list, validate and parse dropped files: Water Data fetches (``*.json``), NWIS RDB (``*.rdb``), CAMELS-US
 (``<gauge>_streamflow_qc.txt``, cfs) and Caravan CSV (``<gauge_id>.csv`` with ``date`` and
 ``streamflow`` in mm/d). Names that try to leave the folder are rejected, never followed.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -28,6 +31,8 @@ from synergy_dagster.io_utils import atomic_path
 from synergy_dagster.sources.camels_us import cfs_to_mm_per_day, read_streamflow_file
 from synergy_dagster.sources.caravan import check_daily_dates, check_numeric_frame
 from synergy_dagster.sources.nwis import read_nwis_rdb
+from synergy_dagster.sources.waterdata_file import SUFFIX as WATERDATA_SUFFIX
+from synergy_dagster.sources.waterdata_file import read_daily_file
 
 DEFAULT_BASE_URL = "https://waterservices.usgs.gov/nwis/dv/"
 # NWIS accepts long site lists, but URLs over a few kB are refused by proxies: chunk them.
@@ -35,7 +40,9 @@ SITES_PER_REQUEST = 100
 _USGS_SITE = re.compile(r"^\d{8,15}$")
 _NO_DATA = re.compile(r"no sites found|no sites/data found|no data", re.I)
 IGNORED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
-KINDS = ("nwis_rdb", "camels_us", "caravan_csv")
+KINDS = ("waterdata_json", "nwis_rdb", "camels_us", "caravan_csv")
+# Per-day annotations a landed file may carry (Water Data fetches do); kept through to the ledger.
+ANNOTATIONS = ("approval_status", "qualifier", "time_series_id")
 
 
 def usgs_site_number(gauge_id: str) -> str | None:
@@ -156,8 +163,15 @@ def fetch_to_landing(
     """Fetch [start, end] for ``sites`` into one new ``nwis_dv_<start>_<end>_<utc>.rdb`` in ``landing_dir``.
 
     The body is parsed before it is renamed into place, so a broken response never lands.
-    Returns the file, or None when NWIS has no data for the request.
+    Returns the file, or None when NWIS has no data for the request. Deprecated: WaterServices is
+    decommissioned in 2027; the Water Data API feed (``usgs_service: waterdata``) replaces it.
     """
+    warnings.warn(
+        "the NWIS WaterServices dv feed (usgs_service: nwis_rdb) is deprecated: USGS decommissions "
+        "WaterServices in 2027; use the Water Data API feed (usgs_service: waterdata)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     text = fetch_daily_values(sites, start, end, base_url=base_url, timeout=timeout, retries=retries)
     if not text.strip():
         return None
@@ -186,6 +200,8 @@ def landed_kind(name: str) -> str | None:
     low = name.lower()
     if low.startswith(".") or low.endswith(IGNORED_SUFFIXES):
         return None
+    if low.endswith(WATERDATA_SUFFIX):
+        return "waterdata_json"
     if low.endswith(".rdb"):
         return "nwis_rdb"
     if low.endswith("_streamflow_qc.txt"):
@@ -249,8 +265,13 @@ def scan_landing(
 
 
 def read_landed_file(path: str | Path, kind: str) -> pd.DataFrame:
-    """A landed file as columns gauge, date, value, units ('cfs' or 'mm/d'); NaN where missing."""
+    """A landed file as columns gauge, date, value, units ('cfs' or 'mm/d'); NaN where missing.
+
+    Water Data fetches add the ANNOTATIONS columns (approval status, qualifiers, series id).
+    """
     path = Path(path)
+    if kind == "waterdata_json":
+        return read_daily_file(path)[0].drop(columns="last_modified")
     if kind == "nwis_rdb":
         df = read_nwis_rdb(path)
         return pd.DataFrame(
@@ -302,7 +323,7 @@ def to_streamflow_mm(
     """Landed values (gauge, date, value, units) -> site_id, date, streamflow_mm for known sites.
 
     cfs is converted by basin area (km2, keyed by dataset site id); a missing or non-positive area
-    is an ``InputError`` naming the site.
+    is an ``InputError`` naming the site. ANNOTATIONS columns are carried along when present.
     """
     known = frame[frame["gauge"].astype(str).isin(list(site_map))]
     site = known["gauge"].astype(str).map(site_map)
@@ -316,6 +337,10 @@ def to_streamflow_mm(
                 "basin area", f"no positive area (km2) for site {site[cfs].iloc[int(np.argmax(bad))]}", "area"
             )
         value[cfs] = cfs_to_mm_per_day(value[cfs], area)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {"site_id": site.to_numpy(), "date": pd.to_datetime(known["date"]).to_numpy(), "streamflow_mm": value}
     )
+    for col in ANNOTATIONS:
+        if col in known.columns:
+            out[col] = known[col].fillna("").astype(str).to_numpy()
+    return out

@@ -238,7 +238,7 @@ def read_pixel_cube(
         for k in dyn:
             arr, u = _convert_units(k, screen(k), ds[k], path)
             std = str(ds[k].attrs.get("standard_name", ""))
-            check_variable(arr, k, u, ids, time, path, standard_name=std)
+            arr = check_variable(arr, k, u, ids, time, path, standard_name=std)
             dyn_out[k] = (arr, u)
         sta_out, labels = {}, {}
         for k in sta:

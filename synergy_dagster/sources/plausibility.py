@@ -12,13 +12,19 @@ Four kinds of check live here so that every reader applies the same rules:
 - attribute tables: :func:`check_attribute_columns` (a text cell in a numeric column).
 
 Each failure raises :class:`InputError` naming the file and the variable / site / date / cell.
+Inside :func:`masking_implausible` (a study whose quality policy masks implausible values, see
+:mod:`synergy_dagster.sources.quality_spec`) a value outside its plausible range is set missing and
+recorded instead, with its file, site, date and original value; the readers need no parameter for
+it, as every one of them screens its values through :func:`check_variable`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +200,73 @@ def _fail(
     )
 
 
+# The columns of a recorded finding (masked value, dropped site, warning); quality.py adds the action.
+FINDING_COLUMNS = ("rule", "file", "site", "variable", "date", "value", "detail")
+
+
+@dataclass
+class ValueScreen:
+    """The implausible values set missing inside one :func:`masking_implausible` block."""
+
+    parts: list[pd.DataFrame] = field(default_factory=list)
+
+    def record(
+        self,
+        values: np.ndarray,
+        bad: np.ndarray,
+        name: str,
+        site_ids: Sequence[str],
+        time: pd.DatetimeIndex | None,
+        sources: Sequence[str | Path] | str | Path,
+        detail: str,
+    ) -> None:
+        """One row per value where ``bad`` ([site] or [site, time]), all at once (no loop per value)."""
+        pos = np.nonzero(bad)
+        per_site = not isinstance(sources, (str, Path))
+        files = np.asarray([str(s) for s in sources], dtype=object) if per_site else None
+        n = int(bad.sum())
+        self.parts.append(
+            pd.DataFrame(
+                {
+                    "rule": "range",
+                    "file": files[pos[0]] if files is not None else str(sources),
+                    "site": np.asarray(site_ids, dtype=object)[pos[0]],
+                    "variable": name,
+                    "date": time[pos[1]] if time is not None and bad.ndim > 1 else pd.NaT,
+                    "value": values[bad].astype(np.float64),
+                    "detail": [detail] * n,
+                }
+            )
+        )
+
+    def frame(self) -> pd.DataFrame:
+        """Every recorded value (the :data:`FINDING_COLUMNS`)."""
+        if not self.parts:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in FINDING_COLUMNS})
+        return pd.concat(self.parts, ignore_index=True)
+
+
+_SCREEN: ContextVar[ValueScreen | None] = ContextVar("value_screen", default=None)
+
+
+@contextlib.contextmanager
+def masking_implausible() -> Iterator[ValueScreen]:
+    """Within the block, :func:`check_variable` masks and records out-of-range values instead of
+    refusing them (like ``numpy.errstate``, a scope rather than a parameter of every reader)."""
+    screen = ValueScreen()
+    token = _SCREEN.set(screen)
+    try:
+        yield screen
+    finally:
+        _SCREEN.reset(token)
+
+
+def masking_active() -> bool:
+    """Whether implausible values are masked here (a reader's own refusals of values that the range
+    check would catch, e.g. negative flow, give way to it)."""
+    return _SCREEN.get() is not None
+
+
 def check_variable(
     arr: np.ndarray,
     name: str,
@@ -211,7 +284,9 @@ def check_variable(
     Declared missing values (``missing_values``) become NaN. Then undeclared fill values
     (:data:`FILL_VALUES`, magnitudes above 1e15, +-inf) and, where the variable's kind and units
     are in :data:`RANGES` and ``check_range``, values outside the plausible range are errors naming
-    the file (``sources`` per site, or one for all), variable, first site and date, and the count.
+    the file (``sources`` per site, or one for all), variable, first site and date, and the count;
+    inside :func:`masking_implausible` they are set missing and recorded instead (callers use the
+    returned array).
     """
     out = np.array(arr, dtype=np.float64 if arr.dtype == np.float64 else np.float32, copy=True)
     declared = declared_missing(missing_values, name)
@@ -235,6 +310,11 @@ def check_variable(
             bad = (out < rng.lo) | (out > rng.hi)
         if bad.any():
             what = f"outside the plausible range [{rng.lo:g}, {rng.hi:g}] {rng.units} for {rng.kind}"
+            screen = _SCREEN.get()
+            if screen is not None:
+                screen.record(out, bad, name, site_ids, time, sources, what)
+                out[bad] = np.nan
+                return out
             if rng.kind == "air_temperature" and rng.units == "degC":
                 v = out[np.isfinite(out)]
                 if v.size and 183.0 <= float(np.median(v)) <= 333.0:

@@ -111,6 +111,6 @@ def read_study_domain(
         key=f"domains.{domain}.",
     )
     ds, dropped = drop_sites_without_target(ds)
-    check_periods(ds, spec.periods.domain_periods(), where, key=f"domains.{domain}.periods")
+    check_periods(ds, spec.periods, where, key=f"domains.{domain}.periods")
     fmt = spec.reader if spec.reader != "pixel_cube" else ("netcdf" if path.is_file() else "zarr")
     return DomainData(ds, dropped, path, fmt, digest)

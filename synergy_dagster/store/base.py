@@ -141,7 +141,7 @@ class MetadataStore:
         files are in place and go with whichever attempt commits). The last failure raises
         :class:`StoreConflictError` naming the tables; nothing was committed then."""
         self.init_schema()
-        # Short first waits: a commit takes ~0.1 s, so the writer that won is soon done.
+        # Short first waits: a commit is brief (docs/results.md), so the writer that won is soon done.
         backoff = Backoff(self.lock_timeout_s, MAX_ATTEMPTS, first_s=0.02, cap_s=1.0)
         entered = False
         with self.connect() as con:

@@ -2,7 +2,7 @@
 
 Each process keeps one in-memory DuckDB with the extensions loaded from their packages (no
 download); a call gets a connection of it with the lake attached as its default database, so the
-store's SQL (and the README's) runs unchanged. With a PostgreSQL catalog any number of processes
+store's SQL (and the documentation's) runs unchanged. With a PostgreSQL catalog any number of processes
 on any number of machines read and write at once: a transaction commits through the catalog, and
 one that meets a concurrent commit it conflicts with fails as a whole, to be redone by the store.
 A DuckDB-file catalog takes one process at a time, like the plain DuckDB file (waited for the
@@ -55,7 +55,7 @@ CLAIMS = "store_claims"  # the schema of the per-table commit counters (see the 
 
 _SCHEMA_READY: set[tuple[str, str]] = set()  # (catalog, data path) set up by this process
 
-# One in-memory DuckDB per process with the extensions loaded (loading them takes ~0.3 s), its
+# One in-memory DuckDB per process with the extensions loaded (loaded once: it is slow), its
 # kept PostgreSQL-catalog attachments, and the names attachments get.
 _ENGINE_LOCK = threading.RLock()
 _ENGINE: dict[str, Any] = {"con": None, "postgres": False}

@@ -148,7 +148,7 @@ def parse_store(
         return ducklake(text[len("ducklake:") :], data_path, origin, data_origin)
     if text in ("ducklake", "duckdb"):
         raise ConfigError(
-            origin, f"{text!r} needs a location: {text}:<...> (see the README, 'metadata store')"
+            origin, f"{text!r} needs a location: {text}:<...> (see docs/operations.md, 'The metadata store')"
         )
     location = duckdb_file(text.removeprefix("duckdb:"), origin)
     if data_path is not None and str(data_path).strip():

@@ -81,6 +81,12 @@ TABLES: dict[str, str] = {
         n_vs_null INTEGER, median_local_minus_null DOUBLE, p_vs_null DOUBLE,
         PRIMARY KEY (domain, scheme, metric, budget)
     """,
+    # Data-quality findings of each source (sources/quality.py): values masked, sites dropped,
+    # warnings, with rule, file, site, date and original value; replaced per domain on each read.
+    "quality_events": """
+        domain VARCHAR, run_id VARCHAR, rule VARCHAR, finding_class VARCHAR, action VARCHAR,
+        file VARCHAR, site VARCHAR, variable VARCHAR, date DATE, value DOUBLE, detail VARCHAR
+    """,
     # Landed files refused by validation and moved to landed/rejected (one row per content).
     "landing_rejections": """
         sha256 VARCHAR PRIMARY KEY, file_name VARCHAR, reason VARCHAR, stored_as VARCHAR,

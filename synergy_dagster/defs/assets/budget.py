@@ -10,7 +10,7 @@ import xarray as xr
 
 from synergy_dagster.defs.assets.evaluation import MODEL_KEYS, PAPER_METRICS, evaluation, significance_for
 from synergy_dagster.defs.metadata import png_markdown
-from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 from synergy_dagster.evaluation.budget import sensitivity_matrix, sign_changes
 from synergy_dagster.evaluation.figures import learning_curves_by_scenario
 from synergy_dagster.evaluation.study import evaluate_domain
@@ -18,7 +18,7 @@ from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.models.device import bank_threads, configure_threads, pick_device
 from synergy_dagster.models.files import PartitionModels, save_partitions
-from synergy_dagster.models.fit import fit_sets, load_plan, load_training_set
+from synergy_dagster.models.fit import FitPlace, fit_sets, load_plan, load_training_set
 from synergy_dagster.models.normalization import Normalizer
 
 EXPERIMENT = "global_vs_local"
@@ -35,15 +35,15 @@ EXPERIMENT = "global_vs_local"
         "curves against updates and training seconds, and how each model stopped."
     ),
 )
-def learning_curves(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) -> dg.MaterializeResult:
-    layout = sources.layout
-    profile = study.resolved_profile(sources.study())
+def learning_curves(study: StudyResource, store: MetadataStoreResource) -> dg.MaterializeResult:
+    layout = study.layout
+    profile = study.spec.training_profile()
     budget = profile.budget
     meta: dict[str, Any] = {"budget": budget.mode}
     # All or nothing: every domain's PNG is replaced together (a domain without curves fails the
     # asset before any is).
     with staged_outputs() as out:
-        for domain in study.resolved_domains(sources.study()):
+        for domain in study.domains():
             metric = f"val_{budget.for_domain(domain).metric}"
             keys = sorted(set(load_plan(layout, domain).evaluations["model_key"]))
             curves = store.store().query(
@@ -98,23 +98,26 @@ def learning_curves(sources: SourceConfig, study: StudyConfig, store: DuckDBStor
     ),
 )
 def budget_sensitivity(
-    context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+    context: dg.AssetExecutionContext,
+    study: StudyResource,
+    store: MetadataStoreResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    layout = sources.layout
-    profile = study.resolved_profile(sources.study())
-    modes = study.resolved_sensitivity_modes()
+    layout = study.layout
+    profile = study.spec.training_profile()
+    modes = study.spec.run.sensitivity_modes
     # Every mode shares the profile's budget parameters (updates, passes, cap, patience, K).
     budgets = [profile.budget.replace(mode=mode) for mode in modes]
     for b in budgets:  # every mode must be able to run before any trains
         profile.check_budget(b)
-    threads = configure_threads(study.torch_threads, profile.hidden)
-    device = pick_device(study.device)
+    threads = configure_threads(compute.torch_threads, profile.hidden)
+    device = pick_device(compute.device)
     tables, metric_frames = [], []
     # The rows of every domain and mode, written with the table below in one transaction. The
     # models are not part of this unit: each save_partitions call is its own all-or-nothing unit, a
     # cache the next run reuses (fit_sets) rather than an output of this asset.
     writes: list[tuple[str, pd.DataFrame, dict[str, str]]] = []
-    for domain in study.resolved_domains(sources.study()):
+    for domain in study.domains():
         plan = load_plan(layout, domain)
         evals = plan.evaluations[plan.evaluations["experiment"] == EXPERIMENT]
         if evals.empty:
@@ -125,7 +128,7 @@ def budget_sensitivity(
         ds = xr.load_dataset(layout.sites_nc(domain))
         keys = sorted(set(evals["model_key"]))
         sets = {key: load_training_set(layout, domain, key) for key in keys}
-        periods = sources.periods(domain)
+        periods = study.spec.periods(domain)
         dom = profile.for_domain(domain)
         for budget in budgets:
             # every model of this domain and mode as one bank
@@ -133,13 +136,15 @@ def budget_sensitivity(
                 [sets[key] for key in keys],
                 profile,
                 budget,
-                layout,
-                store.store(),
-                device,
                 ds,
-                context.log.info,
-                threads,
-                bank_threads(study.torch_threads),
+                FitPlace(
+                    layout,
+                    store.store(),
+                    device,
+                    context.log.info,
+                    threads,
+                    bank_threads(compute.torch_threads),
+                ),
             )
             save_partitions(
                 layout,

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
@@ -16,7 +15,7 @@ import xarray as xr
 from synergy_dagster.config import DOMAINS
 from synergy_dagster.defs.assets.trained import missing_message, model_loader, trained_models
 from synergy_dagster.defs.metadata import png_markdown
-from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 from synergy_dagster.errors import DiskFullError
 from synergy_dagster.evaluation.figures import (
     boxplot_by_region,
@@ -32,6 +31,8 @@ from synergy_dagster.evaluation.statistics import (
     SEED_MEAN,
     SEED_SPREAD_COLUMNS,
     SIGNIFICANCE_COLUMNS,
+    judged_rows,
+    judged_seed_label,
     per_site_seed_means,
     seed_spread,
     significance_table,
@@ -103,13 +104,16 @@ def _timeseries_figures(
     ),
 )
 def evaluation(
-    context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+    context: dg.AssetExecutionContext,
+    study: StudyResource,
+    store: MetadataStoreResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    layout = sources.layout
-    profile = study.resolved_profile(sources.study())
+    layout = study.layout
+    profile = study.spec.training_profile()
     budget = profile.budget.mode
-    configure_threads(study.torch_threads, profile.hidden)
-    device = pick_device(study.device)
+    configure_threads(compute.torch_threads, profile.hidden)
+    device = pick_device(compute.device)
     frames = []
     meta: dict[str, Any] = {}
     db = store.store()
@@ -118,7 +122,7 @@ def evaluation(
     # and site_metrics.parquet change together; each domain's files wait as temps beside their
     # targets (a cube is not held in memory) until the last domain is scored.
     with staged_outputs() as out:
-        for domain in study.resolved_domains(sources.study()):
+        for domain in study.domains():
             plan = load_plan(layout, domain)
             models = trained_models(store, domain, budget)
             needed = sorted(set(plan.evaluations["model_key"]))
@@ -130,7 +134,7 @@ def evaluation(
             load_model = model_loader(models, layout, domain)
 
             ds = xr.load_dataset(layout.sites_nc(domain))
-            periods = sources.periods(domain)
+            periods = study.spec.periods(domain)
             hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
             warmup = profile.for_domain(domain).warmup
             with torch.inference_mode():
@@ -182,11 +186,13 @@ def evaluation(
     )
 
 
-def significance_for(metrics: pd.DataFrame, method: str = PAPER_METHOD, n_boot: int = 2000) -> pd.DataFrame:
+def significance_for(
+    metrics: pd.DataFrame, method: str = PAPER_METHOD, n_boot: int = 2000, alpha: float = 0.05
+) -> pd.DataFrame:
     """All comparison tables (Wilcoxon, Holm, effect sizes) for both domains, on seed means and,
     with several seeds, per seed and on the per-site means over seeds (seed ``SEED_MEAN``), whose
     rows and the ``"mean"`` rows carry the spread across seeds; with the budget mode of the
-    metrics rows and the Wilcoxon ``method`` in every row."""
+    metrics rows and the Wilcoxon ``method`` in every row; the bootstrap intervals at level 1 - alpha."""
     rows = metrics[metrics["seed"] != "std"]
     rows = pd.concat([rows, per_site_seed_means(rows, list(METRIC_NAMES))], ignore_index=True)
     out = []
@@ -195,7 +201,9 @@ def significance_for(metrics: pd.DataFrame, method: str = PAPER_METHOD, n_boot: 
         comps = [c for c in COMPARISONS[experiment] if c[1] in present and c[2] in present]
         if not comps:
             continue
-        table = significance_table(group, comps, list(METRIC_NAMES), method=method, n_boot=n_boot)
+        table = significance_table(
+            group, comps, list(METRIC_NAMES), method=method, n_boot=n_boot, alpha=alpha
+        )
         table.insert(0, "experiment", experiment)
         table.insert(0, "domain", domain)
         table["seed"] = seed
@@ -223,11 +231,11 @@ def significance_for(metrics: pd.DataFrame, method: str = PAPER_METHOD, n_boot: 
         "seed means (seed 'seed_mean') and the spread across seeds."
     ),
 )
-def significance(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) -> dg.MaterializeResult:
-    layout = sources.layout
-    stats = study.resolved_statistics(sources.study())
+def significance(study: StudyResource, store: MetadataStoreResource) -> dg.MaterializeResult:
+    layout = study.layout
+    stats = study.spec.statistics
     metrics = pd.read_parquet(layout.site_metrics())
-    table = significance_for(metrics, stats.wilcoxon_method, stats.n_boot)
+    table = significance_for(metrics, stats.wilcoxon_method, stats.n_boot, stats.alpha)
     budget = str(metrics["budget"].iloc[0])
     db = store.store()
     # All or nothing: every domain's significance rows and significance.parquet change together.
@@ -239,7 +247,8 @@ def significance(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) 
         ]
         out.transaction(db.transaction(writes), db.path)
     md = {}
-    for (domain, experiment), g in table[table["seed"] == "mean"].groupby(["domain", "experiment"]):
+    judged = table[table["seed"].astype(str) == judged_seed_label(table["seed"], stats.seed_aggregation)]
+    for (domain, experiment), g in judged.groupby(["domain", "experiment"]):
         g = g[g["metric"].isin(PAPER_METRICS[domain])]
         md[f"{domain}/{experiment}"] = dg.MetadataValue.md(
             markdown_table(
@@ -260,7 +269,13 @@ def significance(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) 
             )
         )
     return dg.MaterializeResult(
-        metadata={"budget": budget, "wilcoxon_method": stats.wilcoxon_method, "n_rows": len(table), **md}
+        metadata={
+            "budget": budget,
+            "wilcoxon_method": stats.wilcoxon_method,
+            "seed_aggregation (metadata tables)": stats.seed_aggregation,
+            "n_rows": len(table),
+            **md,
+        }
     )
 
 
@@ -273,10 +288,11 @@ def significance(sources: SourceConfig, study: StudyConfig, store: DuckDBStore) 
         "without size control) and error matrices of the size-controlled case; PNGs under evaluation/figures."
     ),
 )
-def figures(sources: SourceConfig) -> dg.MaterializeResult:
-    layout = sources.layout
-    metrics = pd.read_parquet(layout.site_metrics())
-    metrics = metrics[metrics["seed"] == "mean"]
+def figures(study: StudyResource) -> dg.MaterializeResult:
+    layout = study.layout
+    aggregation = study.spec.statistics.seed_aggregation
+    metrics = judged_rows(pd.read_parquet(layout.site_metrics()), aggregation, list(METRIC_NAMES))
+    seeds = f" [seeds: {aggregation}]"
     meta: dict[str, Any] = {}
     # All or nothing: the figures of this run replace those of the last one together.
     with staged_outputs() as out:
@@ -288,7 +304,9 @@ def figures(sources: SourceConfig) -> dg.MaterializeResult:
                     continue
                 scenarios = list(dict.fromkeys(s for _, a, b in comps for s in (a, b)))
                 for metric in PAPER_METRICS[domain]:
-                    png = boxplot_by_region(em, metric, scenarios, title=f"{domain} {experiment}: {metric}")
+                    png = boxplot_by_region(
+                        em, metric, scenarios, title=f"{domain} {experiment}: {metric}{seeds}"
+                    )
                     name = f"{domain}_{experiment}_{metric}_boxplot.png"
                     out.write_bytes(layout.figure(name), png)
                     meta[name] = png_markdown(png)
@@ -297,13 +315,14 @@ def figures(sources: SourceConfig) -> dg.MaterializeResult:
                 for metric in PAPER_METRICS[domain]:
                     table = sized.groupby(["region", "scenario"])[metric].median().reset_index()
                     png = error_matrix(
-                        table, value=metric, title=f"{domain}: median {metric} per ROI and scenario"
+                        table, value=metric, title=f"{domain}: median {metric} per ROI and scenario{seeds}"
                     )
                     name = f"{domain}_error_matrix_{metric}.png"
                     out.write_bytes(layout.figure(name), png)
                     meta[name] = png_markdown(png)
         meta.update(_seed_spread_figures(out, layout))
     meta["folder"] = dg.MetadataValue.path(str(layout.figures_dir()))
+    meta["seed_aggregation"] = aggregation
     return dg.MaterializeResult(metadata=meta)
 
 
@@ -338,15 +357,21 @@ def _seed_spread_figures(out: StagedOutputs, layout: Layout) -> dict[str, Any]:
         "both domains; evaluation/summary.md."
     ),
 )
-def summary(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.MaterializeResult:
-    layout = sources.layout
+def summary(
+    context: dg.AssetExecutionContext, study: StudyResource
+) -> dg.MaterializeResult:
+    layout = study.layout
+    stats = study.spec.statistics
     metrics = pd.read_parquet(layout.site_metrics())
     table = pd.read_parquet(layout.significance())
-    text = study_summary(metrics[metrics["seed"] == "mean"], table[table["seed"] == "mean"])
+    judged = judged_rows(metrics, stats.seed_aggregation, list(METRIC_NAMES))
+    label = judged_seed_label(table["seed"], stats.seed_aggregation)
+    text = study_summary(judged, table[table["seed"].astype(str) == label], alpha=stats.alpha)
     budget = str(metrics["budget"].iloc[0])
     head, _, rest = text.partition("\n")
     text = (
-        f"{head}\n\nTraining budget: **{budget}** (see the learning curves under evaluation/figures).\n{rest}"
+        f"{head}\n\nTraining budget: **{budget}** (see the learning curves under evaluation/figures). "
+        f"Seed aggregation: **{stats.seed_aggregation}** (rows `{label}`).\n{rest}"
     )
     path = layout.summary()
     atomic_write_text(path, text)
@@ -355,7 +380,8 @@ def summary(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.Mate
         metadata={
             "summary": dg.MetadataValue.md(text),
             "path": dg.MetadataValue.path(str(path)),
-            "n_sites": int(np.sum(metrics["seed"] == "mean")),
+            "n_sites": len(judged),
+            "seed_aggregation": stats.seed_aggregation,
         }
     )
 
@@ -374,12 +400,12 @@ def summary(context: dg.AssetExecutionContext, sources: SourceConfig) -> dg.Mate
     ),
 )
 def reproduction_report(
-    context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+    context: dg.AssetExecutionContext, study: StudyResource, store: MetadataStoreResource
 ) -> dg.MaterializeResult:
-    layout = sources.layout
-    study_file = sources.study()
-    stats = study.resolved_statistics(study_file)
-    profile = study.resolved_profile(study_file)
+    layout = study.layout
+    study_file = study.spec
+    stats = study_file.statistics
+    profile = study_file.training_profile()
     metrics = pd.read_parquet(layout.site_metrics())
     table = pd.read_parquet(layout.significance())
     budget = str(metrics["budget"].iloc[0])
@@ -400,7 +426,14 @@ def reproduction_report(
         method="/".join(methods) or stats.wilcoxon_method,
     )
     setup.study["training budget of the evaluated models"] = budget
-    report = build_report(table, metrics, setup, alpha=stats.alpha)
+    report = build_report(
+        table,
+        metrics,
+        setup,
+        alpha=stats.alpha,
+        aggregation=stats.seed_aggregation,
+        margin=stats.equivalence_margin,
+    )
     with staged_outputs() as out:  # the report and its verdicts table change together
         out.write_text(layout.reproduction_report(), report.markdown)
         report.verdicts.to_parquet(out.path(layout.reproduction_verdicts()), index=False)
@@ -413,5 +446,6 @@ def reproduction_report(
             "verdicts": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
             "budget": budget,
             "wilcoxon_method": stats.wilcoxon_method,
+            "seed_aggregation": stats.seed_aggregation,
         }
     )

@@ -7,7 +7,8 @@ import xarray as xr
 
 from synergy_dagster.defs.assets.sources import raw_basins, raw_ecoregions, raw_pixels
 from synergy_dagster.defs.metadata import png_markdown
-from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.defs.resources import MetadataStoreResource, StudyResource
+from synergy_dagster.domains import domain_record
 from synergy_dagster.evaluation.figures import region_map
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
@@ -35,11 +36,10 @@ SITES_COLUMNS = [
     "coverage_test",
     "kept",
 ]
-REVISIT_DAYS = {"soil_moisture": 3, "streamflow": 1}
 
 
-def load_l3(sources: SourceConfig) -> gpd.GeoDataFrame:
-    return gpd.read_file(sources.layout.ecoregions(), layer="l3")
+def load_l3(study: StudyResource) -> gpd.GeoDataFrame:
+    return gpd.read_file(study.layout.ecoregions(), layer="l3")
 
 
 @dg.asset(
@@ -51,8 +51,8 @@ def load_l3(sources: SourceConfig) -> gpd.GeoDataFrame:
         "sub-regions A-R (Table 1)."
     ),
 )
-def regions(sources: SourceConfig) -> dg.MaterializeResult:
-    l3 = load_l3(sources)
+def regions(study: StudyResource) -> dg.MaterializeResult:
+    l3 = load_l3(study)
     table = pd.DataFrame(
         [
             {
@@ -77,16 +77,15 @@ def regions(sources: SourceConfig) -> dg.MaterializeResult:
 
 
 def scheme_regions(
-    domain: str, sources: SourceConfig, kept: pd.DataFrame, ds: xr.Dataset, min_sites: int
+    domain: str, study: StudyResource, kept: pd.DataFrame, ds: xr.Dataset, min_sites: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The kept sites' regions under every scheme of the study's ``stratification`` (long table
     with a domain column) and the per-scheme status (applicable, regions reaching N, why not)."""
-    study = sources.study()
-    specs = study.stratification.schemes
+    specs = study.spec.stratification.schemes
     gages2 = camels_huc = None
     if domain == "streamflow" and any(s.kind == "huc2" for s in specs):
-        if sources.gages2() is not None:
-            gages2 = read_gages2(sources.gages2())
+        if study.gages2() is not None:
+            gages2 = read_gages2(study.gages2())
         spec = study.domain(domain)
         if gages2 is None and spec.reader == "camels_us":
             table = read_camels_attributes(spec.attributes or spec.path)
@@ -96,7 +95,7 @@ def scheme_regions(
         kept[["site_id", "lat", "lon", "subregion"]].reset_index(drop=True),
         min_sites,
         ds=ds,
-        train=sources.periods(domain).train.slice,
+        train=study.spec.periods(domain).train.slice,
         gages2=gages2,
         camels_huc=camels_huc,
     )
@@ -118,27 +117,27 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
         ),
     )
     def _sites(
-        context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+        context: dg.AssetExecutionContext, study: StudyResource, store: MetadataStoreResource
     ) -> dg.MaterializeResult:
-        if domain not in study.resolved_domains(sources.study()):  # not in this study / run
+        if domain not in study.domains():  # not in this study / run
             return dg.MaterializeResult(metadata={"skipped": f"{domain} is not among this run's domains"})
-        layout = sources.layout
-        l3 = load_l3(sources)
+        layout = study.layout
+        l3 = load_l3(study)
         ds = xr.load_dataset(layout.source_nc(domain))
         polygons = None
-        if domain == "streamflow" and sources.basin_polygons() is not None:
+        if domain == "streamflow" and study.basin_polygons() is not None:
             # each gauge within GAUGE_TOLERANCE_KM of its own polygon; ids paired on their digits
             # (site camels_01022500 = polygon 01022500) for the check and the tagging alike
-            polygons = read_site_polygons(sources.basin_polygons(), ds).reset_index()
+            polygons = read_site_polygons(study.basin_polygons(), ds).reset_index()
         tagging = tag_sites(ds, l3, domain, polygons=polygons)
         tagged = tagging.tagged.set_index("site_id")
-        periods = sources.periods(domain)
+        periods = study.spec.periods(domain)
         kept, cov = coverage_filter(
             ds.sel(site=tagged.index.to_numpy()),
             periods.train.slice,
             periods.test.slice,
-            min_share=study.plan_config(sources.study()).coverage,
-            revisit_days=REVISIT_DAYS[domain],
+            min_share=study.spec.thresholds.coverage,
+            revisit_days=domain_record(domain).revisit_days,
         )
         table = tagged.join(cov.set_index("site_id")[["cov_train", "cov_test", "kept"]]).reset_index()
         table["domain"] = domain
@@ -157,10 +156,10 @@ def build_sites_asset(domain: str, raw: dg.AssetsDefinition) -> dg.AssetsDefinit
         kept_rows = rows[rows["kept"]]
         by_scheme, scheme_status = scheme_regions(
             domain,
-            sources,
+            study,
             kept_rows,
             ds.sel(site=kept_rows["site_id"].to_numpy()),
-            study.plan_config(sources.study()).min_sites_subregion,
+            study.spec.thresholds.min_sites_subregion,
         )
         db = store.store()
         # All or nothing: the sites rows, the table, the kept sites' NetCDF and the map change

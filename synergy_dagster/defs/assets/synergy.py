@@ -18,7 +18,7 @@ import xarray as xr
 from synergy_dagster.config import AUTO_METRIC, DOMAINS
 from synergy_dagster.defs.assets.trained import missing_message, model_loader, trained_models
 from synergy_dagster.defs.metadata import png_markdown
-from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 from synergy_dagster.evaluation.figures import synergy_curves_figure
 from synergy_dagster.evaluation.study import evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table
@@ -38,28 +38,39 @@ from synergy_dagster.models.fit import load_plan
         "Synergy curves (study file `synergy_curves`, off by default): per ROI and pool (close, far, "
         "dissimilar) the median test skill on the ROI's own sites of models trained on the ROI plus k "
         "sites drawn from the pool (nested seeded draws, k on a grid up to the smallest pool, and all), "
-        "draws averaged with their spread; per pool the slope on log2(1+k) with a paired bootstrap "
-        "se and the differences between pools (quantity or diversity of added data?). Tables "
+        "draws averaged with their spread; per pool the slope on log2(1+k) with a t-interval over the "
+        "draws' slopes widened by a site bootstrap, and the differences between pools (quantity or diversity of added data?). Tables "
         "synergy_curves, synergy_slopes; evaluation/synergy_curves/*.parquet; "
         "figures/<domain>_synergy_curves.png."
     ),
 )
 def synergy_curves(
-    context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+    context: dg.AssetExecutionContext,
+    study: StudyResource,
+    store: MetadataStoreResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    study_file = sources.study()
+    study_file = study.spec
     cfg = CurveConfig.from_study(study_file)
     if cfg is None:
         return dg.MaterializeResult(metadata={"skipped": "the study file does not enable synergy_curves"})
-    layout = sources.layout
-    profile = study.resolved_profile(study_file)
+    layout = study.layout
+    profile = study_file.training_profile()
+    stats = study_file.statistics
+    agg = stats.seed_aggregation
     budget = profile.budget.mode
-    configure_threads(study.torch_threads, profile.hidden)
-    device = pick_device(study.device)
+    configure_threads(compute.torch_threads, profile.hidden)
+    device = pick_device(compute.device)
     db = store.store()
     results: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, bytes]] = {}
-    meta: dict[str, Any] = {"budget": budget, "draws": cfg.draws, "bootstrap": cfg.bootstrap}
-    for domain in study.resolved_domains(study_file):
+    meta: dict[str, Any] = {
+        "budget": budget,
+        "draws": cfg.draws,
+        "bootstrap": cfg.bootstrap,
+        "seed_aggregation": agg,
+        "p-values from draws >=": stats.curve_min_draws,
+    }
+    for domain in study.domains():
         plan = load_plan(layout, domain)
         evals = curve_evaluations(plan.sets, domain)
         if evals.empty:
@@ -85,16 +96,27 @@ def synergy_curves(
                 evals,
                 load_model,
                 hidden,
-                sources.periods(domain).test.slice,
+                study.spec.periods(domain).test.slice,
                 profile.for_domain(domain).warmup,
                 device,
             )
         points = curve_points(plan.sets)
-        curves = curve_table(points, sites).assign(domain=domain, budget=budget)
-        slopes = slope_table(points, sites, cfg.bootstrap, cfg.seed).assign(domain=domain, budget=budget)
+        curves = curve_table(points, sites, aggregation=agg).assign(domain=domain, budget=budget)
+        slopes = slope_table(
+            points,
+            sites,
+            cfg.bootstrap,
+            cfg.seed,
+            alpha=stats.alpha,
+            min_draws=stats.curve_min_draws,
+            aggregation=agg,
+        ).assign(domain=domain, budget=budget)
         metric = AUTO_METRIC[domain]
         png = synergy_curves_figure(
-            curves, slopes, metric, title=f"{domain}: synergy curves, median {metric} on the ROI [{budget}]"
+            curves,
+            slopes,
+            metric,
+            title=f"{domain}: synergy curves, median {metric} on the ROI [{budget}; seeds: {agg}]",
         )
         results[domain] = (sites.assign(budget=budget), curves, slopes, png)
         show = slopes[(slopes["metric"] == metric)][["region", "pool", "versus", "slope", "se", "p_value"]]

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from synergy_dagster.defs.resources import DuckDBStore
+from synergy_dagster.defs.resources import MetadataStoreResource
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.fit import load_trained
 from synergy_dagster.models.normalization import Normalizer
@@ -16,7 +16,7 @@ from synergy_dagster.models.normalization import Normalizer
 STUDY_COMMAND = "make study   (or: python -m synergy_dagster.cli study --config <study file>)"
 
 
-def trained_models(store: DuckDBStore, domain: str, budget: str) -> pd.DataFrame:
+def trained_models(store: MetadataStoreResource, domain: str, budget: str) -> pd.DataFrame:
     return store.store().query("SELECT * FROM models WHERE domain = ? AND budget = ?", [domain, budget])
 
 

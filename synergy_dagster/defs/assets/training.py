@@ -19,7 +19,7 @@ from synergy_dagster.config import DOMAINS, PAPER_ROIS
 from synergy_dagster.defs.assets.regions import soil_moisture_sites, streamflow_sites
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.partitions import SET_PARTITIONS
-from synergy_dagster.defs.resources import DuckDBStore, SourceConfig, StudyConfig
+from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 from synergy_dagster.env import env_int
 from synergy_dagster.errors import ConfigError
 from synergy_dagster.evaluation.figures import learning_curve
@@ -30,6 +30,7 @@ from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import bank_threads, configure_threads, pick_device
 from synergy_dagster.models.fit import (
+    FitPlace,
     TrainingSet,
     build_training_set,
     check_models,
@@ -67,29 +68,29 @@ def build_plan_asset(domain: str) -> dg.AssetsDefinition:
         ),
     )
     def _plan(
-        context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig, store: DuckDBStore
+        context: dg.AssetExecutionContext, study: StudyResource, store: MetadataStoreResource
     ) -> dg.MaterializeResult:
-        if domain not in study.resolved_domains(sources.study()):  # not in this study / run: no plan
+        if domain not in study.domains():  # not in this study / run: no plan
             return dg.MaterializeResult(metadata={"skipped": f"{domain} is not among this run's domains"})
-        layout = sources.layout
+        layout = study.layout
         sites = pd.read_parquet(layout.sites_table(domain))
         sites = sites[sites["kept"]]
         plan = build_plan(
             sites,
             domain,
-            study.plan_config(sources.study()),
+            study.spec.thresholds,
             rois_preferred=PAPER_ROIS[domain],
-            curves=CurveConfig.from_study(sources.study()),  # synergy curve sets, if the study asks
+            curves=CurveConfig.from_study(study.spec),  # synergy curve sets, if the study asks
             # global vs local under the study's other regionalisations (keys local@<scheme>:<region>)
             scheme_regions=_scheme_regions(layout, domain),
-            ecoregions="ecoregions" in sources.study().stratification.labels,
+            ecoregions="ecoregions" in study.spec.stratification.labels,
         )
         for advice in threshold_advice(plan):
             context.log.warning(advice)
-        periods = sources.periods(domain)
+        periods = study.spec.periods(domain)
         ds = xr.load_dataset(layout.sites_nc(domain))
-        recipe = study.resolved_profile(sources.study()).for_domain(domain).recipe
-        opts = normalizer_options(domain, ds, study.log_transform, recipe.target_transform)
+        recipe = study.spec.training_profile().for_domain(domain).recipe
+        opts = normalizer_options(domain, ds, study.spec.run.log_transform, recipe.target_transform)
         norm = Normalizer.fit(ds, periods.train.slice, **opts)
         distinct = plan.sets[plan.sets["trained_as"] == plan.sets["key"]]["key"].tolist()
         rows = plan.sets.assign(
@@ -169,19 +170,17 @@ def build_training_set_asset(domain: str, plan_asset: dg.AssetsDefinition) -> dg
             "writes one JSON per partition."
         ),
     )
-    def _training_set(
-        context: dg.AssetExecutionContext, sources: SourceConfig, study: StudyConfig
-    ) -> dict[str, Any]:
-        recipe = study.resolved_profile(sources.study()).for_domain(domain).recipe
+    def _training_set(context: dg.AssetExecutionContext, study: StudyResource) -> dict[str, Any]:
+        recipe = study.spec.training_profile().for_domain(domain).recipe
         out = {}
         for key in context.partition_keys:
             ts = build_training_set(
-                sources.layout,
+                study.layout,
                 domain,
                 key,
-                sources.periods(domain),
-                study.per_set_normalization,
-                study.log_transform,
+                study.spec.periods(domain),
+                study.spec.run.per_set_normalization,
+                study.spec.run.log_transform,
                 recipe.target_transform,
             )
             context.add_asset_metadata(
@@ -240,15 +239,15 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
     def _model(
         context: dg.AssetExecutionContext,
         training_set: dict[str, Any],
-        sources: SourceConfig,
-        study: StudyConfig,
-        store: DuckDBStore,
+        study: StudyResource,
+        store: MetadataStoreResource,
+        compute: ComputeResource,
     ) -> Iterator[dg.AssetCheckResult | dg.Output]:
-        layout = sources.layout
-        profile = study.resolved_profile(sources.study())
+        layout = study.layout
+        profile = study.spec.training_profile()
         budget = profile.budget
-        threads = configure_threads(study.torch_threads, profile.hidden)
-        device = pick_device(study.device)
+        threads = configure_threads(compute.torch_threads, profile.hidden)
+        device = pick_device(compute.device)
         ds = xr.load_dataset(layout.sites_nc(domain))
         keys = context.partition_keys
         given = {keys[0]: training_set} if len(keys) == 1 else training_set
@@ -257,13 +256,10 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
             sets,
             profile,
             budget,
-            layout,
-            store.store(),
-            device,
             ds,
-            context.log.info,
-            threads,
-            bank_threads(study.torch_threads),
+            FitPlace(
+                layout, store.store(), device, context.log.info, threads, bank_threads(compute.torch_threads)
+            ),
         )
         # Checks run before the outputs are stored, so a failing blocking check stops evaluation.
         checks = {fit.set_key: check_models(fit, profile.hidden, profile.dropconnect, device) for fit in fits}

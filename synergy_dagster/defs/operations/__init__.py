@@ -1,7 +1,7 @@
 """Operations: new streamflow data arrive, the affected models are retrained, the study re-evaluated.
 
 * ``landing_sensor`` watches the landing folder (``SYNERGY_LANDING_DIR``, default
-  ``<sources.data_dir>/landing``) for NWIS RDB, CAMELS-US and Caravan streamflow files and starts
+  ``<study.data_dir>/landing``) for NWIS RDB, CAMELS-US and Caravan streamflow files and starts
   ``landed_streamflow_job`` (:mod:`.landing`); ``landed_training_sensor`` and
   ``landed_evaluation_sensor`` chain the retraining and the evaluation through run tags
   (:mod:`.sensors`).

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from synergy_dagster.defs.assets.sources import raw_basins
 from synergy_dagster.defs.operations.resources import LandingConfig
-from synergy_dagster.defs.resources import DuckDBStore, SourceConfig
+from synergy_dagster.defs.resources import MetadataStoreResource, StudyResource
 from synergy_dagster.errors import SynergyError
 from synergy_dagster.sources.landing import SOURCE_NAME, Quarantined, ingest_landed, landed_source_row
 
@@ -52,13 +52,13 @@ class LandedStreamflowConfig(dg.Config):
 def landed_streamflow(
     context: dg.AssetExecutionContext,
     config: LandedStreamflowConfig,
-    sources: SourceConfig,
-    store: DuckDBStore,
+    study: StudyResource,
+    store: MetadataStoreResource,
     landing: LandingConfig,
 ) -> dg.MaterializeResult:
-    if "streamflow" not in sources.domains():  # landed files are streamflow: nothing to ingest into
+    if "streamflow" not in study.domains():  # landed files are streamflow: nothing to ingest into
         return dg.MaterializeResult(metadata={"skipped": "the study has no streamflow domain"})
-    layout = sources.layout
+    layout = study.layout
     try:
         result = ingest_landed(
             layout, landing.dir, [(f.name, f.sha256) for f in config.files], log=context.log
@@ -97,8 +97,26 @@ def landed_streamflow(
             "unknown_gauges": dg.MetadataValue.json(sorted(result.unknown)[:50]),
             "n_updates_total": 0 if updates is None else len(updates),
             "n_training_sites_patched": result.n_sites_patched,
+            **_change_metadata(result.changes),
         }
     )
+
+
+def _change_metadata(changes: pd.DataFrame | None) -> dict[str, object]:
+    """What Water Data fetches changed (counts per kind and the first rows; the full revision log is
+    landed/streamflow_revisions.parquet): shown on the materialisation in the UI."""
+    if changes is None or not len(changes):
+        return {}
+    shown = changes.head(100).assign(date=changes["date"].head(100).dt.strftime("%Y-%m-%d"))
+    return {
+        "revisions": dg.MetadataValue.json(changes["change"].value_counts().to_dict()),
+        "revised_days": dg.MetadataValue.json(
+            shown[["site_id", "date", "change", "old", "new", "old_status", "new_status", "reason"]]
+            .astype(object)
+            .where(shown.notna(), None)
+            .to_dict("records")
+        ),
+    }
 
 
 def _rejection_rows(quarantined: list[Quarantined], batch: str) -> pd.DataFrame:

@@ -12,7 +12,7 @@ store the op does nothing.
 import dagster as dg
 from pydantic import Field
 
-from synergy_dagster.defs.resources import DuckDBStore
+from synergy_dagster.defs.resources import MetadataStoreResource
 from synergy_dagster.env import env_str
 
 
@@ -30,7 +30,7 @@ class PruneConfig(dg.Config):
     pool="duckdb",
 )
 def prune_store_history(
-    context: dg.OpExecutionContext, config: PruneConfig, store: DuckDBStore
+    context: dg.OpExecutionContext, config: PruneConfig, store: MetadataStoreResource
 ) -> dg.Output[dict[str, int]]:
     for name, value in (("keep_days", config.keep_days), ("grace_hours", config.grace_hours)):
         if not value >= 0:  # NaN too

@@ -28,7 +28,7 @@ import xarray as xr
 from synergy_dagster.defs.operations.landing import BATCH_TAG, INGEST_JOB, landed_streamflow_job
 from synergy_dagster.defs.operations.resources import LandingConfig
 from synergy_dagster.defs.partitions import SET_PARTITIONS
-from synergy_dagster.defs.resources import SourceConfig
+from synergy_dagster.defs.resources import StudyResource
 from synergy_dagster.errors import InputError
 from synergy_dagster.experiments.affected import affected_partitions, plan_site_ids
 from synergy_dagster.io_utils import file_sha256
@@ -67,7 +67,7 @@ def _load_cursor(raw: str | None) -> dict[str, str]:
     "follow-up sensors) the affected training partitions and the evaluation.",
 )
 def landing_sensor(
-    context: dg.SensorEvaluationContext, landing: LandingConfig, sources: SourceConfig
+    context: dg.SensorEvaluationContext, landing: LandingConfig, study: StudyResource
 ) -> dg.SensorResult:
     cursor = _load_cursor(context.cursor)
     files, rejected = scan_landing(landing.dir, landing.settle_seconds)
@@ -76,10 +76,12 @@ def landing_sensor(
             context.log.warning(f"landing: {reason}")
             cursor[name] = REJECTED
     known = {v for v in cursor.values() if v != REJECTED}
-    layout = sources.layout
+    layout = study.layout
     in_quarantine = quarantined_hashes(layout)
     new: list[tuple[str, str, pd.DataFrame]] = []
     bad: list[tuple[str, str]] = []  # invalid: into the run, which quarantines them
+    ledger_path = layout.landed_updates(DOMAIN)
+    held = pd.read_parquet(ledger_path) if ledger_path.exists() else None  # approval status held
     with _source_view(layout) as (source, site_ids, areas):
         for f in files:
             sha = file_sha256(f.path)
@@ -101,19 +103,19 @@ def landing_sensor(
             cursor[f.name] = sha
             known.add(sha)
             try:
-                checked = check_landed(f.path, f.kind, site_ids, areas, source)
+                checked = check_landed(f.path, f.kind, site_ids, areas, source, held)
             except Exception as exc:  # noqa: BLE001 - a reader bug must not stall the sensor either
                 what = exc if isinstance(exc, InputError) else f"{f.name}: {type(exc).__name__}: {exc}"
                 context.log.warning(f"landing: {what}; the ingest run quarantines it")
                 bad.append((f.name, sha))
                 continue
-            new.append((f.name, sha, checked.frame))
+            new.append((f.name, sha, checked.affected_rows()))  # a fetch file: only what it changes
     if not new and not bad:
         return dg.SensorResult(
             skip_reason=dg.SkipReason("no new complete files in the landing folder"),
             cursor=json.dumps(cursor, sort_keys=True),
         )
-    partitions, evaluate = _affected_by(context, new, sources) if new else ([], False)
+    partitions, evaluate = _affected_by(context, new, study) if new else ([], False)
     requested = [(n, s) for n, s, _ in new] + bad
     batch = hashlib.sha256("".join(sorted(s for _, s in requested)).encode()).hexdigest()[:16]
     names = [n for n, _ in requested]
@@ -153,10 +155,10 @@ def _source_view(layout: Layout) -> Iterator[tuple[xr.Dataset | None, list[str],
 
 
 def _affected_by(
-    context: dg.SensorEvaluationContext, new: Sequence[tuple[str, str, pd.DataFrame]], sources: SourceConfig
+    context: dg.SensorEvaluationContext, new: Sequence[tuple[str, str, pd.DataFrame]], study: StudyResource
 ) -> tuple[list[str], bool]:
     """The partitions and evaluation the new files affect, under the current streamflow plan."""
-    layout = sources.layout
+    layout = study.layout
     if not layout.plan(DOMAIN).exists():
         context.log.info("landing: no streamflow plan yet; the files are ingested, nothing is retrained")
         return [], False
@@ -167,7 +169,7 @@ def _affected_by(
     landed = pd.DataFrame(
         {"site_id": frame["gauge"].astype(str).map(site_map), "date": frame["date"], "value": frame["value"]}
     )
-    return affected_partitions(landed, plan, sources.periods(DOMAIN))
+    return affected_partitions(landed, plan, study.spec.periods(DOMAIN))
 
 
 # ---------------------------------------------------------------- follow-up: training, then evaluation

@@ -157,6 +157,21 @@ def region_site_counts(
     return {c: {"pixels": int(pc[i]), "basins": int(bc[i])} for i, c in enumerate(codes)}
 
 
+def _config_record(cfg: VirtualConusConfig) -> dict:
+    """The config as the manifest records it (JSON types: tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def ensure_virtual_conus(out_dir: str | Path, config: VirtualConusConfig) -> bool:
+    """Generate the virtual CONUS under ``out_dir`` unless its manifest records the same config
+    (the files are deterministic per config); True when it generated."""
+    manifest = Path(out_dir) / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("config") == _config_record(config):
+        return False
+    generate_virtual_conus(out_dir, config)
+    return True
+
+
 def generate_virtual_conus(out_dir: str | Path, config: VirtualConusConfig | None = None) -> dict:
     """Generate the virtual CONUS under ``out_dir``; return the manifest (also written as manifest.json)."""
     cfg = config or VirtualConusConfig()
@@ -188,13 +203,11 @@ def generate_virtual_conus(out_dir: str | Path, config: VirtualConusConfig | Non
         if stale.name not in keep:
             stale.unlink()
 
-    config_dict = dataclasses.asdict(cfg)
-    config_dict["region_effect_sd"] = list(cfg.region_effect_sd)
     manifest = {
         "generator": GENERATOR_NAME,
         "generator_version": GENERATOR_VERSION,
         "seed": int(cfg.seed),
-        "config": config_dict,
+        "config": _config_record(cfg),
         "n_pixels": cfg.n_pixels,
         "n_basins": cfg.n_basins,
         "layout": {

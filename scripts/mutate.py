@@ -1,0 +1,204 @@
+"""Mutation testing of the modules whose rules decide the study's answer (``make mutate``).
+
+Runs mutmut (3.x, the ``dev`` extra) once per target module, each in a throw-away copy of the
+project so the working tree never sees a mutant and mutmut's own configuration and ``mutants/``
+folder stay out of it. Each target names the fast test files that guard it and, where only part
+of a module holds the rule, the functions to mutate (mutmut's mutant-name globs). Prints, per
+module, how many mutants the tests killed and lists every survivor with its diff; ``--json``
+also writes the counts. Measured figures and the survivors judged equivalent: docs/testing.md.
+
+A mutant counts as killed when a test failed (or timed out: the mutant made the code hang);
+the kill rate is killed / (killed + survived), leaving out mutants no selected test reaches
+("no tests"), which are listed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = "synergy_dagster_tests"
+# The fast tests only (pyproject.toml's markers); `real` would fail under CI without the data.
+FAST = "not e2e and not fault and not ui and not slow and not real and not fuzz"
+KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module to mutate: its path, the test files that guard it and, optionally, globs of
+    the function names to mutate (mutmut names a mutant ``<module>.x_<function>__mutmut_<n>``,
+    a method ``<module>.xǁ<Class>ǁ<method>__mutmut_<n>``)."""
+
+    name: str
+    path: str
+    tests: tuple[str, ...]
+    functions: tuple[str, ...] = ()
+
+    def mutant_globs(self) -> list[str]:
+        module = self.path.removesuffix(".py").replace("/", ".")
+        return [f"{module}.{f}__mutmut_*" for f in self.functions]
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("metrics", "synergy_dagster/evaluation/metrics.py", ("test_metrics.py",)),
+    Target("normalization", "synergy_dagster/models/normalization.py",
+           ("test_sampling.py", "test_evaluation_study.py", "test_predictions.py")),
+    Target("statistics", "synergy_dagster/evaluation/statistics.py", ("test_statistics.py",)),
+    Target("report", "synergy_dagster/evaluation/report.py", ("test_report.py",),
+           ("x__direction", "x__aggregate", "x__within_margin", "x__pooled_verdict", "x__region_status",
+            "x__region_rows", "x__every_region_verdict", "x__judge", "x_verdicts")),
+    Target("plan", "synergy_dagster/experiments/plan.py", ("test_plan.py",)),
+    Target("fingerprint", "synergy_dagster/models/fingerprint.py", ("test_fit.py", "test_training.py")),
+    Target("stopping", "synergy_dagster/models/training.py", ("test_training.py",),
+           ("x_judge_check", "x_stops", "x_improved", "x_replay_converge")),
+)  # fmt: skip
+
+
+def _copy_project(dest: Path) -> None:
+    """The package, its tests and the build/pytest configuration: all a test run reads."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+    for name in ("synergy_dagster", TESTS):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    for name in ("pyproject.toml", "setup.py"):
+        shutil.copy2(ROOT / name, dest / name)
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def _configure(dest: Path, target: Target) -> None:
+    """mutmut's settings for this target, appended to the copy's pyproject.toml."""
+    tests = [f"{TESTS}/{t}" for t in target.tests]
+    section = (
+        "\n[tool.mutmut]\n"
+        f'source_paths = ["synergy_dagster"]\n'
+        f"only_mutate = {_toml_list([target.path])}\n"
+        f"also_copy = {_toml_list([TESTS])}\n"
+        f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
+        f"pytest_add_cli_args = {_toml_list(['-m', FAST, '-p', 'no:cacheprovider', '-q'])}\n"
+    )
+    with (dest / "pyproject.toml").open("a", encoding="utf-8") as f:
+        f.write(section)
+
+
+_RESULT = re.compile(r"^\s+(\S+): (.+)$")
+
+
+def _mutmut(dest: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("mutmut")
+    env = {**os.environ, "SYNERGY_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("SYNERGY_REAL_DATA", None)
+    return subprocess.run(
+        [str(exe), *args], cwd=dest, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def run_target(target: Target, work: Path, max_children: int) -> dict[str, object]:
+    """Mutate one target in its own copy under ``work``; its statuses and survivors' diffs."""
+    dest = work / target.name
+    _copy_project(dest)
+    _configure(dest, target)
+    start = time.monotonic()
+    run = _mutmut(dest, "run", "--max-children", str(max_children), *target.mutant_globs())
+    seconds = time.monotonic() - start
+    listed = _mutmut(dest, "results", "--all", "true")
+    statuses = {m.group(1): m.group(2) for m in map(_RESULT.match, listed.stdout.splitlines()) if m}
+    if target.functions:  # mutmut lists every mutant it generated in the file
+        globs = [g.replace("*", ".*") for g in target.mutant_globs()]
+        statuses = {k: v for k, v in statuses.items() if any(re.fullmatch(g, k) for g in globs)}
+    if run.returncode != 0 or not statuses:
+        raise SystemExit(
+            f"mutmut failed on {target.name} (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        )
+    counts = Counter("killed" if s in KILLED else s for s in statuses.values())
+    survivors = sorted(k for k, v in statuses.items() if v == "survived")
+    diffs = {k: _mutmut(dest, "show", k).stdout.strip() for k in survivors}
+    judged = counts["killed"] + counts["survived"]
+    return {
+        "module": target.path,
+        "tests": list(target.tests),
+        "functions": list(target.functions),
+        "mutants": len(statuses),
+        "counts": dict(counts),
+        "kill_rate": counts["killed"] / judged if judged else float("nan"),
+        "seconds": round(seconds, 1),
+        "survivors": diffs,
+        "no_tests": sorted(k for k, v in statuses.items() if v == "no tests"),
+    }
+
+
+def _print(result: dict[str, object]) -> None:
+    counts = result["counts"]
+    assert isinstance(counts, dict)
+    print(
+        f"{result['module']}: {counts.get('killed', 0)} killed / {counts.get('survived', 0)} survived "
+        f"of {result['mutants']} mutants (kill rate {result['kill_rate']:.1%}; "
+        f"other: { {k: v for k, v in counts.items() if k not in ('killed', 'survived')} }) "
+        f"in {result['seconds']} s",
+        flush=True,
+    )
+    survivors = result["survivors"]
+    assert isinstance(survivors, dict)
+    for name, diff in survivors.items():
+        print(f"  survived: {name}")
+        for line in diff.splitlines():
+            if line.startswith(("+", "-")) and not line.startswith(("+++", "---")):
+                print(f"      {line}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = [t.name for t in TARGETS]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "targets", nargs="*", metavar="TARGET", help=f"which (default all): {', '.join(names)}"
+    )
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="parallel mutants")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
+    parser.add_argument(
+        "--fail-under", type=float, default=0.0, help="exit 1 when a module's kill rate is below this (0-1)"
+    )
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.targets) - set(names))
+    if unknown:
+        parser.error(f"unknown target(s) {unknown}; expected some of {names}")
+    chosen = [t for t in TARGETS if not args.targets or t.name in args.targets]
+    missing = [t.path for t in chosen if not (ROOT / t.path).is_file()]
+    if missing:
+        parser.error(f"no such module(s): {missing}")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="synergy-mutate-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for target in chosen:
+            result = run_target(target, work, args.max_children)
+            _print(result)
+            results.append(result)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        tmp = args.json.with_name(f".{args.json.name}.tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(args.json)
+    low = [r["module"] for r in results if not float(r["kill_rate"]) >= args.fail_under]  # type: ignore[arg-type]
+    if args.fail_under and low:
+        print(f"kill rate below {args.fail_under:.0%}: {low}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The Water Data feed through Dagster: the fetch job (the default service), the landing sensor's
+affected partitions from what a fetch changes, the ingest asset and the staleness asset check,
+against the local API of test_waterdata (no internet)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from synergy_dagster_tests.test_operations import OLD, _resources, _tick, _world
+from synergy_dagster_tests.test_waterdata import SECRET, Api, serve_api
+
+GAUGES = ["01022500", "01031500", "01047000", "01052500"]  # the USGS numbers of test_operations' world
+
+
+@pytest.fixture()
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Api, str]]:
+    yield from serve_api(monkeypatch)
+
+
+def _landing(world: dict[str, Path], url: str, **kw: object) -> object:
+    from synergy_dagster.defs.operations.resources import LandingConfig
+
+    return LandingConfig(
+        path=str(world["landing"]), settle_seconds=5, waterdata_url=url, revision_days=10,
+        history_start="2001-10-01", **kw,
+    )  # fmt: skip
+
+
+def _fetch(world: dict[str, Path], url: str, end: str, **kw: object) -> dg.ExecuteInProcessResult:
+    from synergy_dagster.defs.operations.nwis import nwis_fetch_job
+
+    res = _resources(world)
+    return nwis_fetch_job.execute_in_process(
+        resources={"landing": _landing(world, url, **kw), "study": res["study"]},
+        run_config={"ops": {"fetch_nwis": {"config": {"end": end}}}},
+        raise_on_error=False,
+    )
+
+
+def _settle(landing: Path) -> list[str]:
+    names = sorted(p.name for p in landing.glob("usgs_daily_*.json"))
+    for n in names:
+        os.utime(landing / n, (OLD, OLD))
+    return names
+
+
+def test_scheduled_refresh_fetch_sensor_ingest_and_check(api: tuple[Api, str], tmp_path: Path) -> None:
+    from synergy_dagster.defs.operations.feed_check import usgs_gauges_advancing
+    from synergy_dagster.defs.operations.landing import landed_streamflow
+    from synergy_dagster.defs.operations.sensors import EVALUATE_TAG, PARTITIONS_TAG
+
+    srv, url = api
+    world = _world(tmp_path)
+    for g in GAUGES:  # late September (test period, values unlike the source's) and new October days
+        srv.put(g, "2009-09-25", [50.0] * 11)
+    res = _fetch(world, url, "2009-10-05")
+    assert res.success, res.all_events
+    (first,) = _settle(world["landing"])
+    assert SECRET not in (world["landing"] / first).read_text()
+    tick = _tick(world, None)
+    (req,) = tick.run_requests
+    # Revised test-period days at evaluated sites: re-evaluate, retrain nothing (not training days).
+    assert req.tags[PARTITIONS_TAG] == "" and req.tags[EVALUATE_TAG] == "1"
+    resources = {**_resources(world), "landing": _landing(world, url)}
+    done = dg.materialize(
+        [landed_streamflow, usgs_gauges_advancing], resources=resources, run_config=req.run_config
+    )
+    assert done.success
+    shown = done.asset_materializations_for_node("landed_streamflow")[0].metadata
+    assert shown["revisions"].value == {"revised": 4 * 6, "new": 4 * 5}  # type: ignore[union-attr]
+    assert shown["revised_days"].value[0]["new_status"] == "Provisional"  # type: ignore[index,union-attr]
+    (check,) = done.get_asset_check_evaluations()
+    assert not check.passed and "4 of 4 tracked gauges" in str(check.description)  # 2009 is long ago
+
+    # The service unchanged: the next fetch lands a file that changes nothing -> nothing to redo.
+    assert _fetch(world, url, "2009-10-05").success
+    second = [n for n in _settle(world["landing"]) if n != first]
+    tick2 = _tick(world, tick.cursor)
+    (req2,) = tick2.run_requests
+    assert req2.tags[PARTITIONS_TAG] == "" and req2.tags[EVALUATE_TAG] == "0" and second
+
+    # The check passes when the allowed age covers the newest day held.
+    fresh = {
+        **resources,
+        "landing": _landing(world, url, stale_days=(date.today() - date(2009, 10, 5)).days + 2),
+    }
+    ok = dg.materialize(
+        [landed_streamflow, usgs_gauges_advancing], resources=fresh, run_config=req2.run_config
+    )
+    assert ok.get_asset_check_evaluations()[0].passed
+
+
+def test_a_service_answering_html_fails_the_fetch_run_naming_url_and_answer(
+    api: tuple[Api, str], tmp_path: Path
+) -> None:
+    srv, url = api
+    world = _world(tmp_path)
+    srv.script = ["html"]
+    res = _fetch(world, url, "2009-10-05")
+    assert not res.success
+    failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)  # type: ignore[union-attr]
+    assert "/collections/daily/items" in message and "<!DOCTYPE html>" in message and SECRET not in message
+    assert not list(world["landing"].iterdir())  # nothing half-landed
+    bad = _fetch(world, url, "2009-10-05", usgs_service="waterservices")
+    assert not bad.success and "usgs_service" in str(
+        next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error  # type: ignore[union-attr]
+    )
