@@ -1,12 +1,17 @@
-"""Run config of the ``study`` resource for tests: a working folder and study overrides."""
+"""The suite's shared tiny study (``studies/tiny.yaml``) and the run config that points the ``study``
+resource at it: a working folder and study overrides (dotted keys, as a user writes them)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+TINY_STUDY = Path(__file__).resolve().parent / "studies" / "tiny.yaml"
 
-def study_run_config(data_dir: str | Path, *overrides: str, study_file: str = "virtual") -> dict[str, Any]:
+
+def study_run_config(
+    data_dir: str | Path, *overrides: str, study_file: str | Path = TINY_STUDY
+) -> dict[str, Any]:
     """``resources.study.config`` with ``data_dir``, ``study_file`` and ``overrides`` (dotted keys)."""
     config: dict[str, Any] = {
         "study_file": study_file,

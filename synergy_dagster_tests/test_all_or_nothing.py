@@ -224,7 +224,7 @@ def _run(data: Path, assets: list[str], coverage: float = 0.9) -> dg.ExecuteInPr
     from synergy_dagster.defs.definitions import defs
 
     overrides = (
-        *TINY_WORLD, "run.domains=[soil_moisture]", "thresholds.min_sites_subregion=3",
+        "run.domains=[soil_moisture]", "thresholds.min_sites_subregion=3",
         "thresholds.min_sites_roi=3", f"thresholds.coverage={coverage}",
     )  # fmt: skip
     return defs.resolve_job_def("prepare_job").execute_in_process(
@@ -321,9 +321,8 @@ def test_sites_asset_success_replaces_rows_table_netcdf_and_map_together(data) -
 # ------------------------------------------- 1. through the evaluation, figures and budget assets
 
 # Two soil-moisture partitions (global:CONUS, local:F), two seeds, tiny models: a few seconds.
-TINY_WORLD = ("virtual.pixels=120", "virtual.basins=20")
 EVAL_STUDY = (
-    *TINY_WORLD, "run.domains=[soil_moisture]", "thresholds.min_sites_subregion=12",
+    "run.domains=[soil_moisture]", "thresholds.min_sites_subregion=12",
     "thresholds.min_sites_roi=100000", "thresholds.coverage=0.9", "training.epochs=1", "training.hidden=4",
     "seeds=[0, 1]", "budget.mode=paper", "budget.updates=5", "run.sensitivity_modes=[paper, equal_updates]",
 )  # fmt: skip

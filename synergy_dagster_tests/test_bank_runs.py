@@ -42,7 +42,6 @@ def test_a_run_over_a_partition_range_materialises_each_partition_on_its_own(tmp
     run_config = study_run_config(
         data,
         "virtual.pixels=150",
-        "virtual.basins=20",
         "run.domains=[soil_moisture]",
         "budget.mode=equal_updates",
         "budget.updates=3",

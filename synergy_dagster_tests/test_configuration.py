@@ -205,3 +205,22 @@ def test_the_schema_is_the_only_model_of_a_study() -> None:
     assert fields["thresholds"].annotation is PlanConfig
     assert DomainSpec.model_fields["recipe"].annotation is Recipe
     assert DomainSpec.model_fields["training"].annotation is DomainWindow
+
+
+def test_every_environment_variable_the_package_reads_is_in_the_operations_table() -> None:
+    """Deployment variables only, all in one table (docs/operations.md); study settings go through
+    the one override variable."""
+    read = set()
+    for path in (ROOT / "synergy_dagster").rglob("*.py"):
+        read |= set(
+            re.findall(r"env_(?:str|int|float|bool|list)\(\s*\"(SYNERGY_[A-Z0-9_]+)\"", path.read_text())
+        )
+        read |= set(re.findall(r"os\.environ(?:\.get)?\(?\[?\s*\"(SYNERGY_[A-Z0-9_]+)\"", path.read_text()))
+    assert {"SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_STORE"} <= read  # the scan sees them
+    table = (ROOT / "docs" / "operations.md").read_text()
+    rows = set(re.findall(r"^\|\s*`(SYNERGY_[A-Z0-9_]+)`", table, flags=re.M))
+    assert "SYNERGY_OVERRIDES" in rows
+    assert read - rows == set(), f"read by the package but not in docs/operations.md: {sorted(read - rows)}"
+    # and no study setting has an environment variable of its own any more
+    retired = {"SYNERGY_PROFILE", "SYNERGY_EPOCHS", "SYNERGY_SEEDS", "SYNERGY_MIN_SITES", "SYNERGY_BUDGET"}
+    assert not read & retired

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from synergy_dagster_tests.runconfig import study_run_config
+from synergy_dagster_tests.runconfig import TINY_STUDY, study_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,8 +86,6 @@ def test_data_dir_in_run_config_moves_every_file(tmp_path: Path, monkeypatch: py
     monkeypatch.chdir(tmp_path)  # nor may anything land under a relative ./data
     overrides = [
         f"data_dir={data}",
-        "virtual.pixels=120",
-        "virtual.basins=20",
         "run.domains=[soil_moisture]",
         "budget.mode=equal_updates",
         "budget.updates=2",
@@ -114,7 +112,7 @@ def test_data_dir_in_run_config_moves_every_file(tmp_path: Path, monkeypatch: py
     assert meta["resolved_study"].value == str(recorded) and "budget.updates=2" in meta["overrides"].value
     from synergy_dagster.study_file import load_study
 
-    replay, original = load_study(recorded), load_study(ROOT / "studies" / "virtual.yaml", overrides=overrides)
+    replay, original = load_study(recorded), load_study(TINY_STUDY, overrides=overrides)
     assert replay.model_dump() == original.model_dump()
     result = defs.resolve_job_def("train_soil_moisture_job").execute_in_process(
         run_config=run_config, instance=instance, partition_key="global:CONUS"

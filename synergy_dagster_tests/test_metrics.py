@@ -60,7 +60,7 @@ def test_all_metrics_matches_single_functions() -> None:
     for name, spec in M.METRICS.items():
         np.testing.assert_array_equal(got[name], spec.func(obs, sim))
     assert set(M.all_metrics(obs, sim, names=["nse"])) == {"nse"}
-    with pytest.raises(InputError, match="unknown metric"):
+    with pytest.raises(InputError, match=r"^metrics: unknown metric\(s\) \['mae'\]"):
         M.all_metrics(obs, sim, names=["mae"])
 
 
@@ -104,10 +104,14 @@ def test_constant_sim_and_zero_mean_obs_give_nan() -> None:
 
 
 def test_shape_errors() -> None:
-    with pytest.raises(InputError, match="does not match"):
+    with pytest.raises(InputError, match=r"^sim: shape \(2, 4\) does not match obs shape \(2, 3\)$"):
         M.rmse(np.zeros((2, 3)), np.zeros((2, 4)))
-    with pytest.raises(InputError, match=r"\[site, time\]"):
+    with pytest.raises(InputError, match=r"^obs: expected an array \[site, time\] or \[time\], got shape"):
         M.rmse(np.zeros((2, 3, 1)), np.zeros((2, 3, 1)))
+    with pytest.raises(InputError, match=r"^sim: expected an array \[site, time\] or \[time\], got shape"):
+        M.rmse(np.zeros((2, 3)), np.zeros((2, 3, 1)))
+    with pytest.raises(InputError, match=r"^min_valid: must be >= 1, got 0$"):
+        M.rmse(np.zeros((2, 3)), np.zeros((2, 3)), min_valid=0)
 
 
 @pytest.fixture(scope="module")
@@ -173,5 +177,32 @@ def test_common_mask() -> None:
     r2 = M.rmse(M.apply_mask(obs, mask), M.apply_mask(s2, mask))
     assert np.isnan(r1[0]) and np.isnan(r2[0])
     assert r1[1] == 0.0 and r2[1] == 0.0
-    with pytest.raises(InputError, match=r"sims\[1\]"):
+    with pytest.raises(InputError, match=r"^sims\[1\]: shape \(2, 3\) does not match obs shape \(2, 4\)$"):
         M.common_mask(obs, [s1, s2[:, :3]])
+    with pytest.raises(InputError, match=r"^obs: expected an array"):
+        M.common_mask(obs[:, :, None], [s1])
+    with pytest.raises(InputError, match=r"^sims\[0\]: expected an array"):
+        M.common_mask(obs, [s1[:, :, None]])
+    with pytest.raises(InputError, match=r"^mask: shape \(2, 3\) does not match array shape \(2, 4\)$"):
+        M.apply_mask(obs, mask[:, :3])
+    with pytest.raises(InputError, match=r"^x: expected an array"):
+        M.apply_mask(obs[:, :, None], mask)
+    masked = M.apply_mask(obs, mask)  # a float array, NaN where masked out
+    assert masked.dtype == np.float64 and np.isnan(masked[0, 1:]).all() and masked[1, 3] == 4.0
+
+
+def test_min_valid_boundary_ranking_and_clipping() -> None:
+    """Rules mutation testing found unguarded: two valid pairs suffice by default and
+    ``min_valid`` reaches every metric; ranking takes |value| only for bias; the correlation is
+    clipped to 1 where rounding would push it above; KGE is defined for any nonzero obs mean."""
+    obs = np.array([[1.0, 3.0, np.nan]])
+    sim = np.array([[2.0, 5.0, 4.0]])
+    every = M.all_metrics(obs, sim)
+    stricter = M.all_metrics(obs, sim, min_valid=3)
+    for name, spec in M.METRICS.items():
+        assert np.isfinite(spec.func(obs, sim)[0]) and np.isfinite(every[name][0]), name
+        assert np.isnan(spec.func(obs, sim, min_valid=3)[0]) and np.isnan(stricter[name][0]), name
+    np.testing.assert_array_equal(M.METRICS["nse"].better_values(np.array([-2.0, 1.0])), [-2.0, 1.0])
+    x = np.random.default_rng(0).gamma(2.0, 1.0, (1, 7))
+    assert M.corr(x, 3.1 * x + 0.7)[0] == 1.0  # unclipped: 1.0000000000000002
+    assert M.kge(np.array([[0.5, 1.5]]), np.array([[0.6, 1.4]]))[0] == pytest.approx(0.8)

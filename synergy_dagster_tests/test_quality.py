@@ -157,7 +157,7 @@ def test_unquoted_gauge_ids_named_with_their_line(tmp_path: Path) -> None:
 def test_check_variable_masks_and_records_inside_the_scope() -> None:
     time = pd.date_range("2000-01-01", periods=4)
     arr = np.array([[1.0, 2.0, 2500.0, 3.0], [0.0, -4.0, 1.0, 1.0]], dtype=np.float32)
-    with pytest.raises(InputError, match="2500"):
+    with pytest.raises(InputError, match=r"= 2500 .*set quality.implausible: mask \(or drop_site\)"):
         check_variable(arr, "total_precipitation_sum", "mm/d", ["a", "b"], time, ["fa.csv", "fb.csv"])
     with masking_implausible() as screen:
         out = check_variable(arr, "total_precipitation_sum", "mm/d", ["a", "b"], time, ["fa.csv", "fb.csv"])
@@ -201,6 +201,26 @@ def test_isolated_impossible_values_masked_and_each_listed(real_data: Path, tmp_
     assert len(csv) == 2 and set(csv["date"]) == {"1981-04-11", "1981-07-20"}
     data, outcome = read_checked(root, real_data, {"implausible": "drop_site"})
     assert ids[1] not in data.ds["site"].values and ids[1] in set(data.dropped["site"])
+
+
+def test_soil_moisture_above_one_masked_in_a_real_pixel_cube(real_data: Path, tmp_path: Path) -> None:
+    from synergy_dagster.sources.pixels import read_pixel_cube
+
+    with xr.open_dataset(real_data / "smap" / "smap_conus_v4f1.nc") as src:
+        cube = src.load()
+    sm = cube["SMAP_AM"]
+    pixel, day = np.argwhere(np.isfinite(sm.transpose("pixel", "time").values))[100]
+    sm[{"pixel": int(pixel), "time": int(day)}] = 1.7
+    path = tmp_path / "cube.nc"
+    cube.to_netcdf(path)
+    with pytest.raises(InputError, match=r"SMAP_AM = 1.7 .* outside \[0, 1\]"):
+        read_pixel_cube(path, target="SMAP_AM")
+    with masking_implausible() as screen:
+        ds = read_pixel_cube(path, target="SMAP_AM")
+    rows = screen.frame()
+    assert rows[["variable", "value"]].values.tolist() == [["SMAP_AM", pytest.approx(1.7)]]
+    assert np.isnan(ds["SMAP_AM"].values[int(pixel), int(day)])
+    assert int(np.isfinite(ds["SMAP_AM"].values).sum()) == int(np.isfinite(sm.values).sum()) - 1
 
 
 # ----------------------------------------------------------------------------- clean real data
@@ -520,3 +540,24 @@ def test_raw_basins_reports_masked_values_in_checks_store_and_file(real_data: Pa
     )
     assert all(e.passed for e in res.get_asset_check_evaluations())
     assert MetadataStore(db).count("quality_events", {"domain": "streamflow"}) == 0
+
+
+def test_check_severity_follows_the_policy_of_its_class() -> None:
+    """ERROR (blocking downstream) where the class is refused, WARN where it is masked or warned."""
+    import dagster as dg
+
+    from synergy_dagster.defs.assets.sources import _check_names, _quality_check_results
+    from synergy_dagster.sources.quality import QualityOutcome
+
+    events = apply_policy(
+        _tiny(), {"range": _finding("range", "a", "p")}, QualitySpec(implausible="mask")
+    ).events
+    outcome = QualityOutcome(_tiny(), events, pd.DataFrame(columns=["site", "reason"]))
+    for quality, severity in (
+        (QualitySpec(), dg.AssetCheckSeverity.ERROR),
+        (QualitySpec(implausible="mask"), dg.AssetCheckSeverity.WARN),
+    ):
+        results = {r.check_name: r for r in _quality_check_results("streamflow", outcome, quality)}
+        assert not results["values_in_range"].passed and results["values_in_range"].severity == severity
+        assert all(r.passed for name, r in results.items() if name != "values_in_range")
+    assert "water_balance" not in _check_names("soil_moisture") and len(_check_names("streamflow")) == 8

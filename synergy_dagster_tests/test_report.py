@@ -12,7 +12,12 @@ import pandas as pd
 import pytest
 
 from synergy_dagster.evaluation import report as R
-from synergy_dagster.evaluation.statistics import SEED_MEAN, paired_wilcoxon, significance_table
+from synergy_dagster.evaluation.statistics import (
+    SEED_MEAN,
+    paired_wilcoxon,
+    per_site_seed_means,
+    significance_table,
+)
 from synergy_dagster.evaluation.study import COMPARISONS
 from synergy_dagster.study_file import load_study
 
@@ -162,6 +167,21 @@ def test_several_seeds_use_the_per_site_seed_means() -> None:
     sm = _site_metrics({("soil_moisture", "global_vs_local"): 0.05}, seeds=("0", "1", "mean", SEED_MEAN))
     v = _verdicts(sm)
     assert v.loc["sm_gvl_rmse", "seed"] == SEED_MEAN and v.loc["sm_gvl_rmse", "verdict"] == R.HOLDS
+
+
+def test_seed_mean_verdicts_pair_the_sites_of_a_stored_site_metrics_table() -> None:
+    # as stored by the evaluation asset: per-seed and ensemble rows, no seed_mean rows; the
+    # significance asset adds the seed_mean tests, the report must pair the same per-site means
+    sm = _site_metrics({("soil_moisture", "global_vs_local"): 0.05}, seeds=("0", "1", "mean"))
+    means = per_site_seed_means(sm, ["rmse", "corr", "nse"])
+    sig = _significance(pd.concat([sm, means], ignore_index=True))
+    table, _ = R.verdicts(sig, sm)
+    row = table.set_index("claim_id").loc["sm_gvl_rmse"]
+    assert row["seed"] == SEED_MEAN and row["run"].startswith("mean ")  # the paper's statistic
+    glob = sm[(sm["scenario"] == "global") & sm["seed"].isin(["0", "1"])].groupby("site_id")["rmse"].mean()
+    assert row["run_a"] == pytest.approx(glob.mean())
+    assert row["n"] == 120 and row["verdict"] == R.HOLDS
+    assert row["seed_verdicts"] == f"0: {R.HOLDS}; 1: {R.HOLDS}" and not row["seeds_differ"]
 
 
 def _setup() -> R.RunSetup:

@@ -207,8 +207,7 @@ def test_kmeans_features_log_skewed_drop_class_codes_and_leaky_attributes() -> N
     assert "z-scored ['area']" in detail and "log of ['area']" in detail
     assert "class codes left out ['landcover']" in detail
     assert "left out as leaky ['q_mean', 'frac_snow']" in detail
-    # on the log scale the three groups are the three clusters (on the raw scale the largest
-    # group's spread splits it and the two small groups merge)
+    # on the log scale the three groups are the three clusters (on the raw scale one group is split)
     assert (pd.crosstab(long["region"], group).to_numpy() > 0).sum() == 3
     # named by the study, a leaky attribute is used
     _, st = assign_schemes([KmeansScheme(k=3, attributes={"streamflow": ["area", "q_mean"]})], inputs)
@@ -652,3 +651,5 @@ def test_compare_schemes_uses_the_size_matched_nulls() -> None:
     row = table.iloc[0]
     assert row["null_scheme"] == "size-matched (20 draws)" and row["n_vs_null"] == labels.size
     assert row["p_vs_null"] == pytest.approx(1 / 21) and row["median_local_minus_null"] > 0.05
+    # the figure's pairs leave the draws out
+    assert set(scheme_pairs(_metrics(errors), ["rmse"])["scheme"]) == {"kmeans"}

@@ -357,3 +357,21 @@ def test_an_unknown_seed_aggregation_is_refused() -> None:
         S.judged_rows(_three_seed_rows(), "median", ["nse"])
     with pytest.raises(InputError, match="got 'best'"):
         S.judged_seed_label(_three_seed_rows()["seed"], "best")
+
+
+def test_statistics_settings_have_one_default_and_refuse_bad_values() -> None:
+    from synergy_dagster.errors import ConfigError
+    from synergy_dagster.study_file import StatisticsSpec
+
+    spec = StatisticsSpec()
+    assert (spec.seed_aggregation, spec.equivalence_margin, spec.null_draws, spec.curve_min_draws) == (
+        "seed_mean",
+        0.02,
+        20,
+        3,
+    )
+    for bad in ({"seed_aggregation": "median"}, {"equivalence_margin": 0.0}, {"null_draws": 100}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            StatisticsSpec(**bad)
+    with pytest.raises(ConfigError, match="curve_min_draws"):
+        StatisticsSpec(curve_min_draws=1)

@@ -327,7 +327,7 @@ def test_raw_basins_refuses_a_gauge_outside_the_ecoregions_before_writing(world)
     with pytest.raises(
         InputError, match=r"site '02046000' at lat -77, lon 37 lies outside.*lat and lon swapped"
     ):
-        raw_basins(study=sources, store=store)
+        raw_basins(dg.build_asset_context(), study=sources, store=store)
     assert not (world["tmp"] / "data" / "sources").exists()
 
 
@@ -385,7 +385,7 @@ def test_sources_asset_with_a_failing_database_write_keeps_old_files_and_row(
     monkeypatch.delenv("SYNERGY_STORE_DATA_PATH", raising=False)
     sources, store = _sources(_study(world))
     raw_ecoregions(study=sources, store=store)
-    raw_basins(study=sources, store=store)
+    raw_basins(dg.build_asset_context(), study=sources, store=store)
     data = world["tmp"] / "data"
     db = store.store()
     assert db.kind == ("ducklake" if lake else "duckdb")
@@ -399,9 +399,10 @@ def test_sources_asset_with_a_failing_database_write_keeps_old_files_and_row(
 
     sources, store = _sources(_study(world, gauges=list(GAUGES[:2])))  # a rerun with new content
     monkeypatch.setattr(MetadataStore, "_apply", staticmethod(_fail))
-    for asset in (raw_basins, raw_ecoregions):
-        with pytest.raises(Boom):
-            asset(study=sources, store=store)
+    with pytest.raises(Boom):
+        raw_basins(dg.build_asset_context(), study=sources, store=store)
+    with pytest.raises(Boom):
+        raw_ecoregions(study=sources, store=store)
     if lake:  # the lake's Parquet files are not the asset's outputs: compare those apart
         before = {k: v for k, v in before.items() if not k.startswith("ducklake/")}
     assert {k: v for k, v in _snapshot(data).items() if not k.startswith("ducklake/")} == before
@@ -409,7 +410,7 @@ def test_sources_asset_with_a_failing_database_write_keeps_old_files_and_row(
     monkeypatch.undo()  # (the store resource above keeps the SYNERGY_STORE it was built with)
     pd.testing.assert_frame_equal(db.query("SELECT * FROM sources ORDER BY ALL"), rows)
 
-    raw_basins(study=sources, store=store)  # a clean rerun replaces file and row together
+    raw_basins(dg.build_asset_context(), study=sources, store=store)  # a clean rerun replaces file and row together
     assert db.query("SELECT n_sites FROM sources WHERE source_name = 'streamflow'")["n_sites"].tolist() == [2]
     with xr.open_dataset(Layout(data).source_nc("streamflow")) as ds:
         assert ds.sizes["site"] == 2

@@ -36,7 +36,12 @@ from synergy_dagster.sources.landing import check_landed, ingest_landed, revisio
 from synergy_dagster.sources.nwis import merge_streamflow
 from synergy_dagster.sources.sitedata import make_site_dataset
 from synergy_dagster.sources.usgs_feed import fetch_windows, newest_day_per_gauge, run_feed, stale_gauges
-from synergy_dagster.sources.waterdata import ClientSettings, FetchBudgetExceeded, fetch_daily
+from synergy_dagster.sources.waterdata import (
+    ClientSettings,
+    FetchBudgetExceeded,
+    fetch_daily,
+    fetch_monitoring_locations,
+)
 from synergy_dagster.sources.waterdata_file import read_daily_file, write_daily_file
 
 SECRET = "test-key-5f1c9a0d"  # must never show up in a URL, a message or a landed file
@@ -60,6 +65,7 @@ class Api:
                 "last_modified",
             ]
         )
+        self.locations: dict[str, tuple[str, float, float, float]] = {}  # gauge: name, lon, lat, area mi2
         self.script: list[str] = []  # one fault per request, in order: "429:<s>", "500", "html", ...
         self.seen: list[dict[str, object]] = []
 
@@ -177,6 +183,25 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if fault.startswith("slow"):
             time.sleep(float(fault[5:]))
+        if url.path.endswith("/collections/monitoring-locations/items"):
+            ids = json.loads(body or b"{}")["args"][1]
+            feats = [
+                {
+                    "type": "Feature",
+                    "id": i,
+                    "geometry": {"type": "Point", "coordinates": list(self.api.locations[g][1:3])},
+                    "properties": {
+                        "monitoring_location_name": self.api.locations[g][0],
+                        "drainage_area": self.api.locations[g][3],
+                        "contributing_drainage_area": None,
+                        "site_type": "Stream",
+                    },
+                }
+                for i in ids
+                if (g := i.removeprefix("USGS-")) in self.api.locations
+            ]
+            doc = {"type": "FeatureCollection", "features": feats, "numberReturned": len(feats), "links": []}
+            return self._send(200, json.dumps(doc).encode())
         if not url.path.endswith("/collections/daily/items"):
             return self._send(404, b'{"code":"NotFound"}', "application/json")
         if body:
@@ -187,6 +212,10 @@ class _Handler(BaseHTTPRequestHandler):
         doc = json.dumps(self.api.page(query, gauges, f"http://{self.headers['Host']}{self.path}")).encode()
         if fault == "truncated":
             doc = doc[: len(doc) // 2]
+        if fault == "foreign_next":
+            d = json.loads(doc)
+            d["links"].append({"rel": "next", "href": "https://elsewhere.example/items?offset=7"})
+            doc = json.dumps(d).encode()
         if fault == "short_count":
             d = json.loads(doc)
             d["numberMatched"] += 5
@@ -284,6 +313,7 @@ def test_429_waits_for_retry_after_then_succeeds(api: tuple[Api, str]) -> None:
         ("400", "HTTP 400.*InvalidParameterValue"),
         ("truncated", "not complete JSON"),
         ("short_count", "numberMatched was 7, the pages held 2"),
+        ("foreign_next", "leaves the service http://127.0.0.1"),
     ],
 )
 def test_anything_but_the_api_format_fails_with_url_and_answer(
@@ -297,7 +327,7 @@ def test_anything_but_the_api_format_fails_with_url_and_answer(
     assert "/collections/daily/items" in str(err.value) and SECRET not in str(err.value)
 
 
-def test_a_slow_answer_times_out_and_the_budget_stops_the_fetch(api: tuple[Api, str]) -> None:
+def test_a_slow_answer_times_out_and_the_budget_stops_the_fetch(api: tuple[Api, str], tmp_path: Path) -> None:
     srv, url = api
     srv.put("01022500", "2024-01-01", [1.0])
     srv.put("01031500", "2024-01-01", [2.0])
@@ -315,6 +345,12 @@ def test_a_slow_answer_times_out_and_the_budget_stops_the_fetch(api: tuple[Api, 
     assert (
         partial is not None and partial.windows["gauge"].tolist() == ["01022500"] and len(partial.rows) == 1
     )
+    # The feed lands what arrived and says what did not (the op then fails the run).
+    srv.script = ["", "slow:1.5"]
+    run = run_feed(Layout(tmp_path), ["01022500", "01031500"], date(2024, 1, 1), settings, tmp_path,
+                   revision_days=0, history_start=date(2024, 1, 1))  # fmt: skip
+    assert run.path is not None and "not fetched: ['01031500']" in run.stopped
+    assert read_daily_file(run.path)[1]["gauge"].tolist() == ["01022500"]
 
 
 def test_several_series_per_gauge_are_chosen_by_rule_and_recorded(
@@ -331,6 +367,19 @@ def test_several_series_per_gauge_are_chosen_by_rule_and_recorded(
     assert SECRET not in path.read_text()
     rows, windows = read_daily_file(path)
     assert rows["units"].unique().tolist() == ["cfs"] and windows["end"].iloc[0] == pd.Timestamp("2024-01-09")
+
+
+def test_new_gauges_get_their_monitoring_location_record(api: tuple[Api, str]) -> None:
+    srv, url = api
+    srv.locations["01022500"] = ("NARRAGUAGUS RIVER AT CHERRYFIELD, MAINE", -67.935, 44.608, 227.0)
+    srv.locations["01031500"] = ("PISCATAQUIS RIVER NEAR DOVER-FOXCROFT, MAINE", -69.315, 45.175, 298.0)
+    loc = fetch_monitoring_locations(["01031500", "01022500"], _settings(url))
+    assert loc["gauge"].tolist() == ["01022500", "01031500"] and loc["name"].iloc[0].startswith("NARRAGUAGUS")
+    assert loc["lat"].iloc[0] == 44.608 and loc["lon"].iloc[0] == -67.935
+    assert loc["drainage_area_km2"].iloc[0] == pytest.approx(587.9, abs=0.1)  # 227 mi2
+    assert np.isnan(loc["contributing_area_km2"]).all()
+    with pytest.raises(InputError, match=r"no monitoring location for USGS gauges \['09999999'\]"):
+        fetch_monitoring_locations(["01022500", "09999999"], _settings(url))
 
 
 def test_bad_settings_and_plans_are_refused_before_any_http() -> None:
@@ -468,6 +517,29 @@ def test_the_whole_refresh_takes_revisions_withdrawals_approvals_and_new_days(
     assert np.isnan(_held(layout, SITES[0], "2009-10-03")) and _held(
         layout, SITES[0], "2009-10-02"
     ) == pytest.approx(3.0, rel=1e-5)
+
+
+def test_fetch_files_of_one_batch_are_compared_in_fetch_order(api: tuple[Api, str], tmp_path: Path) -> None:
+    srv, url = api
+    layout = _world(tmp_path)
+    g, f = "01022500", FACTOR[0]
+    srv.put(g, "2009-09-15", [1.0 / f] * 16, status="Approved")
+    srv.put(g, "2009-10-01", [2.0 / f] * 3)
+    kw = {"revision_days": 10, "history_start": date(2008, 10, 1)}
+    first = run_feed(layout, [g], date(2009, 10, 3), _settings(url), tmp_path, **kw).path  # type: ignore[arg-type]
+    srv.put(g, "2009-10-02", [3.0 / f])  # revised before the first file was ingested
+    second = run_feed(layout, [g], date(2009, 10, 3), _settings(url), tmp_path, **kw).path  # type: ignore[arg-type]
+    assert first is not None and second is not None and sorted([second.name, first.name])[0] == first.name
+    result = ingest_landed(layout, tmp_path, [(first.name, ""), (second.name, "")])
+    log = pd.read_parquet(revisions_path(layout))
+    assert log.groupby("file")["change"].agg(list).to_dict() == {
+        first.name: ["new"] * 3,
+        second.name: ["revised"],
+    }
+    assert log.loc[log["change"] == "revised", "old"].iloc[0] == pytest.approx(2.0, rel=1e-5)
+    assert (
+        _held(layout, SITES[0], "2009-10-02") == pytest.approx(3.0, rel=1e-5) and result.changes is not None
+    )
 
 
 def test_windows_follow_each_gauges_state_and_stale_gauges_are_named() -> None:

@@ -73,8 +73,11 @@ def test_scheduled_refresh_fetch_sensor_ingest_and_check(api: tuple[Api, str], t
     )
     assert done.success
     shown = done.asset_materializations_for_node("landed_streamflow")[0].metadata
-    assert shown["revisions"].value == {"revised": 4 * 6, "new": 4 * 5}  # type: ignore[union-attr]
-    assert shown["revised_days"].value[0]["new_status"] == "Provisional"  # type: ignore[index,union-attr]
+    # Window from 09-20 (newest held 09-30 minus 10 days); the service starts on 09-25: 09-20..24 withdrawn.
+    assert shown["revisions"].value == {"revised": 4 * 6, "new": 4 * 5, "withdrawn": 4 * 5}  # type: ignore[union-attr]
+    rows = shown["revised_days"].value  # type: ignore[union-attr]
+    assert {r["new_status"] for r in rows if r["change"] == "new"} == {"Provisional"}  # type: ignore[index]
+    assert {r["reason"] for r in rows if r["change"] == "withdrawn"} == {"not in the answer any more"}  # type: ignore[index]
     (check,) = done.get_asset_check_evaluations()
     assert not check.passed and "4 of 4 tracked gauges" in str(check.description)  # 2009 is long ago
 

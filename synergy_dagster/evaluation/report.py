@@ -34,7 +34,12 @@ import pandas as pd
 
 from synergy_dagster.config import Profile
 from synergy_dagster.evaluation.metrics import METRICS
-from synergy_dagster.evaluation.statistics import judged_seed_label, paired_valid
+from synergy_dagster.evaluation.statistics import (
+    SEED_MEAN,
+    judged_seed_label,
+    paired_valid,
+    per_site_seed_means,
+)
 from synergy_dagster.evaluation.study import COMPARISONS
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.study_file import StudyFile
@@ -534,7 +539,7 @@ def _region_status(agree: bool, need_sig: bool, p: float, alpha: float) -> str:
     significance), ``fails`` (reversed: significantly, or at all where the paper gave only the
     direction) or ``inconclusive`` (the direction without the significance the paper had, or a
     reversal that is not significant)."""
-    significant = not np.isnan(p) and p < alpha
+    significant = not np.isnan(p) and p < 0.05
     if agree and (significant or not need_sig):
         return "holds"
     if not agree and (significant or not need_sig):
@@ -640,6 +645,13 @@ def verdicts(
     """
     rows: list[dict[str, object]] = []
     regions: dict[str, pd.DataFrame] = {}
+    if site_metrics is not None and "seed" in site_metrics.columns:
+        # the stored site_metrics hold no seed_mean rows: add them, so seed-mean claims pair sites
+        has = (site_metrics["seed"].astype(str) == SEED_MEAN).any()
+        metrics = [m for m in METRICS if m in site_metrics.columns]
+        if not has and metrics:
+            means = per_site_seed_means(site_metrics, metrics)
+            site_metrics = pd.concat([site_metrics, means], ignore_index=True) if len(means) else site_metrics
     for c in claims:
         base: dict[str, object] = {
             "claim_id": c.claim_id,

@@ -51,18 +51,25 @@ COMPARISON_COLUMNS = (
 
 
 def scheme_pairs(
-    site_metrics: pd.DataFrame, metrics: Sequence[str], aggregation: str = "seed_mean"
+    site_metrics: pd.DataFrame,
+    metrics: Sequence[str],
+    aggregation: str = "seed_mean",
+    include_nulls: bool = False,
 ) -> pd.DataFrame:
     """Global and local skill side by side per (domain, scheme, region, site): columns domain,
     scheme, region, site_id and ``<metric>_global`` / ``<metric>_local``; the seed rows of
-    ``aggregation`` when a ``seed`` column is present."""
+    ``aggregation`` when a ``seed`` column is present. The size-matched null draws
+    (``<scheme>_nullDD``) only with ``include_nulls``."""
     need = ["domain", "experiment", "scenario", "region", "site_id", *metrics]
     missing = [c for c in need if c not in site_metrics.columns]
     if missing:
         raise InputError("site_metrics", f"missing column(s) {missing}")
     df = judged_rows(site_metrics, aggregation, metrics)
     scheme = df["experiment"].map(scheme_of_experiment)
-    df = df.assign(scheme=scheme)[scheme.notna()]
+    keep = scheme.notna()
+    if not include_nulls:
+        keep &= scheme.map(lambda x: x is None or null_of(x) is None)
+    df = df.assign(scheme=scheme)[keep]
     keys = ["domain", "scheme", "region", "site_id"]
     g = df[df["scenario"] == "global"][keys + list(metrics)]
     loc = df[df["scenario"] == "local"][keys + list(metrics)]
@@ -135,7 +142,7 @@ def compare_schemes(
     module's); ``aggregation``: the seed rows compared (:func:`scheme_pairs`)."""
     if not 0.0 < alpha < 1.0:
         raise InputError("alpha", f"must be in (0, 1), got {alpha}")
-    pairs = scheme_pairs(site_metrics, metrics, aggregation)
+    pairs = scheme_pairs(site_metrics, metrics, aggregation, include_nulls=True)
     base_of = pairs["scheme"].map(lambda s: (null_of(s) or (None, 0))[0])
     draws, pairs = pairs[base_of.notna()].assign(base=base_of[base_of.notna()]), pairs[base_of.isna()]
     rows = []

@@ -295,7 +295,8 @@ WHOLE_RECORD = frozenset(
     }
 )
 LEAKY = TARGET_DERIVED | WHOLE_RECORD
-# An attribute with only integer values and at most this many distinct ones is a class code.
+# An attribute with only integer values and 3 to this many distinct ones is a class code (two
+# values are an indicator, as a one-hot column, and stay).
 CLASS_CODE_MAX_LEVELS = 12
 # Positive attributes more skewed than this are clustered on their logarithm.
 SKEW_LOG = 1.0
@@ -305,8 +306,8 @@ def cluster_features(x: pd.DataFrame) -> tuple[np.ndarray, list[str], str]:
     """The k-means feature matrix of the attributes ``x`` [site, attribute], the attributes used and
     a description of what was done to them.
 
-    Class codes (integer values, at most :data:`CLASS_CODE_MAX_LEVELS` levels) are left out: their
-    numeric distance means nothing. Non-negative attributes with a sample skewness above
+    Class codes (integer values, 3 to :data:`CLASS_CODE_MAX_LEVELS` levels) are left out: their
+    numeric distance means nothing; two-valued indicators stay, as one-hot columns would. Non-negative attributes with a sample skewness above
     :data:`SKEW_LOG` (area, storage) are log-transformed (``log1p`` where zeros occur), as the
     models' inputs are, so a few huge basins do not set the clusters. Then z-scores; constant
     attributes are dropped and a missing value sits at the mean."""
@@ -316,7 +317,7 @@ def cluster_features(x: pd.DataFrame) -> tuple[np.ndarray, list[str], str]:
         fin = v[np.isfinite(v)]
         if fin.size == 0 or np.nanstd(fin) == 0:
             continue
-        if np.all(fin == np.round(fin)) and np.unique(fin).size <= CLASS_CODE_MAX_LEVELS:
+        if np.all(fin == np.round(fin)) and 2 < np.unique(fin).size <= CLASS_CODE_MAX_LEVELS:
             codes.append(str(name))
             continue
         if fin.min() >= 0 and float(pd.Series(fin).skew()) > SKEW_LOG:

@@ -430,6 +430,9 @@ def ingest_landed(
         new_frames.append(checked.tidy.assign(file=name, sha256=sha))
         if checked.changes is not None:
             change_frames.append(checked.changes.assign(file=name, sha256=sha, recorded_at=datetime.now()))
+            if len(checked.tidy):  # the next fetch file of this batch is compared with this one's result
+                ds = merge_streamflow(ds, checked.tidy)
+                held = merge_updates(held, [checked.tidy])
         result.ingested.append({"name": name, "sha256": sha, "rows": len(checked.tidy)})
     if result.unknown:
         log.warning(f"gauges not in the streamflow source, ignored: {sorted(result.unknown)[:20]}")

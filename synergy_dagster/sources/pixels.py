@@ -17,6 +17,7 @@ from synergy_dagster.sources.plausibility import (
     check_time_units,
     check_variable,
     check_within_extent,
+    mask_if_screening,
 )
 from synergy_dagster.sources.sitedata import encode_classes, make_site_dataset
 
@@ -226,7 +227,8 @@ def read_pixel_cube(
         y = screen(target)
         finite = np.isfinite(y)
         outside = finite & ((y < 0) | (y > 1))
-        if outside.any():
+        what = "outside [0, 1] m3/m3 for volumetric soil moisture"
+        if outside.any() and not mask_if_screening(y, outside, target, ids, time, path, what):
             i, t = np.argwhere(outside)[0]
             raise InputError(
                 path,

@@ -187,6 +187,7 @@ def _fail(
     time: pd.DatetimeIndex | None,
     sources: Sequence[str | Path] | str | Path,
     what: str,
+    hint: str = "",
 ) -> None:
     idx = tuple(int(v) for v in np.argwhere(bad)[0])
     site, day = _site_day(idx, site_ids, time)
@@ -195,7 +196,7 @@ def _fail(
     n = int(bad.sum())
     raise InputError(
         src,
-        f"{name} = {float(arr[idx]):g} for site {site!r}{on}: {what} ({n} such value{'s' * (n != 1)})",
+        f"{name} = {float(arr[idx]):g} for site {site!r}{on}: {what} ({n} such value{'s' * (n != 1)}){hint}",
         f"variable {name}, site {site}" + (f", date {day}" if day else ""),
     )
 
@@ -247,6 +248,10 @@ class ValueScreen:
 
 
 _SCREEN: ContextVar[ValueScreen | None] = ContextVar("value_screen", default=None)
+# What a study can do about isolated implausible values, said where they are refused.
+_POLICY_HINT = (
+    "; to go on without such values, set quality.implausible: mask (or drop_site) in the study file"
+)
 
 
 @contextlib.contextmanager
@@ -259,6 +264,26 @@ def masking_implausible() -> Iterator[ValueScreen]:
         yield screen
     finally:
         _SCREEN.reset(token)
+
+
+def mask_if_screening(
+    values: np.ndarray,
+    bad: np.ndarray,
+    name: str,
+    site_ids: Sequence[str],
+    time: pd.DatetimeIndex | None,
+    sources: Sequence[str | Path] | str | Path,
+    detail: str,
+) -> bool:
+    """Inside :func:`masking_implausible`: record the ``bad`` values of ``values`` and set them
+    missing in place, and return True; outside it return False (the caller refuses them). For a
+    reader's own range rule (e.g. volumetric soil moisture in [0, 1])."""
+    screen = _SCREEN.get()
+    if screen is None:
+        return False
+    screen.record(values, bad, name, site_ids, time, sources, detail)
+    values[bad] = np.nan
+    return True
 
 
 def masking_active() -> bool:
@@ -310,16 +335,13 @@ def check_variable(
             bad = (out < rng.lo) | (out > rng.hi)
         if bad.any():
             what = f"outside the plausible range [{rng.lo:g}, {rng.hi:g}] {rng.units} for {rng.kind}"
-            screen = _SCREEN.get()
-            if screen is not None:
-                screen.record(out, bad, name, site_ids, time, sources, what)
-                out[bad] = np.nan
+            if mask_if_screening(out, bad, name, site_ids, time, sources, what):
                 return out
             if rng.kind == "air_temperature" and rng.units == "degC":
                 v = out[np.isfinite(out)]
                 if v.size and 183.0 <= float(np.median(v)) <= 333.0:
                     what += "; looks like Kelvin where degC is expected"
-            _fail(out, bad, name, site_ids, time, sources, what)
+            _fail(out, bad, name, site_ids, time, sources, what, _POLICY_HINT)
     return out
 
 

@@ -4,7 +4,7 @@ Each check takes the selected data (the :mod:`~synergy_dagster.sources.sitedata`
 dynamic inputs and statics over site x time) and its thresholds, and returns its findings, one row
 per value or site (:data:`~synergy_dagster.sources.plausibility.FINDING_COLUMNS`); what happens to
 them is the study's policy (:mod:`synergy_dagster.sources.quality`). Every check is vectorised over
-sites and days (numpy/pandas), so the 482 Caravan basins x 34 years take seconds.
+sites and days (numpy/pandas); docs/quality.md has the timings.
 
 - :func:`temperature_order`: a day's minimum temperature above its maximum (implausible);
 - :func:`impossible_attributes`: areas, elevations, fractions no basin can have (implausible);
@@ -333,7 +333,7 @@ def longest_flat_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def flatlines(ds: xr.Dataset, th: QualityThresholds, source: str) -> pd.DataFrame:
     """Sites whose input repeats one non-zero value on at least ``flatline_days`` consecutive days
     (``flatline_days_target`` for the target); runs of zero (dry spells, zero flow) never count,
-    nor does day length (it stands still around the solstices: 31 days in CAMELS-US Daymet files)."""
+    nor does day length (it stands still around the solstices: 31 days in the CAMELS-US forcing files)."""
     sites, time = _sites(ds), _time(ds)
     target = target_name(ds)
     parts = []

@@ -50,24 +50,27 @@ class QualityThresholds(Settings):
         gt=0.0,
         description="water balance: mean runoff over mean precipitation (both mm/d, days where both are "
         "given) above this is suspicious. Default 2.0: runoff cannot exceed precipitation over decades "
-        "except by undercaught snow or inter-basin transfer; clean CAMELS basins under ERA5-Land reach "
-        "1.53 (Pacific North-West), a flow in cfs read as mm/d gives ratios of hundreds",
+        "except by undercaught snow or inter-basin transfer, which lift clean snowy basins above 1 "
+        "(measured in docs/quality.md); a flow in cfs read as mm/d gives ratios of hundreds",
     )
     max_evaporation_excess: float = Field(
         0.25,
         ge=0.0,
         description="water balance: actual evaporation over the record (precipitation minus runoff, mm/d) "
         "above (1 + this) x mean potential evaporation is suspicious (the energy limit of Budyko). "
-        "Default 0.25: potential-evaporation products differ by about that much; checked only where "
-        "the domain has a potential-evaporation input",
+        "Default 0.25: a margin for the method an archive's potential evaporation was computed with; the "
+        "clean real data stay far below the limit (docs/quality.md). Checked only where the domain has a "
+        "potential-evaporation input in mm/d",
     )
     unit_slip_decades: float = Field(
         1.3,
         gt=0.0,
-        description="a site's long-term mean of a positive dynamic input more than this many orders of "
-        "magnitude (log10) from the median of the study's sites is suspicious (a unit slip: mm vs m, "
-        "kg m-2 s-1 vs mm/d). Default 1.3 (a factor 20): the clean archives spread at most 0.70 "
-        "decade (Caravan precipitation of the driest basin) and 1.02 (SMAP-cube precipitation); the "
+        description="a site's long-term mean of a dynamic input on a ratio scale (precipitation, "
+        "evaporation, radiation, humidity, pressure, day length, wind speed, temperature in K) more than "
+        "this many orders of magnitude (log10) from the median of the study's sites is suspicious (a "
+        "unit slip: mm vs m, "
+        "kg m-2 s-1 vs mm/d). Default 1.3 (a factor 20): above the spread of the clean real archives "
+        "across CONUS climates (docs/quality.md) and below the factors of 24 to 1000 of common slips; the "
         "target is left to the water balance, since runoff spans three decades across CONUS",
     )
     min_sites_unit_slip: int = Field(
@@ -80,14 +83,14 @@ class QualityThresholds(Settings):
         15,
         ge=2,
         description="suspicious: a dynamic input holding the same non-zero value on at least this many "
-        "consecutive days (a stuck sensor, a gap filled by repetition). Default 15: the clean archives "
-        "repeat a non-zero input on at most 7 days (Caravan precipitation); zeros (dry spells) never count",
+        "consecutive days (a stuck sensor, a gap filled by repetition). Default 15: twice the longest "
+        "repetition in the clean real archives (docs/quality.md); zeros (dry spells) never count",
     )
     flatline_days_target: int = Field(
         730,
         ge=2,
         description="the same for the target. Default 730 (two years): rounded low flows repeat for "
-        "months in clean gauges (425 days at camels_09447800), and zero flow of ephemeral streams never "
+        "more than a year in clean gauges (docs/quality.md), and zero flow of ephemeral streams never "
         "counts",
     )
     min_days_duplicate: int = Field(
@@ -120,7 +123,8 @@ class QualityThresholds(Settings):
         description="implausible attribute: a fraction or percentage (names with frac / _pc_, except "
         "HydroATLAS degree of regulation dor_pc) below 0 or above 100 x (1 + this). A name does not tell a "
         "fraction from a percentage (CAMELS gives sand_frac in %), so only what neither scale allows is "
-        "refused. Default 0.1: HydroATLAS lake area reaches 108.8 % of a basin (its polygons differ)",
+        "refused. Default 0.1: HydroATLAS lake area exceeds 100 % of some clean basins (its polygons differ "
+        "from the basin's; docs/quality.md)",
     )
     attribute_bounds: dict[str, Bounds] = Field(
         default_factory=dict,

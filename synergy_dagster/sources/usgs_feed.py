@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import requests
 import xarray as xr
 
 from synergy_dagster.errors import InputError
@@ -93,7 +94,7 @@ def run_feed(
     revision_days: int,
     history_start: date,
     start: date | None = None,
-    session: object | None = None,
+    session: requests.Session | None = None,
 ) -> FeedRun:
     """Plan the windows from the per-gauge state, fetch them and land one fetch file.
 
@@ -107,7 +108,7 @@ def run_feed(
         windows = fetch_windows(gauges, newest_day_per_gauge(layout), end, revision_days, history_start)
     stopped = ""
     try:
-        fetch = fetch_daily(windows, end, settings, session=session)  # type: ignore[arg-type]
+        fetch = fetch_daily(windows, end, settings, session=session)
     except FetchBudgetExceeded as exc:
         if exc.partial is None:
             raise

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,6 @@ COLUMNS = ["gauge", "date", "value", "approval_status", "qualifier", "time_serie
 _USGS_SITE = re.compile(r"^\d{8,15}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _REQUIRED = ("monitoring_location_id", "parameter_code", "statistic_id", "time", "value", "time_series_id")
-# Qualifiers that explain a missing daily mean (kept as the day's reason).
-NO_VALUE_CODES = ("ICE", "EQUIP", "EQP", "BKW", "SSN", "DIS", "RAT", "FLD", "MNT", "PR", "ZFL")
 
 
 class FetchBudgetExceeded(SynergyError):
@@ -458,6 +457,11 @@ def fetch_daily(
     return fetch
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 def _fetch_chunk(
     http: requests.Session,
     settings: ClientSettings,
@@ -489,6 +493,8 @@ def _fetch_chunk(
             raise InputError(shown, f"the next link {nxt!r} repeats: paging does not end")
         if nxt and rows.empty:
             raise InputError(shown, "an empty page with a next link")
+        if nxt and _origin(nxt) != _origin(settings.base_url):  # the key must not leave the service
+            raise InputError(shown, f"the next link {nxt!r} leaves the service {_origin(settings.base_url)}")
         seen.add(shown)
         next_url, query = nxt, None  # the next link carries the whole query
     total = sum(len(p) for p in pages)
@@ -497,3 +503,87 @@ def _fetch_chunk(
             url, f"numberMatched was {matched}, the pages held {total} features (paging truncated)"
         )
     return pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=COLUMNS)
+
+
+# ---------------------------------------------------------------- monitoring locations (new gauges)
+
+SQ_MI_TO_KM2 = 2.589988110336  # one international square mile in km2
+LOCATION_COLUMNS = ["gauge", "name", "lat", "lon", "drainage_area_km2", "contributing_area_km2"]
+
+
+def fetch_monitoring_locations(
+    gauges: Sequence[str],
+    settings: ClientSettings,
+    *,
+    session: requests.Session | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> pd.DataFrame:
+    """The ``monitoring-locations`` record of each gauge: name, point (WGS84 lon/lat) and drainage
+    areas (square miles in the API, km2 here), LOCATION_COLUMNS; a gauge the API does not know is an
+    InputError naming it (a typo in a new gauge number must not pass as a gauge without data)."""
+    bad = [g for g in gauges if not _USGS_SITE.match(str(g))]
+    if bad:
+        raise InputError("waterdata gauges", f"not USGS site numbers (8-15 digits): {bad[:5]}")
+    clock = _Clock(settings.budget_s, sleep)
+    http = session or requests.Session()
+    fetch = DailyFetch(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())  # request counters only
+    url = settings.base_url.rstrip("/") + "/collections/monitoring-locations/items"
+    parts = []
+    for k in range(0, len(gauges), settings.gauges_per_request):
+        ids = [usgs_location_id(g) for g in gauges[k : k + settings.gauges_per_request]]
+        body = json.dumps({"op": "in", "args": [{"property": "id"}, ids]})
+        query: dict[str, str] | None = {"limit": str(settings.page_limit), "f": "json"}
+        next_url: str | None = url
+        while next_url:
+            doc = _exchange(http, settings, next_url, query, body, clock, fetch)
+            parts.append(_location_page(doc, next_url, ids))
+            next_url = next(
+                (
+                    lk.get("href")
+                    for lk in doc.get("links", []) or []
+                    if isinstance(lk, dict) and lk.get("rel") == "next"
+                ),
+                None,
+            )
+            query = None
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LOCATION_COLUMNS)
+    missing = sorted(set(gauges) - set(out["gauge"]))
+    if missing:
+        raise InputError(url, f"the API has no monitoring location for USGS gauges {missing[:20]}")
+    return out.drop_duplicates("gauge").sort_values("gauge").reset_index(drop=True)
+
+
+def _location_page(doc: dict[str, object], url: str, ids: list[str]) -> pd.DataFrame:
+    """One page of monitoring-locations features -> LOCATION_COLUMNS (strict like the daily pages)."""
+    if doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
+        raise InputError(url, f"not a GeoJSON FeatureCollection: {_shown(json.dumps(doc))}")
+    feats = doc["features"]
+    if not feats:
+        return pd.DataFrame(columns=LOCATION_COLUMNS)
+    props = pd.DataFrame.from_records([f.get("properties") or {} for f in feats])
+    ident = pd.Series(
+        [str(f.get("id") or p.get("id", "")) for f, p in zip(feats, props.to_dict("records"), strict=True)]
+    )
+    foreign = ~ident.isin(ids)
+    if foreign.any():
+        raise InputError(url, f"monitoring location {ident[foreign].iloc[0]!r} was not asked for")
+    coords = [((f.get("geometry") or {}).get("coordinates") or [np.nan, np.nan]) for f in feats]
+    lonlat = np.array([c[:2] if len(c) >= 2 else [np.nan, np.nan] for c in coords], dtype=np.float64)
+    area = {
+        c: pd.to_numeric(props[c], errors="coerce").to_numpy(dtype=np.float64) * SQ_MI_TO_KM2
+        if c in props
+        else np.full(len(props), np.nan)
+        for c in ("drainage_area", "contributing_drainage_area")
+    }
+    return pd.DataFrame(
+        {
+            "gauge": ident.str.removeprefix("USGS-").to_numpy(),
+            "name": props["monitoring_location_name"].fillna("").astype(str).to_numpy()
+            if "monitoring_location_name" in props
+            else "",
+            "lat": lonlat[:, 1],
+            "lon": lonlat[:, 0],
+            "drainage_area_km2": area["drainage_area"],
+            "contributing_area_km2": area["contributing_drainage_area"],
+        }
+    )

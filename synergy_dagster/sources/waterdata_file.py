@@ -28,7 +28,7 @@ SUFFIX = ".json"
 def write_daily_file(
     fetch: DailyFetch, landing_dir: str | Path, service: str, now: datetime | None = None
 ) -> Path | None:
-    """Land ``fetch`` as ``usgs_daily_<first>_<last>_<utc>.json``; None when no gauge was fetched."""
+    """Land ``fetch`` as ``usgs_daily_<utc>_<first>_<last>.json``; None when no gauge was fetched."""
     if fetch.windows.empty:
         return None
     now = now or datetime.now(UTC)
@@ -55,10 +55,9 @@ def write_daily_file(
         },
     }
     first, last = (pd.to_datetime(fetch.windows[c]) for c in ("start", "end"))
-    target = (
-        Path(landing_dir)
-        / f"usgs_daily_{first.min():%Y%m%d}_{last.max():%Y%m%d}_{now:%Y%m%dT%H%M%S%fZ}{SUFFIX}"
-    )
+    # The fetch time first: files sort (and are ingested, newest last) in the order they were fetched.
+    name = f"usgs_daily_{now:%Y%m%dT%H%M%S%fZ}_{first.min():%Y%m%d}_{last.max():%Y%m%d}{SUFFIX}"
+    target = Path(landing_dir) / name
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
         read_daily_file(tmp)  # a file that would not read back never lands

@@ -20,6 +20,7 @@ from synergy_dagster.defs.operations.resources import LandingConfig
 from synergy_dagster.defs.resources import StudyResource
 from synergy_dagster.env import env_str
 from synergy_dagster.errors import SynergyError
+from synergy_dagster.layout import Layout
 from synergy_dagster.sources.landing import newest_date, tracked_usgs_sites
 from synergy_dagster.sources.nwis_client import fetch_to_landing
 from synergy_dagster.sources.usgs_feed import run_feed
@@ -103,14 +104,14 @@ def fetch_nwis(
 def _fetch_rdb(
     context: dg.OpExecutionContext,
     landing: LandingConfig,
-    layout: object,
+    layout: Layout,
     sites: list[str],
     start: date | None,
     end: date,
 ) -> dg.Output[dict[str, int]]:
     """The deprecated WaterServices ``dv`` path: the days after the newest one held, one RDB file."""
     if start is None:
-        last = newest_date(layout)  # type: ignore[arg-type]
+        last = newest_date(layout)
         start = (last + timedelta(days=1)) if last else end - timedelta(days=30)
     if start > end:
         context.log.info(f"already up to date (newest day held {start - timedelta(days=1)})")

@@ -7,7 +7,9 @@
   check); an invalid one still goes into the run, which quarantines it, but affects no partition.
   Content already quarantined (``landed/rejected``) is never requested again; a corrected file
   under the same name is. The run's tags name the training-set partitions whose site lists hold an
-  affected gauge (with new values in the training period) and whether the evaluation must be redone.
+  affected gauge (with new values in the training period) and whether the evaluation must be redone;
+  for a Water Data fetch file only the days it changes count (new, revised, withdrawn: not approvals,
+  not the unchanged days of the revision window it re-reads).
 * ``landed_training_sensor`` starts ``train_streamflow_job`` for each of those partitions once the
   ingest run succeeded; ``landed_evaluation_sensor`` starts ``evaluation_job`` once all of them
   succeeded. Runs are chained through run tags, never through timing.
