@@ -57,7 +57,10 @@ _Strict = Settings
 class DomainSpec(_Strict):
     """One domain's data: where it is, how to read it, and which variables the models see."""
 
-    reader: Literal["caravan", "camels_us", "pixel_cube"]
+    reader: Literal["caravan", "camels_us", "pixel_cube"] = Field(
+        description="the file layout: caravan (Caravan basins), camels_us (CAMELS-US text files) or "
+        "pixel_cube (a NetCDF/Zarr cube of pixels x days); basin readers feed streamflow, the cube soil moisture"
+    )
     path: str | None = Field(
         None,
         description="Caravan root, CAMELS-US root, or the pixel cube (NetCDF/Zarr); a virtual study may omit it",
@@ -73,10 +76,18 @@ class DomainSpec(_Strict):
         "each basin's area, overwrites the reader's streamflow where it has values",
     )
     gauges: list[str] | None = Field(None, description="a subset of gauge ids; default every gauge")
-    target: str
-    dynamic: Annotated[list[str], Field(min_length=1)]
-    static: list[str] | Literal["all_numeric"] = Field(default_factory=list)
-    categorical: list[str] = Field(default_factory=list)
+    target: str = Field(description="the variable the models predict (a name in the reader's files)")
+    dynamic: Annotated[list[str], Field(min_length=1)] = Field(
+        description="the daily forcing variables the models see, in order (names in the reader's files)"
+    )
+    static: list[str] | Literal["all_numeric"] = Field(
+        default_factory=list,
+        description="the site attributes the models see, or all_numeric (every numeric attribute the reader offers)",
+    )
+    categorical: list[str] = Field(
+        default_factory=list,
+        description="static attributes that are class codes: one-hot encoded, not scaled",
+    )
     periods: DomainPeriods
     missing_values: list[float] = Field(default_factory=list, description="values that mean 'no data'")
     quality: QualitySpec | None = Field(
@@ -176,8 +187,13 @@ class ClimateDomainSpec(_Strict):
     quantile classes (3: terciles). Attributes are the domain's statics or, with ``forcing``, the
     indices ``aridity``, ``p_seasonality`` and ``snow_fraction`` from the training-period forcing."""
 
-    classes: dict[str, Annotated[list[float], Field(min_length=1)] | Annotated[int, Field(ge=2, le=10)]]
-    forcing: dict[Literal["precipitation", "temperature", "pet"], str] = Field(default_factory=dict)
+    classes: dict[str, Annotated[list[float], Field(min_length=1)] | Annotated[int, Field(ge=2, le=10)]] = (
+        Field(description="attribute -> ascending class edges, or the number of quantile classes (2-10)")
+    )
+    forcing: dict[Literal["precipitation", "temperature", "pet"], str] = Field(
+        default_factory=dict,
+        description="the forcing variables the indices aridity, p_seasonality and snow_fraction are computed from",
+    )
 
     @field_validator("classes")
     @classmethod
@@ -194,15 +210,15 @@ class ClimateScheme(_SchemeBase):
     """Climate classes: the cross product of per-attribute classes (e.g. aridity x seasonality x snow)."""
 
     kind: Literal["climate"] = "climate"
-    domains: dict[DomainName, ClimateDomainSpec]
+    domains: dict[DomainName, ClimateDomainSpec] = Field(description="the classes of each domain")
 
 
 class KmeansScheme(_SchemeBase):
     """k-means clusters of z-scored static attributes (seeded)."""
 
     kind: Literal["kmeans"] = "kmeans"
-    k: int = Field(6, ge=2, le=50)
-    seed: int = Field(0, ge=0)
+    k: int = Field(6, ge=2, le=50, description="the number of clusters")
+    seed: int = Field(0, ge=0, description="seed of the k-means initialisation")
     attributes: dict[DomainName, Annotated[list[str], Field(min_length=1)]] = Field(
         default_factory=dict, description="per domain; default every (non one-hot) static input"
     )
@@ -228,7 +244,8 @@ class StratificationSpec(_Strict):
     A list item is a kind (``random``) or a mapping with ``kind`` and its parameters."""
 
     schemes: Annotated[list[SchemeSpec], Field(min_length=1)] = Field(
-        default_factory=lambda: [EcoregionScheme()]
+        default_factory=lambda: [EcoregionScheme()],
+        description="the schemes, each a kind or a mapping with kind and its keys (below, per kind)",
     )
 
     @field_validator("schemes", mode="before")
@@ -257,12 +274,14 @@ class SynergyCurvesSpec(_Strict):
     sites drawn from the pool, for ``k`` = 0, the ``grid`` values below the smallest pool, that
     pool's size and ``all`` (see :mod:`synergy_dagster.experiments.synergy`)."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="train and evaluate the curves (many models: off by default)")
     grid: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = Field(
-        default_factory=lambda: [5, 10, 20, 40, 80, 160, 320, 640, 1280]
+        default_factory=lambda: [5, 10, 20, 40, 80, 160, 320, 640, 1280],
+        description="numbers of added sites k (values at or above the smallest pool are cut)",
     )
     pools: Annotated[list[Literal["close", "far", "dissimilar"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["close", "far", "dissimilar"]
+        default_factory=lambda: ["close", "far", "dissimilar"],
+        description="the pools sites are drawn from: close (same Level II), far (same Level I), dissimilar (elsewhere)",
     )
     draws: int = Field(3, ge=1, le=100, description="nested random draw sequences per pool")
     seed: int = Field(0, ge=0, description="seed of the draws and of the bootstrap")
@@ -341,9 +360,9 @@ class StatisticsSpec(_Strict):
 class VirtualSpec(_Strict):
     """Generate the embedded virtual CONUS into ``<data_dir>/virtual_conus`` before reading it."""
 
-    seed: int = 42
-    pixels: int = Field(1200, ge=1)
-    basins: int = Field(300, ge=1)
+    seed: int = Field(42, description="seed of the generator (the same seed gives the same files)")
+    pixels: int = Field(1200, ge=1, description="soil-moisture pixels generated")
+    basins: int = Field(300, ge=1, description="basins generated")
 
 
 class StoreSpec(_Strict):
@@ -353,7 +372,9 @@ class StoreSpec(_Strict):
     ``catalog`` (``postgres:<connection string>`` for many writers on many machines, or a catalog
     file) with its Parquet files under ``data_path`` (default ``<data_dir>/ducklake``)."""
 
-    kind: Literal["duckdb", "ducklake"] = "duckdb"
+    kind: Literal["duckdb", "ducklake"] = Field(
+        "duckdb", description="duckdb (one file, one writer process at a time) or ducklake (many writers)"
+    )
     path: str | None = Field(None, description="duckdb: the database file")
     catalog: str | None = Field(
         None, description="ducklake: postgres:<libpq connection string>, or a DuckDB catalog file"
@@ -428,7 +449,9 @@ class StudyFile(_Strict):
         default_factory=QualitySpec, description="the data-quality policy of every domain (docs/quality.md)"
     )
     run: RunSpec = Field(default_factory=RunSpec, description="what one run does")
-    domains: dict[Literal["soil_moisture", "streamflow"], DomainSpec]
+    domains: dict[Literal["soil_moisture", "streamflow"], DomainSpec] = Field(
+        description="the study's domains (at least one), each with its data, inputs, periods and training"
+    )
 
     # where this study came from: set by resolve_study, recorded with each run
     _source: str = PrivateAttr("<study>")

@@ -277,6 +277,28 @@ def test_pages_many_gauges_per_request_with_key_and_user_agent(api: tuple[Api, s
     assert first["method"] == "POST" and json.loads(first["body"])["args"][1][0] == "USGS-01022500"  # type: ignore[arg-type]
     assert first["headers"]["X-Api-Key"] == SECRET and "synergy_dagster" in first["headers"]["User-Agent"]  # type: ignore[index]
     assert all(SECRET not in str(s["path"]) for s in srv.seen) and all(SECRET not in u for u in fetch.urls)
+    # Starts far apart are never asked together: a new gauge's history is not fetched for the others.
+    plan = pd.DataFrame(
+        {
+            "gauge": ["01022500", "01031500", "01047000"],
+            "start": pd.to_datetime(["2024-01-08", "1990-01-01", "2024-01-07"]),
+        }
+    )
+    n = len(srv.seen)
+    spread = fetch_daily(plan, date(2024, 1, 9), _settings(url))
+    asked = [
+        json.loads(s["body"])["args"][1]
+        if s["body"]
+        else [parse_qs(urlparse(str(s["path"])).query)["monitoring_location_id"][0]]
+        for s in srv.seen[n:]
+    ]  # type: ignore[arg-type]
+    # 01031500 alone (two pages of 7 and 3 days), then the other two together in one page.
+    assert [sorted(a) for a in asked] == [["USGS-01031500"]] * 2 + [["USGS-01022500", "USGS-01047000"]]
+    assert spread.windows.set_index("gauge")["start"].dt.strftime("%Y-%m-%d").to_dict() == {
+        "01031500": "1990-01-01",
+        "01022500": "2024-01-07",
+        "01047000": "2024-01-07",
+    }
     one = fetch_daily(_plan(["01022500"], "2024-01-01"), date(2024, 1, 2), _settings(url))
     assert srv.seen[-1]["method"] == "GET" and "monitoring_location_id=USGS-01022500" in str(
         srv.seen[-1]["path"]

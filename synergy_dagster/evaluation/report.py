@@ -539,7 +539,7 @@ def _region_status(agree: bool, need_sig: bool, p: float, alpha: float) -> str:
     significance), ``fails`` (reversed: significantly, or at all where the paper gave only the
     direction) or ``inconclusive`` (the direction without the significance the paper had, or a
     reversal that is not significant)."""
-    significant = not np.isnan(p) and p < 0.05
+    significant = not np.isnan(p) and p < alpha
     if agree and (significant or not need_sig):
         return "holds"
     if not agree and (significant or not need_sig):

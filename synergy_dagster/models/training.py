@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synergy_dagster.config import PAPER_RECIPE, Budget, Profile, Recipe
+from synergy_dagster.config import PAPER_RECIPE, Budget, DomainWindow, Profile, Recipe, Training
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.evaluation.metrics import nse, rmse
 from synergy_dagster.models.checkpoint import load_checkpoint, save_checkpoint
@@ -148,15 +148,12 @@ class TrainSpec:
     recipe: Recipe = dataclasses.field(default_factory=Recipe)
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "epochs", "rho", "batch", "min_iters_per_epoch", "checkpoint_every"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(name, f"must be positive, got {getattr(self, name)}")
-        if self.max_iters_per_epoch is not None and self.max_iters_per_epoch <= 0:
-            raise ConfigError("max_iters_per_epoch", f"must be positive, got {self.max_iters_per_epoch}")
-        if not 0.0 < self.epoch_scale <= 1e6:
-            raise ConfigError("epoch_scale", f"must be positive, got {self.epoch_scale}")
-        if not 0.0 <= self.dropconnect < 1.0:
-            raise ConfigError("dropconnect", f"must be in [0, 1), got {self.dropconnect}")
+        # The study's settings classes hold each rule once: a spec is checked by building them.
+        try:
+            Training(**{k: getattr(self, k) for k in Training.model_fields})
+            DomainWindow(rho=self.rho, batch=self.batch, warmup=0)
+        except ConfigError as exc:  # named as the spec's own field
+            raise ConfigError(exc.source.partition(".")[2] or exc.source, exc.problem) from None
         # numpy's generators reject negative seeds deep inside training; say so here
         if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer) or self.seed < 0:
             raise ConfigError("seed", f"must be an integer >= 0, got {self.seed!r}")

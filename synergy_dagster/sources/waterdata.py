@@ -35,6 +35,7 @@ from synergy_dagster.errors import InputError, SynergyError
 DEFAULT_API_URL = "https://api.waterdata.usgs.gov/ogcapi/v0/"
 API_KEY_ENV = "API_USGS_PAT"
 USER_AGENT = "synergy_dagster/0.1 (data-synergy streamflow feed; python-requests)"
+GROUP_GAP = pd.Timedelta(days=31)  # most starts differ by a day or two (a late gauge); history by years
 MAX_PAGE_LIMIT = 50000  # the API's largest page (dataretrieval caps `limit` there too)
 PARAMETER_CODE = "00060"  # discharge, ft3/s
 STATISTIC_ID = "00003"  # daily mean
@@ -411,8 +412,9 @@ def fetch_daily(
 ) -> DailyFetch:
     """Fetch the windows ``plan`` asks for (columns gauge, start) up to ``end``, many gauges a request.
 
-    Gauges are grouped by start day (sorted, ``gauges_per_request`` at a time; a group asks from
-    its earliest start, so a gauge may get a few more days than it needed). A gauge is in
+    Gauges are sorted by start day and asked ``gauges_per_request`` at a time, never mixing starts
+    more than GROUP_GAP apart (a request asks from its earliest start, so a gauge may get up to that
+    many more days than it needed). A gauge is in
     ``windows`` only when every page of its request arrived. When the time budget is spent,
     ``FetchBudgetExceeded`` carries the gauges already complete; the caller lands them.
     """
@@ -428,11 +430,15 @@ def fetch_daily(
         pd.DataFrame(columns=COLUMNS), pd.DataFrame(columns=["gauge", "start", "end"]), pd.DataFrame()
     )
     order = plan.assign(start=starts).sort_values(["start", "gauge"]).reset_index(drop=True)
+    # Requests never mix starts more than GROUP_GAP apart: a new gauge's history is not asked for its
+    # neighbours too. Within a group, gauges_per_request at a time.
+    group = (order["start"].diff() > GROUP_GAP).cumsum().to_numpy()
+    rank = order.groupby(group).cumcount().to_numpy() // settings.gauges_per_request
+    bounds = np.flatnonzero(np.r_[True, (np.diff(group) != 0) | (np.diff(rank) != 0), True])
     parts: list[pd.DataFrame] = []
     windows: list[pd.DataFrame] = []
-    step = settings.gauges_per_request
-    for k in range(0, len(order), step):
-        chunk = order.iloc[k : k + step]
+    for k, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        chunk = order.iloc[k:stop]
         gauges = chunk["gauge"].astype(str).tolist()
         start = chunk["start"].min().date()
         try:

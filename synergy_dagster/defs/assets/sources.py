@@ -189,7 +189,7 @@ def _quality_check_results(
             dg.AssetCheckResult(
                 check_name=name,
                 passed=not len(found),
-                severity=dg.AssetCheckSeverity.WARN,
+                severity=dg.AssetCheckSeverity.ERROR if action == "refuse" else dg.AssetCheckSeverity.WARN,
                 metadata={
                     "findings": len(found),
                     "sites": int(found["site"].nunique()),
