@@ -4,8 +4,9 @@ Runs mutmut (3.x, the ``dev`` extra) once per target module, each in a throw-awa
 project so the working tree never sees a mutant and mutmut's own configuration and ``mutants/``
 folder stay out of it. Each target names the fast test files that guard it and, where only part
 of a module holds the rule, the functions to mutate (mutmut's mutant-name globs). Prints, per
-module, how many mutants the tests killed and lists every survivor with its diff; ``--json``
-also writes the counts. Measured figures and the survivors judged equivalent: docs/testing.md.
+module, how many mutants the tests killed and lists every survivor (``--diffs``: with its changed
+lines); ``--json`` also writes the counts. Measured figures and the survivors judged equivalent:
+docs/testing.md.
 
 A mutant counts as killed when a test failed (or timed out: the mutant made the code hang);
 the kill rate is killed / (killed + survived), leaving out mutants no selected test reaches
@@ -105,11 +106,13 @@ def _mutmut(dest: Path, *args: str, timeout: float | None = None) -> subprocess.
     )
 
 
-def run_target(target: Target, work: Path, max_children: int) -> dict[str, object]:
-    """Mutate one target in its own copy under ``work``; its statuses and survivors' diffs."""
+def run_target(target: Target, work: Path, max_children: int, diffs: bool = False) -> dict[str, object]:
+    """Mutate one target in its own copy under ``work``: its statuses, survivors and, with
+    ``diffs``, each survivor's diff (one ``mutmut show`` process per survivor: seconds each)."""
     dest = work / target.name
-    _copy_project(dest)
-    _configure(dest, target)
+    if not dest.exists():  # a kept folder resumes: mutmut re-checks only what it has not judged
+        _copy_project(dest)
+        _configure(dest, target)
     start = time.monotonic()
     run = _mutmut(dest, "run", "--max-children", str(max_children), *target.mutant_globs())
     seconds = time.monotonic() - start
@@ -124,7 +127,7 @@ def run_target(target: Target, work: Path, max_children: int) -> dict[str, objec
         )
     counts = Counter("killed" if s in KILLED else s for s in statuses.values())
     survivors = sorted(k for k, v in statuses.items() if v == "survived")
-    diffs = {k: _mutmut(dest, "show", k).stdout.strip() for k in survivors}
+    shown = {k: _mutmut(dest, "show", k).stdout.strip() if diffs else "" for k in survivors}
     judged = counts["killed"] + counts["survived"]
     return {
         "module": target.path,
@@ -134,7 +137,7 @@ def run_target(target: Target, work: Path, max_children: int) -> dict[str, objec
         "counts": dict(counts),
         "kill_rate": counts["killed"] / judged if judged else float("nan"),
         "seconds": round(seconds, 1),
-        "survivors": diffs,
+        "survivors": shown,
         "no_tests": sorted(k for k, v in statuses.items() if v == "no tests"),
     }
 
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2, help="parallel mutants")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--diffs", action="store_true", help="print each survivor's changed lines")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
     parser.add_argument(
         "--fail-under", type=float, default=0.0, help="exit 1 when a module's kill rate is below this (0-1)"
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for target in chosen:
-            result = run_target(target, work, args.max_children)
+            result = run_target(target, work, args.max_children, args.diffs)
             _print(result)
             results.append(result)
     finally:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.metrics import METRICS
+from synergy_dagster.evaluation.statistics import judged_seed_label
 
 SENSITIVITY_COLUMNS = [
     "domain",
@@ -38,14 +39,17 @@ def winner(median_diff: float, higher_is_better: bool) -> str:
     return "global" if (median_diff > 0) == higher_is_better else "local"
 
 
-def sign_changes(significance: pd.DataFrame, metrics: Sequence[str] = ("nse", "rmse")) -> pd.DataFrame:
+def sign_changes(
+    significance: pd.DataFrame, metrics: Sequence[str] = ("nse", "rmse"), aggregation: str = "seed_mean"
+) -> pd.DataFrame:
     """One row per (domain, region, metric, budget) of the global-vs-local comparison, with the
     winner under that budget and ``sign_changed``: True when the region's winner (ties aside)
     is not the same under every budget mode present.
 
     ``significance`` holds rows of the ``significance`` table (columns ``budget``, ``domain``,
     ``comparison``, ``region``, ``metric``, ``n``, ``median_a``, ``median_b``, ``median_diff``,
-    ``p_value``, ``share_a_better``), a = global, b = local, seed-mean rows only.
+    ``p_value``, ``share_a_better``), a = global, b = local; the seed rows of ``aggregation``
+    (:func:`~synergy_dagster.evaluation.statistics.judged_seed_label`), as every output.
     """
     need = ["budget", "domain", "comparison", "region", "metric", "n", "median_a", "median_b",
             "median_diff", "p_value", "share_a_better"]  # fmt: skip
@@ -59,7 +63,7 @@ def sign_changes(significance: pd.DataFrame, metrics: Sequence[str] = ("nse", "r
         (significance["comparison"] == "global vs local") & significance["metric"].isin(list(metrics))
     ]
     if "seed" in rows.columns:
-        rows = rows[rows["seed"] == "mean"]
+        rows = rows[rows["seed"].astype(str) == judged_seed_label(rows["seed"], aggregation)]
     if rows.empty:
         return pd.DataFrame(columns=SENSITIVITY_COLUMNS)
     out = pd.DataFrame(
@@ -86,13 +90,13 @@ def sign_changes(significance: pd.DataFrame, metrics: Sequence[str] = ("nse", "r
     return out[SENSITIVITY_COLUMNS].sort_values(["domain", "metric", "region", "budget"], ignore_index=True)
 
 
-def sensitivity_matrix(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Region x budget grid of winners (with ``*`` where p < 0.05) for one metric, plus a
+def sensitivity_matrix(table: pd.DataFrame, metric: str, alpha: float = 0.05) -> pd.DataFrame:
+    """Region x budget grid of winners (with ``*`` where p < ``alpha``) for one metric, plus a
     ``sign_changed`` column: the shape a reader scans."""
     t = table[table["metric"] == metric]
     if t.empty:
         return pd.DataFrame()
-    label = t["winner"] + np.where(t["p_value"] < 0.05, "*", "")
+    label = t["winner"] + np.where(t["p_value"] < alpha, "*", "")
     grid = t.assign(label=label).pivot_table(
         index=["domain", "region"], columns="budget", values="label", aggfunc="first"
     )

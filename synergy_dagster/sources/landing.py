@@ -383,8 +383,10 @@ def ingest_landed(
 
     Unsafe or unknown names are logged and skipped (``rejected``); a file that fails validation is
     quarantined (``quarantined``: moved from the landing folder to landed/rejected with its
-    reason) while the other files are ingested. Missing values never erase held ones. Writes the
-    ledger (when a file was ingested), the streamflow source and the tagged sites (when kept).
+    reason) while the other files are ingested. Missing values never erase held ones, except the
+    days a Water Data fetch withdraws. Writes the revision log (fetch files, in the order given:
+    each compared with the state the previous one left), the ledger (when a file was ingested),
+    the streamflow source and the tagged sites (when kept).
     """
     src_path = layout.source_nc(DOMAIN)
     if not src_path.exists():
