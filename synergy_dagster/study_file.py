@@ -1,14 +1,23 @@
-"""The study file: one YAML file holding everything a study needs, validated on load.
+"""The study file: the only schema of a study, and its one resolution.
 
 A study names, per domain, the reader and its paths, the target, the dynamic inputs and the static
-attributes (categorical ones declared as such), and the train and test periods; for the whole study
-the ecoregions file, the working folder, the profile, the budget, the seeds, the plan thresholds
-and where the metadata store lives (``store:``).
-Unknown keys are refused and every error names the key (``domains.streamflow.periods.train``), so
-a typo never silently falls back to a default. Relative paths are read from the study file's
-folder; ``${VAR}`` in a path is taken from the environment (an unset variable is an error).
+attributes (categorical ones declared as such), the train and test periods, the window and the
+recipe of its models; for the whole study the ecoregions file, the working folder, the preset
+(``profile``), the training settings, the budget, the seeds, the plan thresholds, the statistics,
+the regionalisations, the data-quality policy and where the metadata store lives (``store:``).
+Each block is the science's own settings class (:mod:`synergy_dagster.config`, or a ``*_spec``
+module of a science package), so a setting is declared once.
 
-The file is free of Dagster: the resources in ``defs/resources.py`` read it, and so does the CLI.
+:func:`resolve_study` turns file + preset + overrides into one frozen :class:`StudyFile`: the
+overrides (dotted keys, :mod:`synergy_dagster.overrides`) are set first, the preset
+(:mod:`synergy_dagster.presets`) is merged under the result, and then everything is validated at
+once. Unknown keys are refused and every error names the key (``domains.streamflow.periods.train``)
+and, when an override set it, the override; a typo never silently falls back to a default.
+Relative paths are read from the study file's folder; ``${VAR}`` in a path is taken from the
+environment (an unset variable is an error).
+
+Free of Dagster: the ``study`` resource (``defs/resources.py``) resolves it once per run, and so
+does the CLI.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from synergy_dagster.layout import Layout
 from synergy_dagster.overrides import apply_overrides, blame
 from synergy_dagster.presets import DEFAULT_PRESET, preset_names, under_preset
 from synergy_dagster.sources.quality_spec import QualitySpec
+from synergy_dagster.sources.usgs_spec import UsgsSpec
 
 READERS = ("caravan", "camels_us", "pixel_cube")
 # Which domain each reader can feed: basins carry streamflow, pixel cubes soil moisture.
@@ -93,6 +103,10 @@ class DomainSpec(_Strict):
     quality: QualitySpec | None = Field(
         None,
         description="this domain's data-quality policy: only the keys given override the study's 'quality'",
+    )
+    usgs: UsgsSpec = Field(
+        default_factory=UsgsSpec,
+        description="streamflow: which days, by USGS approval status and qualifier, are scored and trained on",
     )
     training: DomainWindow = Field(
         description="the window, minibatch, spin-up and held-out validation days of this domain's models "
@@ -305,9 +319,35 @@ class StatisticsSpec(_Strict):
     ``alpha``: the significance level of the summary and of the reproduction verdicts;
     ``n_boot``: bootstrap replicates of the median-difference confidence intervals."""
 
-    wilcoxon_method: Literal["paper", "exact", "auto", "approx"] = "paper"
-    alpha: float = Field(0.05, gt=0.0, lt=0.5)
-    n_boot: int = Field(2000, ge=100, le=100_000)
+    wilcoxon_method: Literal["paper", "exact", "auto", "approx"] = Field(
+        "paper",
+        description=(
+            "How the Wilcoxon signed-rank p-value is computed: 'paper' (default) scipy's normal "
+            "approximation without continuity correction, zero differences dropped, which "
+            "reproduces the paper's Table 2 p-values; 'approx' the same under scipy's name; "
+            "'exact' the exact null distribution; 'auto' the installed scipy's default."
+        ),
+    )
+    alpha: float = Field(
+        0.05,
+        gt=0.0,
+        lt=0.5,
+        description=(
+            "Significance level (unitless) of every verdict: the reproduction report, the "
+            "summary, the scheme table's winner (a tie unless p < alpha); the bootstrap "
+            "intervals are at level 1 - alpha. Default 0.05, the paper's."
+        ),
+    )
+    n_boot: int = Field(
+        2000,
+        ge=100,
+        le=100_000,
+        description=(
+            "Bootstrap replicates of the interval of the median paired difference (sites "
+            "resampled with replacement). Default 2000: percentile intervals need replicates in "
+            "the thousands for stable 2.5 and 97.5 % quantiles."
+        ),
+    )
     seed_aggregation: Literal["seed_mean", "ensemble"] = Field(
         "seed_mean",
         description=(

@@ -247,3 +247,91 @@ def test_far_outliers_do_not_squash_the_boxes() -> None:
     before = ax2.get_ylim()
     _clip_far_outliers(ax2, [good])
     assert ax2.get_ylim() == before and not ax2.texts
+
+
+def test_seed_spread_figure_content(drawn_figures: list[Figure]) -> None:
+    rows = []
+    for comp in ("global vs local", "local vs local+close"):
+        for region in ("8.1.1", "All", "B", "10.1.5"):
+            for seed, d in (("0", 0.01), ("1", 0.03), ("seed_mean", 0.02)):
+                rows.append((comp, region, "nse", seed, d, d - 0.01, d + 0.02))
+    sig = pd.DataFrame(
+        rows, columns=["comparison", "region", "metric", "seed", "median_diff", "ci_low", "ci_high"]
+    )
+    F.seed_spread_figure(sig, "nse", aggregate="seed_mean", title="spread")
+    fig = drawn_figures[0]
+    assert fig.get_suptitle() == "spread" and [ax.get_title() for ax in fig.axes] == list(
+        dict.fromkeys(sig["comparison"])
+    )
+    ax = fig.axes[0]
+    # regions in code order ("8.1.1" before "10.1.5", letters after codes), "All" last
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8.1.1", "10.1.5", "B", "All"]
+    assert ax.get_ylabel() == "median nse diff"
+    seeds = [c for c in ax.collections if isinstance(c, PathCollection)]
+    np.testing.assert_allclose(
+        sorted(np.vstack([c.get_offsets()[:, 1] for c in seeds]).ravel()), [0.01] * 4 + [0.03] * 4
+    )
+    (bars,) = ax.containers  # the aggregate's median and CI per region
+    x, y = bars.lines[0].get_data()
+    np.testing.assert_allclose(y, [0.02] * 4)
+    assert sorted(np.round(x, 6)) == [0, 1, 2, 3]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["seed 0", "seed 1", "seed_mean (95% CI)"]
+    with pytest.raises(InputError, match="significance: no rows for metric 'kge'"):
+        F.seed_spread_figure(sig, "kge")
+
+
+def test_synergy_curves_figure_content(drawn_figures: list[Figure]) -> None:
+    rows = []
+    for region in ("8.3.5", "8.1.1"):
+        for pool in ("close", "far"):
+            for k, v in ((0, 0.5), (3, 0.55), (7, 0.6)):
+                rows.append((region, pool, "grid", k, "nse", v, 0.01, 10))
+            rows.append((region, pool, "all", 20, "nse", 0.65, np.nan, 10))
+    curves = pd.DataFrame(
+        rows, columns=["region", "pool", "point", "k", "metric", "value", "sd", "n_eval_sites"]
+    )
+    slopes = pd.DataFrame(
+        [("nse", None, "8.3.5", "close", 0.05, 0.5, 0.01)],
+        columns=["metric", "versus", "region", "pool", "slope", "intercept", "se"],
+    )
+    F.synergy_curves_figure(curves, slopes, "nse")
+    fig = drawn_figures[0]
+    assert fig.get_suptitle() == "synergy curves: nse"
+    first, second = fig.axes
+    assert first.get_title() == "ROI 8.1.1 (10 sites)" and second.get_title() == "ROI 8.3.5 (10 sites)"
+    assert [t.get_text() for t in first.get_xticklabels()] == ["0", "3", "7", "20"]
+    np.testing.assert_allclose(first.get_xticks(), np.log2(1.0 + np.array([0, 3, 7, 20])))
+    # the fitted line of 8.3.5/close: intercept + slope * log2(1 + k), named with its slope
+    fitted = [ln for ln in second.lines if ln.get_linestyle() == "--"]
+    assert len(fitted) == 1
+    np.testing.assert_allclose(fitted[0].get_ydata(), 0.5 + 0.05 * np.log2(1.0 + np.array([0, 3, 7])))
+    assert [t.get_text() for t in second.get_legend().get_texts()] == ["close: +0.05 ± 0.01", "far"]
+    with pytest.raises(InputError, match="synergy curves: no 'kge' rows to plot"):
+        F.synergy_curves_figure(curves, slopes, "kge")
+
+
+def test_scheme_comparison_figure_content(drawn_figures: list[Figure]) -> None:
+    pairs = pd.DataFrame(
+        {
+            "scheme": ["huc2"] * 4 + ["ecoregions"] * 4,
+            "nse_global": [0.5, 0.6, 0.7, 0.8, 0.4, 0.5, 0.6, 0.7],
+            "nse_local": [0.4, 0.5, 0.6, 0.7, 0.45, 0.55, 0.65, 0.75],
+        }
+    )
+    table = pd.DataFrame(
+        {"scheme": ["huc2", "ecoregions"], "metric": "nse", "share_global_better": [1.0, 0.0],
+         "p_value": [0.01, 0.2], "n_regions": [3, 5]}
+    )  # fmt: skip
+    F.scheme_comparison_figure(pairs, table, ["nse"])
+    (ax,) = drawn_figures[0].axes
+    # the paper's scheme first, each labelled with its regions, the global share and p
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "ecoregions (5)\nglobal wins 0%\np=0.2",
+        "huc2 (3)\nglobal wins 100%\np=0.01",
+    ]
+    medians = _medians_drawn(ax, 0.34 / 0.9)
+    assert medians == pytest.approx({-0.19: 0.55, 0.19: 0.6, 0.81: 0.65, 1.19: 0.55})
+    assert ax.get_ylabel() == "nse" and [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "global",
+        "local",
+    ]

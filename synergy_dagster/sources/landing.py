@@ -52,6 +52,7 @@ from synergy_dagster.sources.nwis_client import (
 )
 from synergy_dagster.sources.plausibility import check_variable
 from synergy_dagster.sources.sitedata import target_name
+from synergy_dagster.sources.usgs_flags import flag_counts, with_flags
 from synergy_dagster.sources.waterdata_file import read_daily_file
 
 DOMAIN = "streamflow"  # landed data are streamflow only
@@ -87,6 +88,7 @@ class IngestResult:
     updates: pd.DataFrame | None = None
     n_sites_patched: int = 0  # tagged sites whose series were patched
     changes: pd.DataFrame | None = None  # this run's revision-log rows (Water Data fetches)
+    flag_counts: dict[str, int] = field(default_factory=dict)  # source days per USGS flag
 
 
 @dataclass
@@ -445,7 +447,8 @@ def ingest_landed(
     merged = None
     if updates is not None and len(updates):
         applied = updates[updates["site_id"].isin(site_ids)]
-        merged = merge_streamflow(ds, applied)  # in memory: the ledger is written only if this works
+        # in memory: the ledger is written only if this works; the status flags rebuilt from it
+        merged = with_flags(merge_streamflow(ds, applied), applied)
     if change_frames:
         # Before the ledger: a run that fails after this logs nothing twice when re-run (dedup by file).
         append_revisions(layout, change_frames)
@@ -457,6 +460,7 @@ def ingest_landed(
         upath.unlink()
     if merged is not None and updates is not None:
         write_netcdf(merged, src_path)
+        result.flag_counts = flag_counts(merged)
         result.n_sites_patched = _patch_tagged_sites(layout, updates[updates["site_id"].isin(site_ids)])
     result.updates = updates
     return result
@@ -472,7 +476,7 @@ def _patch_tagged_sites(layout: Layout, updates: pd.DataFrame) -> int:
     part = updates[updates["site_id"].isin(kept_ids)]
     if not len(part):
         return 0
-    write_netcdf(merge_streamflow(sites_ds, part), sites_nc)
+    write_netcdf(with_flags(merge_streamflow(sites_ds, part), part), sites_nc)
     return int(part["site_id"].nunique())
 
 

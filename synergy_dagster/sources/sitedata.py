@@ -5,9 +5,10 @@ Contract (checked by :func:`validate_site_dataset`):
 - dims ``site`` (string ids, unique) and ``time`` (daily ``datetime64[ns]``, unique, continuous,
   increasing);
 - coords ``lat`` and ``lon`` on ``site`` (degrees, WGS84);
-- every data variable has ``attrs["role"]`` in ``{"target", "dynamic", "static"}``:
+- every data variable has ``attrs["role"]`` in ``{"target", "dynamic", "static", "flag"}``:
   exactly one ``target`` (site, time), any number of ``dynamic`` (site, time) and
-  ``static`` (site,) variables, all float32, NaN for missing;
+  ``static`` (site,) variables, all float32, NaN for missing; a ``flag`` (site, time) variable
+  describes the target's values (USGS status bits, ``sources/usgs_flags.py``), never an input;
 - ``attrs["units"]`` on each variable where known;
 - a static read from a text column (classes such as a geology name) holds integer codes 0..k-1
   (NaN where a site has no class) and ``attrs["categories"]``, the JSON list of its k labels;
@@ -27,7 +28,7 @@ import xarray as xr
 from synergy_dagster.config import DOMAINS
 from synergy_dagster.errors import InputError
 
-ROLES = ("target", "dynamic", "static")
+ROLES = ("target", "dynamic", "static", "flag")
 
 
 def make_site_dataset(

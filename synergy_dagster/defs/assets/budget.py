@@ -20,6 +20,7 @@ from synergy_dagster.models.device import bank_threads, configure_threads, pick_
 from synergy_dagster.models.files import PartitionModels, save_partitions
 from synergy_dagster.models.fit import FitPlace, fit_sets, load_plan, load_training_set
 from synergy_dagster.models.normalization import Normalizer
+from synergy_dagster.sources.usgs_masks import evaluation_view, training_view
 
 EXPERIMENT = "global_vs_local"
 
@@ -125,10 +126,13 @@ def budget_sensitivity(
                 f"{domain}: no global-vs-local comparison in the plan (no sub-region reached N)"
             )
             continue
-        ds = xr.load_dataset(layout.sites_nc(domain))
         keys = sorted(set(evals["model_key"]))
         sets = {key: load_training_set(layout, domain, key) for key in keys}
         periods = study.spec.periods(domain)
+        # one dataset fits and scores: the training mask on the train period, the scoring mask on test
+        usgs = study.domain(domain).usgs
+        ds = training_view(xr.load_dataset(layout.sites_nc(domain)), usgs, periods.train)[0]
+        ds = evaluation_view(ds, usgs, periods.test)[0]
         dom = profile.for_domain(domain)
         for budget in budgets:
             # every model of this domain and mode as one bank

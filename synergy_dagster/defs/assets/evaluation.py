@@ -43,6 +43,7 @@ from synergy_dagster.io_utils import StagedOutputs, atomic_write_text, staged_ou
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.fit import load_plan
+from synergy_dagster.sources.usgs_masks import evaluation_view
 
 GROUP = "evaluation"
 MODEL_KEYS = [dg.AssetKey(f"{d}_model") for d in DOMAINS]
@@ -133,8 +134,11 @@ def evaluation(
 
             load_model = model_loader(models, layout, domain)
 
-            ds = xr.load_dataset(layout.sites_nc(domain))
             periods = study.spec.periods(domain)
+            ds, n_masked = evaluation_view(
+                xr.load_dataset(layout.sites_nc(domain)), study.domain(domain).usgs, periods.test
+            )
+            meta[f"{domain}/not_approved_days_masked"] = n_masked
             hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
             warmup = profile.for_domain(domain).warmup
             with torch.inference_mode():
@@ -320,16 +324,16 @@ def figures(study: StudyResource) -> dg.MaterializeResult:
                     name = f"{domain}_error_matrix_{metric}.png"
                     out.write_bytes(layout.figure(name), png)
                     meta[name] = png_markdown(png)
-        meta.update(_seed_spread_figures(out, layout))
+        meta.update(_seed_spread_figures(out, layout, aggregation))
     meta["folder"] = dg.MetadataValue.path(str(layout.figures_dir()))
     meta["seed_aggregation"] = aggregation
     return dg.MaterializeResult(metadata=meta)
 
 
-def _seed_spread_figures(out: StagedOutputs, layout: Layout) -> dict[str, Any]:
+def _seed_spread_figures(out: StagedOutputs, layout: Layout, aggregation: str) -> dict[str, Any]:
     """With several seeds: per domain, experiment and paper metric, each seed's median difference
-    next to the test on per-site seed means, staged in ``out`` (files of a study with fewer seeds
-    go when ``out`` publishes)."""
+    next to the test on the rows of the study's seed ``aggregation``, staged in ``out`` (files of a
+    study with fewer seeds go when ``out`` publishes)."""
     sig = pd.read_parquet(layout.significance()) if layout.significance().exists() else pd.DataFrame()
     meta: dict[str, Any] = {}
     written = set()
@@ -338,7 +342,10 @@ def _seed_spread_figures(out: StagedOutputs, layout: Layout) -> dict[str, Any]:
             for metric in PAPER_METRICS.get(str(domain), []):
                 path = layout.seed_spread_png(str(domain), str(experiment), metric)
                 png = seed_spread_figure(
-                    g, metric, aggregate=SEED_MEAN, title=f"{domain} {experiment}: {metric} across seeds"
+                    g,
+                    metric,
+                    aggregate=judged_seed_label(sig["seed"], aggregation),
+                    title=f"{domain} {experiment}: {metric} across seeds [seeds: {aggregation}]",
                 )
                 out.write_bytes(path, png)
                 written.add(path)
@@ -357,9 +364,7 @@ def _seed_spread_figures(out: StagedOutputs, layout: Layout) -> dict[str, Any]:
         "both domains; evaluation/summary.md."
     ),
 )
-def summary(
-    context: dg.AssetExecutionContext, study: StudyResource
-) -> dg.MaterializeResult:
+def summary(context: dg.AssetExecutionContext, study: StudyResource) -> dg.MaterializeResult:
     layout = study.layout
     stats = study.spec.statistics
     metrics = pd.read_parquet(layout.site_metrics())

@@ -27,6 +27,7 @@ from synergy_dagster.experiments.synergy import CurveConfig
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.fit import load_plan
+from synergy_dagster.sources.usgs_masks import evaluation_view
 
 
 @dg.asset(
@@ -89,6 +90,7 @@ def synergy_curves(
         load_model = model_loader(models, layout, domain)
 
         ds = xr.load_dataset(layout.sites_nc(domain))
+        ds = evaluation_view(ds, study.domain(domain).usgs, study.spec.periods(domain).test)[0]
         hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
         with torch.inference_mode():
             sites = evaluate_domain(

@@ -38,6 +38,7 @@ from synergy_dagster.models.fit import (
     normalizer_options,
 )
 from synergy_dagster.models.normalization import Normalizer
+from synergy_dagster.sources.usgs_masks import training_view
 
 # backfill_policy is "beta" in Dagster 1.13; bank runs rely on it on purpose (said once, not per asset).
 warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -249,6 +250,9 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
         threads = configure_threads(compute.torch_threads, profile.hidden)
         device = pick_device(compute.device)
         ds = xr.load_dataset(layout.sites_nc(domain))
+        ds, n_masked = training_view(ds, study.domain(domain).usgs, study.spec.periods(domain).train)
+        if n_masked:
+            context.log.info(f"{domain}: {n_masked} estimated/qualified target days left out of training")
         keys = context.partition_keys
         given = {keys[0]: training_set} if len(keys) == 1 else training_set
         sets = [TrainingSet.from_dict(given[key], source=f"{domain}_training_set [{key}]") for key in keys]

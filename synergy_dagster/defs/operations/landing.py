@@ -98,6 +98,8 @@ def landed_streamflow(
             "n_updates_total": 0 if updates is None else len(updates),
             "n_training_sites_patched": result.n_sites_patched,
             **_change_metadata(result.changes),
+            # source days (finite values) per USGS flag: landed, not_approved, estimated, qualified
+            "usgs_flags": dg.MetadataValue.json(result.flag_counts),
         }
     )
 
