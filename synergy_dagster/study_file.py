@@ -289,17 +289,17 @@ class SynergyCurvesSpec(_Strict):
     pool's size and ``all`` (see :mod:`synergy_dagster.experiments.synergy`)."""
 
     enabled: bool = Field(False, description="train and evaluate the curves (many models: off by default)")
-    grid: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = Field(
-        default_factory=lambda: [5, 10, 20, 40, 80, 160, 320, 640, 1280],
+    grid: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)] = Field(
+        (5, 10, 20, 40, 80, 160, 320, 640, 1280),
         description="numbers of added sites k (values at or above the smallest pool are cut)",
     )
-    pools: Annotated[list[Literal["close", "far", "dissimilar"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["close", "far", "dissimilar"],
+    pools: Annotated[tuple[Literal["close", "far", "dissimilar"], ...], Field(min_length=1)] = Field(
+        ("close", "far", "dissimilar"),
         description="the pools sites are drawn from: close (same Level II), far (same Level I), dissimilar (elsewhere)",
     )
     draws: int = Field(3, ge=1, le=100, description="nested random draw sequences per pool")
     seed: int = Field(0, ge=0, description="seed of the draws and of the bootstrap")
-    rois: list[str] | None = Field(None, description="a subset of the plan's ROIs; default all")
+    rois: tuple[str, ...] | None = Field(None, description="a subset of the plan's ROIs; default all")
     bootstrap: int = Field(1000, ge=100, le=100_000, description="bootstrap replicates of the slopes")
 
     @field_validator("grid", "pools")
@@ -309,6 +309,11 @@ class SynergyCurvesSpec(_Strict):
         if dup:
             raise ValueError(f"listed twice: {dup}")
         return values
+
+    @field_validator("grid")
+    @classmethod
+    def _ascending(cls, grid: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted(grid))
 
 
 class StatisticsSpec(_Strict):

@@ -14,7 +14,7 @@ def study_run_config(
 ) -> dict[str, Any]:
     """``resources.study.config`` with ``data_dir``, ``study_file`` and ``overrides`` (dotted keys)."""
     config: dict[str, Any] = {
-        "study_file": study_file,
+        "study_file": str(study_file),
         "data_dir": str(data_dir),
         "overrides": list(overrides),
     }

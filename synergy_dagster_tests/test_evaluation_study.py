@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from synergy_dagster.errors import ConfigError
 from synergy_dagster.evaluation.metrics import all_metrics
 from synergy_dagster.evaluation.statistics import median_diff_ci
 from synergy_dagster.evaluation.study import evaluate_domain, predict_test
@@ -116,6 +117,42 @@ def expected_physical(ds, transform: str, method: str) -> float:
         center, scale = f.mean(), f.std()
     value = CONSTANT * scale + center
     return float(np.expm1(value) if transform == "log1p" else value)
+
+
+def test_inverse_computes_in_float64_and_keeps_the_dtype() -> None:
+    """``Normalizer.inverse``: float64 in, float64 out; float32 in, float32 out, computed in
+    float64 and rounded once (float32 arithmetic would be off by an ulp on some values)."""
+    ds = _ds()
+    norm = Normalizer.fit(ds, TRAIN, method="p10p90", log_vars=log_variables(ds, True, "log1p"))
+    center, scale = norm.center["streamflow"], norm.scale["streamflow"]
+    z = np.linspace(-3.0, 3.0, 10_001)
+    got = norm.inverse_target(z)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, np.expm1(z * scale + center))
+    z32 = z.astype(np.float32)
+    got32 = norm.inverse_target(z32)
+    assert got32.dtype == np.float32
+    np.testing.assert_array_equal(got32, np.expm1(z32.astype(np.float64) * scale + center).astype(np.float32))
+    assert isinstance(norm.inverse_target(0.5), np.ndarray) and norm.inverse_target(0.5).dtype == np.float64
+
+
+def test_log_variables_choose_what_is_logged() -> None:
+    """Which variables get log(x + 1), so which transform the inverse undoes: the paper's
+    candidates by name only with ``log_inputs``, the target only under ``log1p``."""
+    rng = np.random.default_rng(0)
+    n, time = 3, pd.date_range("2000-01-01", periods=30)
+    ds = make_site_dataset(
+        domain="streamflow", source="test", site_ids=["a", "b", "c"], time=time,
+        lat=np.zeros(n), lon=np.zeros(n), target=("streamflow", rng.gamma(1.0, 1.0, (n, 30)), "mm/d"),
+        dynamic={name: (rng.gamma(1.0, 1.0, (n, 30)), "mm/d") for name in ("pr", "pr_sum", "spring", "tmax")},
+        static={"area": (np.ones(n), "km2"), "elev": (np.ones(n), "m")},
+    )  # fmt: skip
+    assert log_variables(ds, True, "log1p") == ["streamflow", "pr", "pr_sum", "area"]
+    assert log_variables(ds, True, "none") == ["pr", "pr_sum", "area"]
+    assert log_variables(ds, False, "log1p") == []
+    assert log_variables(ds) == ["streamflow", "pr", "pr_sum", "area"]  # log1p is the default
+    with pytest.raises(ConfigError, match=r"^recipe\.target_transform: must be one of .*got 'log'$"):
+        log_variables(ds, True, "log")
 
 
 @pytest.mark.parametrize(

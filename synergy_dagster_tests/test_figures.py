@@ -275,7 +275,14 @@ def test_seed_spread_figure_content(drawn_figures: list[Figure]) -> None:
     x, y = bars.lines[0].get_data()
     np.testing.assert_allclose(y, [0.02] * 4)
     assert sorted(np.round(x, 6)) == [0, 1, 2, 3]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["seed 0", "seed 1", "seed_mean (95% CI)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "seed 0",
+        "seed 1",
+        "seed_mean (95% bootstrap CI)",
+    ]
+    F.seed_spread_figure(sig, "nse", aggregate="seed_mean", alpha=0.1)
+    legend = drawn_figures[1].axes[0].get_legend().get_texts()
+    assert legend[-1].get_text() == "seed_mean (90% bootstrap CI)"  # the level drawn, not a fixed 95 %
     with pytest.raises(InputError, match="significance: no rows for metric 'kge'"):
         F.seed_spread_figure(sig, "kge")
 
@@ -291,10 +298,13 @@ def test_synergy_curves_figure_content(drawn_figures: list[Figure]) -> None:
         rows, columns=["region", "pool", "point", "k", "metric", "value", "sd", "n_eval_sites"]
     )
     slopes = pd.DataFrame(
-        [("nse", None, "8.3.5", "close", 0.05, 0.5, 0.01)],
-        columns=["metric", "versus", "region", "pool", "slope", "intercept", "se"],
+        [
+            ("nse", None, "8.3.5", "close", 0.05, 0.5, 0.01, 0.03, 0.07),
+            ("nse", None, "8.1.1", "far", 0.04, 0.5, np.nan, np.nan, np.nan),  # one draw: no interval
+        ],
+        columns=["metric", "versus", "region", "pool", "slope", "intercept", "se", "ci_low", "ci_high"],
     )
-    F.synergy_curves_figure(curves, slopes, "nse")
+    F.synergy_curves_figure(curves, slopes, "nse", alpha=0.1)
     fig = drawn_figures[0]
     assert fig.get_suptitle() == "synergy curves: nse"
     first, second = fig.axes
@@ -305,7 +315,9 @@ def test_synergy_curves_figure_content(drawn_figures: list[Figure]) -> None:
     fitted = [ln for ln in second.lines if ln.get_linestyle() == "--"]
     assert len(fitted) == 1
     np.testing.assert_allclose(fitted[0].get_ydata(), 0.5 + 0.05 * np.log2(1.0 + np.array([0, 3, 7])))
-    assert [t.get_text() for t in second.get_legend().get_texts()] == ["close: +0.05 ± 0.01", "far"]
+    assert [t.get_text() for t in second.get_legend().get_texts()] == ["close: +0.05 [+0.03, +0.07]", "far"]
+    assert second.get_legend().get_title().get_text() == "slope per doubling [90% t-interval]"
+    assert [t.get_text() for t in first.get_legend().get_texts()] == ["close", "far: +0.04"]
     with pytest.raises(InputError, match="synergy curves: no 'kge' rows to plot"):
         F.synergy_curves_figure(curves, slopes, "kge")
 

@@ -28,6 +28,7 @@ from synergy_dagster.regions.schemes import (
     n_random_regions,
     null_label,
     null_of,
+    planned_null_draws,
     size_matched_null,
 )
 from synergy_dagster.regions.subregions import subregions_of
@@ -387,7 +388,7 @@ def test_compare_schemes_table() -> None:
 
 
 def test_significance_for_handles_scheme_experiments() -> None:
-    from synergy_dagster.defs.assets.evaluation import significance_for
+    from synergy_dagster.evaluation.significance import significance_for
 
     rng = np.random.default_rng(1)
     n = 40
@@ -650,6 +651,79 @@ def test_compare_schemes_uses_the_size_matched_nulls() -> None:
     assert list(table["scheme"]) == ["kmeans"]  # the draws are the null, not rows of their own
     row = table.iloc[0]
     assert row["null_scheme"] == "size-matched (20 draws)" and row["n_vs_null"] == labels.size
+    assert row["n_null_draws"] == 20 and row["aggregation"] == "seed_mean"
     assert row["p_vs_null"] == pytest.approx(1 / 21) and row["median_local_minus_null"] > 0.05
     # the figure's pairs leave the draws out
     assert set(scheme_pairs(_metrics(errors), ["rmse"])["scheme"]) == {"kmeans"}
+
+
+NULL_STUDY = """
+name: tiny-nulls
+data_dir: {data}
+virtual: {{seed: 7, pixels: 240, basins: 40}}
+profile: demo
+seeds: [0]
+budget: {{mode: equal_updates, updates: 4, eval_every: 4}}
+thresholds: {{min_sites_subregion: 30, min_sites_roi: 8, coverage: 0.5}}
+statistics: {{null_draws: 3}}
+stratification: {{schemes: [ecoregions, {{kind: kmeans, k: 2}}]}}
+domains:
+  soil_moisture:
+    reader: pixel_cube
+    target: SMAP_AM
+    dynamic: [APCP, TMP, PET, DSWRF]
+    static: all_numeric
+    periods:
+      train: {{start: 2015-04-01, end: 2016-03-31}}
+      test: {{start: 2016-04-01, end: 2017-03-31}}
+"""
+
+
+@pytest.mark.slow
+def test_size_matched_nulls_are_planned_trained_and_judged_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tiny study with one further scheme and 3 null draws: the draws are planned as local sets
+    (``local@<scheme>_nullDD:<region>``), trained with the other partitions (a draw whose site list
+    coincides with another set reuses its model), and the scheme table judges each scheme against
+    its 3 draws with the permutation p."""
+    import duckdb
+
+    from synergy_dagster import cli
+
+    for var in ("DAGSTER_HOME", "SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_OVERRIDES"):
+        monkeypatch.delenv(var, raising=False)
+    data = tmp_path / "data"
+    study = tmp_path / "tiny.yaml"
+    study.write_text(NULL_STUDY.format(data=data))
+    assert cli.main(["study", "--config", str(study), "--domains", "soil_moisture"]) == 0
+    with duckdb.connect(str(data / "synergy.duckdb"), read_only=True) as con:
+        sets = con.execute("SELECT set_key AS key, sites_hash, trained_as FROM training_sets").df()
+        models = set(con.execute("SELECT DISTINCT set_key FROM models").df()["set_key"])
+        table = con.execute("SELECT * FROM scheme_comparison WHERE metric = 'rmse'").df()
+    draws = sets[sets["key"].str.contains("_null")]
+    for scheme in ("ecoregions", "kmeans"):
+        labels = {k.split(":")[0] for k in draws["key"] if k.startswith(f"local@{scheme}_null")}
+        assert labels == {f"local@{null_label(scheme, d)}" for d in range(3)}, labels
+    # every draw's model exists: trained, or (same sites as another set) reused from that set
+    assert set(draws["trained_as"].fillna(draws["key"])) <= models
+    twins = sets[sets.duplicated("sites_hash", keep=False)]
+    assert (twins.groupby("sites_hash")["trained_as"].apply(lambda t: t.notna().sum()) >= 1).all()
+    rows = table.set_index("scheme")
+    assert set(rows.index) == {"ecoregions", "kmeans"}  # the draws are no rows of their own
+    assert (rows["n_null_draws"] == 3).all() and (rows["null_scheme"] == "size-matched (3 draws)").all()
+    # the permutation p of 3 draws takes the values 1/4 .. 1
+    assert rows["p_vs_null"].isin([0.25, 0.5, 0.75, 1.0]).all()
+    assert (rows["aggregation"] == "seed_mean").all()
+
+
+def test_only_studies_with_a_further_scheme_plan_null_draws() -> None:
+    eco = _study({"schemes": ["ecoregions"]}).stratification.schemes
+    more = _study({"schemes": ["ecoregions", "random"]}).stratification.schemes
+    assert planned_null_draws(eco, 20) == 0 and planned_null_draws(more, 20) == 20
+    inputs = SchemeInputs("streamflow", _sites(), min_sites=10)
+    long, _ = assign_schemes(eco, inputs, null_draws=planned_null_draws(eco, 20))
+    assert set(long["scheme"]) == {"ecoregions"}  # the shipped studies' partition keys stay as they were
+    long, status = assign_schemes(more, inputs, null_draws=planned_null_draws(more, 2))
+    assert set(long["scheme"]) == {"ecoregions", "random", "ecoregions_null00", "ecoregions_null01"}
+    assert list(status["scheme"]) == ["ecoregions", "random"]

@@ -31,6 +31,7 @@ from synergy_dagster.experiments.synergy import (
     CURVE_EXPERIMENT,
     CurveConfig,
     curve_grid,
+    curves_of,
     parse_curve_scenario,
 )
 from synergy_dagster.regions.subregions import subregions_of
@@ -121,13 +122,11 @@ def test_study_file_block_is_validated_and_off_by_default() -> None:
         "periods": {"train": {"start": "2000-01-01", "end": "2001-01-01"}, "test": {"start": "2001-01-02", "end": "2002-01-01"}},
     }}}  # fmt: skip
     assert parse_study(base).synergy_curves is None
-    assert CurveConfig.from_study(parse_study(base)) is None
+    assert curves_of(parse_study(base)) is None
     on = parse_study({**base, "synergy_curves": {"enabled": True, "grid": [10, 5], "rois": ["8.3.5"]}})
-    cfg = CurveConfig.from_study(on)
+    cfg = curves_of(on)
     assert cfg is not None and cfg.grid == (5, 10) and cfg.rois == ("8.3.5",) and cfg.draws == 3
-    assert (
-        CurveConfig.from_study(parse_study({**base, "synergy_curves": {"grid": [5]}})) is None
-    )  # not enabled
+    assert curves_of(parse_study({**base, "synergy_curves": {"grid": [5]}})) is None  # not enabled
     for bad, what in (
         ({"enabled": True, "gird": [5]}, "synergy_curves.gird: unknown key"),
         ({"pools": ["near"]}, "synergy_curves.pools"),

@@ -36,6 +36,7 @@ from synergy_dagster.sources.landing import check_landed, ingest_landed, revisio
 from synergy_dagster.sources.nwis import merge_streamflow
 from synergy_dagster.sources.sitedata import make_site_dataset
 from synergy_dagster.sources.usgs_feed import fetch_windows, newest_day_per_gauge, run_feed, stale_gauges
+from synergy_dagster.sources.usgs_flags import ESTIMATED, FLAG_VAR, LANDED, NOT_APPROVED, QUALIFIED
 from synergy_dagster.sources.waterdata import (
     ClientSettings,
     FetchBudgetExceeded,
@@ -487,7 +488,7 @@ def test_the_whole_refresh_takes_revisions_withdrawals_approvals_and_new_days(
     srv.drop(g, "2009-10-03")  # withdrawn
     srv.put(g, "2009-10-04", [2.0 / FACTOR[0]], status="Approved")  # same value, approved
     srv.put(g, "2009-10-05", [None], qualifier=["ICE"])  # ice: no value any more
-    srv.put(g, "2009-10-06", [2.0 / FACTOR[0], 2.0 / FACTOR[0]])
+    srv.put(g, "2009-10-06", [2.0 / FACTOR[0], 2.0 / FACTOR[0]], qualifier=["E"])  # new, estimated
     affected, changes = _refresh(layout, url, date(2009, 10, 7), landing)
     by = changes.set_index(changes["date"].dt.strftime("%Y-%m-%d"))
     assert by.loc["2009-10-02", "change"] == "revised" and by.loc["2009-10-02", "new"] == pytest.approx(3.0)
@@ -511,6 +512,16 @@ def test_the_whole_refresh_takes_revisions_withdrawals_approvals_and_new_days(
     assert bool(ledger.loc[(SITES[0], pd.Timestamp("2009-10-03")), "withdrawn"])
     log = pd.read_parquet(revisions_path(layout))
     assert len(log) == 10 + len(changes) and log["file"].str.startswith("usgs_daily_").all()
+    # The source and the tagged sites carry each day's status and qualifiers as flag bits.
+    for path in (layout.source_nc("streamflow"), layout.sites_nc("streamflow")):
+        with xr.open_dataset(path) as ds:
+            flags = ds[FLAG_VAR].sel(site=SITES[0]).to_series()
+        assert flags["2009-09-01"] == 0  # the archive's day
+        assert flags["2009-09-20"] == LANDED  # fetched, approved
+        assert flags["2009-10-02"] == LANDED | NOT_APPROVED  # revised, provisional
+        assert flags["2009-10-04"] == LANDED  # approved since
+        assert flags["2009-10-05"] == LANDED | NOT_APPROVED | QUALIFIED  # ice
+        assert flags["2009-10-06"] == LANDED | NOT_APPROVED | ESTIMATED
 
     # Only value changes decide what retrains: an approval alone does not.
     periods = SimpleNamespace(
@@ -535,10 +546,13 @@ def test_the_whole_refresh_takes_revisions_withdrawals_approvals_and_new_days(
     assert again.empty
     _world(tmp_path / "rebuilt")
     os.replace(tmp_path / "rebuilt" / "data" / "sources" / "streamflow.nc", layout.source_nc("streamflow"))
-    ingest_landed(layout, landing, [])
+    result = ingest_landed(layout, landing, [])
     assert np.isnan(_held(layout, SITES[0], "2009-10-03")) and _held(
         layout, SITES[0], "2009-10-02"
     ) == pytest.approx(3.0, rel=1e-5)
+    with xr.open_dataset(layout.source_nc("streamflow")) as ds:  # the flags too, from the ledger
+        assert ds[FLAG_VAR].sel(site=SITES[0], time="2009-10-06").item() == LANDED | NOT_APPROVED | ESTIMATED
+    assert result.flag_counts["estimated"] == 2 and result.flag_counts["landed"] > 0
 
 
 def test_fetch_files_of_one_batch_are_compared_in_fetch_order(api: tuple[Api, str], tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from synergy_dagster.io_utils import atomic_write_text
 from synergy_dagster.layout import Layout
 from synergy_dagster.overrides import OVERRIDES_VARIABLE, split_overrides
 from synergy_dagster.store import MetadataStore, StoreLocation, duckdb_file, ducklake, parse_store
+from synergy_dagster.sources.usgs_latest import with_latest_test_end
 from synergy_dagster.study_file import SHIPPED_STUDIES, DomainSpec, StudyFile, resolve_study, shipped_study
 
 
@@ -59,7 +60,8 @@ class StudyResource(dg.ConfigurableResource):
         """The study, resolved (once per process and file content)."""
         path = self.study_path()
         mtime = path.stat().st_mtime_ns if path.exists() else 0
-        return _resolve(str(path), mtime, self.all_overrides(), str(Path(self.real_data).resolve()))
+        study = _resolve(str(path), mtime, self.all_overrides(), str(Path(self.real_data).resolve()))
+        return with_latest_test_end(study)  # domains.streamflow.usgs.test_end: latest
 
     def check(self) -> None:
         """Fail now, naming the key, when the study does not resolve."""

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from synergy_dagster.domains import DOMAIN_RECORDS
 from synergy_dagster.errors import InputError
 from synergy_dagster.io_utils import atomic_write_bytes
 
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 DPI = 100
-_DOMAIN_MARKERS = {"soil_moisture": "s", "streamflow": "o"}
+_DOMAIN_MARKERS = {d: r.marker for d, r in DOMAIN_RECORDS.items()}
 
 
 def _clip_far_outliers(ax: Any, data: Sequence[np.ndarray]) -> None:
@@ -89,6 +90,11 @@ def _require(df: pd.DataFrame, cols: Sequence[str], source: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise InputError(source, f"missing column(s) {missing}; have {list(df.columns)}")
+
+
+def _level(alpha: float) -> str:
+    """The confidence level of an interval at significance ``alpha``, as a legend shows it (``95%``)."""
+    return f"{100 * (1 - alpha):g}%"
 
 
 def _palette(n: int, name: str = "tab10") -> list[tuple[float, float, float, float]]:
@@ -499,10 +505,12 @@ def seed_spread_figure(
     aggregate: str = "seed_mean",
     title: str | None = None,
     path: str | Path | None = None,
+    alpha: float = 0.05,
 ) -> bytes:
     """Spread across seeds of each comparison, one panel per comparison: per region (and "All"),
     every seed's median paired difference ``a - b`` as a dot, and the ``aggregate`` rows' (the
-    test on per-site seed means) median difference with its bootstrap CI as a bar.
+    test on per-site seed means) median difference with its bootstrap CI as a bar; ``alpha``: the
+    significance level the table's intervals were computed at (level 1 - alpha), named in the legend.
 
     ``significance``: rows of one domain and experiment (columns comparison, region, metric,
     seed, median_diff, ci_low, ci_high); per-seed rows have seed labels "0", "1", ...
@@ -543,7 +551,7 @@ def seed_spread_figure(
         ax.set_ylabel(f"median {metric} diff", fontsize=8)
         ax.set_title(comp, fontsize=9)
     handles = [Line2D([], [], ls="", marker="o", color=colors[s], label=f"seed {s}") for s in seed_labels]
-    handles.append(Line2D([], [], ls="", marker="D", color="black", label=f"{aggregate} (95% CI)"))
+    handles.append(Line2D([], [], ls="", marker="D", color="black", label=f"{aggregate} ({_level(alpha)} bootstrap CI)"))
     axes[0].legend(handles=handles, fontsize=7, loc="best", ncol=min(4, len(handles)))
     if title:
         fig.suptitle(title, fontsize=10)
@@ -561,11 +569,12 @@ def synergy_curves_figure(
     metric: str,
     title: str | None = None,
     path: str | Path | None = None,
+    alpha: float = 0.05,
 ) -> bytes:
     """Synergy curves of one domain, one panel per ROI: the draw-mean site-median ``metric`` against
     ``log2(1 + k)`` sites added from each pool (error bars: spread over draws), the pool's whole set
-    (``all``) as an open marker at its size, and the fitted line with its slope +- bootstrap se in
-    the legend. ``curves`` / ``slopes``: the rows of :func:`synergy_dagster.evaluation.synergy.curve_table`
+    (``all``) as an open marker at its size, and the fitted line with its slope and the slope
+    table's (1 - ``alpha``) t-interval in the legend (none with one draw). ``curves`` / ``slopes``: the rows of :func:`synergy_dagster.evaluation.synergy.curve_table`
     and ``slope_table``."""
     _require(curves, ["region", "pool", "point", "k", "metric", "value", "sd"], "synergy curves")
     df = curves[curves["metric"] == metric]
@@ -588,9 +597,9 @@ def synergy_curves_figure(
             label = str(pool)
             row = fit[(fit["region"] == region) & (fit["pool"] == pool)] if len(fit) else fit
             if len(row):
-                b, a, se = (float(row[c].iloc[0]) for c in ("slope", "intercept", "se"))
+                b, a, lo, hi = (float(row[c].iloc[0]) for c in ("slope", "intercept", "ci_low", "ci_high"))
                 ax.plot(x, a + b * x, color=color, ls="--", lw=1)
-                label = f"{pool}: {b:+.2g} ± {se:.2g}"
+                label = f"{pool}: {b:+.2g} [{lo:+.2g}, {hi:+.2g}]" if np.isfinite(lo) else f"{pool}: {b:+.2g}"
             ax.errorbar(
                 x, grid["value"], yerr=grid["sd"].fillna(0.0), color=color, marker="o", ms=3, lw=1.3,
                 capsize=2, label=label,
@@ -610,7 +619,7 @@ def synergy_curves_figure(
             fontsize=8,
         )
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="best", title="slope per doubling", title_fontsize=6)
+        ax.legend(fontsize=6, loc="best", title=f"slope per doubling [{_level(alpha)} t-interval]", title_fontsize=6)
         if i % ncols == 0:
             ax.set_ylabel(f"median {metric}")
         if i >= len(regions) - ncols:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from synergy_dagster.config import Profile
+from synergy_dagster.domains import DOMAIN_RECORDS
 from synergy_dagster.evaluation.metrics import METRICS
 from synergy_dagster.evaluation.statistics import (
     SEED_MEAN,
@@ -68,7 +69,7 @@ NOT_TESTABLE = "not testable here"
 VERDICTS = (HOLDS, NOT_HOLDS, INCONCLUSIVE, NOT_TESTABLE)
 ALL = "All"
 # The metrics the paper reports per domain (the similarity overview shows these).
-_PAPER_METRICS = {"soil_moisture": ("rmse", "corr"), "streamflow": ("corr", "nse")}
+_PAPER_METRICS = {d: r.paper_metrics for d, r in DOMAIN_RECORDS.items()}
 
 
 @dataclass(frozen=True)

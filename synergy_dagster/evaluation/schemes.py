@@ -12,8 +12,10 @@ random regions' local models). ``winner`` names a side only when the Wilcoxon p 
 ``<scheme>_nullDD``, :func:`synergy_dagster.regions.schemes.size_matched_null`), when present:
 the median local gain over the global model on the scheme's regions against the same on each
 draw's regions, with a one-sided permutation p (:func:`null_p`; the column ``null_scheme`` names
-the number of draws); without them, the unmatched ``random`` scheme as before. Every row judges the seed rows of one ``aggregation``
-(:func:`~synergy_dagster.evaluation.statistics.judged_rows`), as every other output does.
+the number of draws, ``n_null_draws`` counts them); without them, the unmatched ``random`` scheme
+as before. Every row judges the seed rows of one ``aggregation``
+(:func:`~synergy_dagster.evaluation.statistics.judged_rows`), as every other output does, and
+names it in its ``aggregation`` column.
 Dagster-free; the ``scheme_comparison`` asset calls it.
 """
 
@@ -47,6 +49,8 @@ COMPARISON_COLUMNS = (
     "n_vs_null",
     "median_local_minus_null",
     "p_vs_null",
+    "n_null_draws",
+    "aggregation",
 )
 
 
@@ -123,6 +127,7 @@ def _null_columns(
         "n_vs_null": int(grp["site_id"].nunique()),
         "median_local_minus_null": float(t - np.median(finite)) if finite.size else float("nan"),
         "p_vs_null": null_p(t, t_d),
+        "n_null_draws": int(finite.size),
     }
 
 
@@ -175,6 +180,8 @@ def compare_schemes(
                 "n_vs_null": 0,
                 "median_local_minus_null": float("nan"),
                 "p_vs_null": float("nan"),
+                "n_null_draws": 0,
+                "aggregation": aggregation,
             }
             if len(matched):
                 row.update(_null_columns(grp, matched, metric, higher, absolute))
@@ -191,7 +198,8 @@ def compare_schemes(
                 row["p_vs_null"] = _p(x, y, method)
             rows.append(row)
     out = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
-    return out.astype({"n_regions": "int64", "n_sites": "int64", "n_vs_null": "int64"}) if len(out) else out
+    ints = {"n_regions": "int64", "n_sites": "int64", "n_vs_null": "int64", "n_null_draws": "int64"}
+    return out.astype(ints) if len(out) else out
 
 
 def explained_share(values: np.ndarray | pd.Series, regions: np.ndarray | pd.Series) -> float:

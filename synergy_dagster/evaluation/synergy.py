@@ -90,6 +90,7 @@ SLOPE_COLUMNS = (
     "se_ols",
     "gain",
     "n_boot",
+    "aggregation",
 )
 
 
@@ -432,7 +433,8 @@ def slope_table(
     standard error, (1 - alpha) t-interval and p (:func:`slope_interval`: the draws' slopes plus
     an ``n_boot`` site bootstrap; no p below ``min_draws`` draws); and per pair of pools the
     difference of slopes (``pool`` minus ``versus``). ``gain`` is the slope signed so that
-    positive means better. ``aggregation``: the seed rows scored (see :func:`roi_curves`)."""
+    positive means better. ``aggregation``: the seed rows scored (see :func:`roi_curves`), named
+    in the column of that name."""
     sm = site_metrics[site_metrics["experiment"] == CURVE_EXPERIMENT]
     sm = judged_rows(sm, aggregation, list(metrics))
     rows: list[dict] = []
@@ -475,6 +477,7 @@ def slope_table(
         return pd.DataFrame(columns=[c for c in SLOPE_COLUMNS if c not in ("domain", "budget")])
     out["x"] = X_LABEL
     out["n_boot"] = int(n_boot)
+    out["aggregation"] = aggregation
     for c in ("n_points", "k_max", "n_rois"):
         out[c] = out[c].astype("int64")
     return out[[c for c in SLOPE_COLUMNS if c not in ("domain", "budget")]]

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synergy_dagster.errors import InputError
 from synergy_dagster.experiments.size_control import stable_seed
-from synergy_dagster.study_file import StudyFile
+from synergy_dagster.study_file import StudyFile, SynergyCurvesSpec
 
 CURVE_EXPERIMENT = "synergy_curve"
 POOLS = ("close", "far", "dissimilar")
@@ -40,38 +39,14 @@ ALL = "all"
 _SCENARIO = re.compile(r"^curve\+(close|far|dissimilar)@(\d+|all)_d(\d+)$")
 
 
-@dataclass(frozen=True)
-class CurveConfig:
-    """The study file's ``synergy_curves`` block, as the plan and the evaluation read it."""
+# The study file's ``synergy_curves`` block is the curves' configuration: declared once, in the schema.
+CurveConfig = SynergyCurvesSpec
 
-    grid: tuple[int, ...] = DEFAULT_GRID
-    pools: tuple[str, ...] = POOLS
-    draws: int = 3
-    seed: int = 0
-    rois: tuple[str, ...] | None = None  # None: every ROI of the plan
-    bootstrap: int = 1000
 
-    def __post_init__(self) -> None:
-        bad = [p for p in self.pools if p not in POOLS]
-        if bad or not self.pools:
-            raise InputError("synergy_curves.pools", f"expected some of {POOLS}, got {list(self.pools)}")
-        if self.draws < 1 or any(k < 1 for k in self.grid):
-            raise InputError("synergy_curves", f"draws >= 1 and grid values >= 1, got {self}")
-
-    @classmethod
-    def from_study(cls, study: StudyFile) -> CurveConfig | None:
-        """The study's curve settings, or None when its block is absent or not enabled."""
-        spec = study.synergy_curves
-        if spec is None or not spec.enabled:
-            return None
-        return cls(
-            grid=tuple(sorted(spec.grid)),
-            pools=tuple(spec.pools),
-            draws=spec.draws,
-            seed=spec.seed,
-            rois=None if spec.rois is None else tuple(spec.rois),
-            bootstrap=spec.bootstrap,
-        )
+def curves_of(study: StudyFile) -> CurveConfig | None:
+    """The study's curve settings, or None when its block is absent or not enabled."""
+    spec = study.synergy_curves
+    return spec if spec is not None and spec.enabled else None
 
 
 def curve_scenario(pool: str, k: int | str, draw: int) -> str:

@@ -395,6 +395,9 @@ def random_regions(spec: RandomScheme, inputs: SchemeInputs) -> tuple[np.ndarray
 
 NULL_KIND = "null"
 NULL_SUFFIX = "_null"
+# Base seed of the size-matched null draws (each draw is seeded by it, its scheme and its index), fixed
+# so a study's draws, and their trained models, never change with other settings.
+NULL_SEED = 0
 
 
 def null_label(scheme: str, draw: int) -> str:
@@ -447,6 +450,13 @@ def size_matched_null(regions: pd.DataFrame, n_draws: int, seed: int) -> pd.Data
     if not frames:
         return pd.DataFrame(columns=list(REGION_COLUMNS))
     return pd.concat(frames, ignore_index=True)[list(REGION_COLUMNS)]
+
+
+def planned_null_draws(specs: Sequence[AnyScheme], null_draws: int) -> int:
+    """The null draws a study trains: ``null_draws`` when it runs a scheme besides the paper's
+    ecoregions, else 0, so a study of the paper's scheme alone plans (and trains) no draws and
+    keeps its partition keys."""
+    return null_draws if any(not isinstance(s, EcoregionScheme) for s in specs) else 0
 
 
 def assign_scheme(

@@ -4,7 +4,8 @@
 feed carries, per day, an approval status (Approved / Provisional) and qualifiers (estimated, ice,
 equipment...), kept as the flag variable of the streamflow source
 (:mod:`synergy_dagster.sources.usgs_flags`). This block says which of those days a study scores
-and which it trains on; the masks themselves are :mod:`synergy_dagster.sources.usgs_masks`.
+and which it trains on (the masks: :mod:`synergy_dagster.sources.usgs_masks`), and whether the
+test period follows the newest data (:mod:`synergy_dagster.sources.usgs_latest`).
 """
 
 from __future__ import annotations
@@ -40,5 +41,15 @@ class UsgsSpec(Settings):
             "qualifier (ice, equipment failure...) are masked in the training target (and in "
             "the held-out validation days carved from it), so the models do not learn from "
             "values that were not measured. Inputs are not changed; the models still see every day."
+        ),
+    )
+    test_end: Literal["fixed", "latest"] = Field(
+        "fixed",
+        description=(
+            "Where the test period ends: 'fixed' (default) at periods.test.end as written, or "
+            "'latest': at the newest day on which some kept site has both its streamflow and every "
+            "dynamic input (the forcing) in the tagged sites, never before the written end. "
+            "Resolved with the study at the start of each run, so each scheduled refresh that "
+            "brings new days extends the evaluation (and the skill per water year) to them."
         ),
     )

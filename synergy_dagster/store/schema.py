@@ -42,6 +42,12 @@ TABLES: dict[str, str] = {
         site_id VARCHAR, model_key VARCHAR, rmse DOUBLE, ubrmse DOUBLE, bias DOUBLE,
         corr DOUBLE, nse DOUBLE, kge DOUBLE, n_days INTEGER, budget VARCHAR
     """,
+    # Median skill per water year of each scenario (evaluation/water_years.py), region "*" pooled.
+    "water_year_skill": """
+        domain VARCHAR, experiment VARCHAR, region VARCHAR, scenario VARCHAR, water_year INTEGER,
+        first_day DATE, last_day DATE, complete BOOLEAN, n_sites INTEGER, n_days BIGINT,
+        median_nse DOUBLE, median_kge DOUBLE, budget VARCHAR
+    """,
     "significance": """
         domain VARCHAR, experiment VARCHAR, comparison VARCHAR, scenario_a VARCHAR, scenario_b VARCHAR,
         region VARCHAR, metric VARCHAR, seed VARCHAR, n INTEGER, statistic DOUBLE, p_value DOUBLE, p_holm DOUBLE, effect DOUBLE,
@@ -66,7 +72,7 @@ TABLES: dict[str, str] = {
         domain VARCHAR, budget VARCHAR, region VARCHAR, metric VARCHAR, pool VARCHAR, versus VARCHAR,
         x VARCHAR, n_points INTEGER, k_max INTEGER, n_rois INTEGER, slope DOUBLE, intercept DOUBLE,
         se DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE, se_ols DOUBLE, gain DOUBLE,
-        n_boot INTEGER
+        n_boot INTEGER, aggregation VARCHAR
     """,
     # Each kept site's region under every regionalisation scheme of the study (regions/schemes.py).
     "site_regions": """
@@ -78,7 +84,8 @@ TABLES: dict[str, str] = {
         domain VARCHAR, scheme VARCHAR, metric VARCHAR, budget VARCHAR, n_regions INTEGER,
         n_sites INTEGER, median_global DOUBLE, median_local DOUBLE, median_diff DOUBLE,
         share_global_better DOUBLE, p_value DOUBLE, winner VARCHAR, null_scheme VARCHAR,
-        n_vs_null INTEGER, median_local_minus_null DOUBLE, p_vs_null DOUBLE,
+        n_vs_null INTEGER, median_local_minus_null DOUBLE, p_vs_null DOUBLE, n_null_draws INTEGER,
+        aggregation VARCHAR,
         PRIMARY KEY (domain, scheme, metric, budget)
     """,
     # Data-quality findings of each source (sources/quality.py): values masked, sites dropped,

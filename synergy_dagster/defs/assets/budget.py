@@ -8,11 +8,12 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from synergy_dagster.defs.assets.evaluation import MODEL_KEYS, PAPER_METRICS, evaluation, significance_for
+from synergy_dagster.defs.assets.evaluation import MODEL_KEYS, PAPER_METRICS, evaluation
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 from synergy_dagster.evaluation.budget import sensitivity_matrix, sign_changes
 from synergy_dagster.evaluation.figures import learning_curves_by_scenario
+from synergy_dagster.evaluation.significance import significance_for
 from synergy_dagster.evaluation.study import evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
@@ -107,6 +108,7 @@ def budget_sensitivity(
     layout = study.layout
     profile = study.spec.training_profile()
     modes = study.spec.run.sensitivity_modes
+    stats = study.spec.statistics
     # Every mode shares the profile's budget parameters (updates, passes, cap, patience, K).
     budgets = [profile.budget.replace(mode=mode) for mode in modes]
     for b in budgets:  # every mode must be able to run before any trains
@@ -165,7 +167,7 @@ def budget_sensitivity(
                     ds, evals, fitted.__getitem__, profile.hidden, periods.test.slice, dom.warmup, device
                 )
             frame["budget"] = budget.mode
-            sig = significance_for(frame)
+            sig = significance_for(frame, stats.wilcoxon_method, stats.n_boot, stats.alpha)
             where = {"domain": domain, "budget": budget.mode, "experiment": EXPERIMENT}
             writes += [("site_metrics", frame, where), ("significance", sig, where)]
             metric_frames.append(frame)
@@ -174,7 +176,7 @@ def budget_sensitivity(
     if not tables:
         raise dg.Failure("no domain has a global-vs-local comparison to test under several budgets")
     sig_all = pd.concat(tables, ignore_index=True)
-    table = sign_changes(sig_all, metrics=("nse", "rmse", "corr"))
+    table = sign_changes(sig_all, metrics=("nse", "rmse", "corr"), aggregation=stats.seed_aggregation)
     writes += [
         ("budget_sensitivity", table[table["domain"] == d], {"domain": d}) for d in table["domain"].unique()
     ]
@@ -185,11 +187,16 @@ def budget_sensitivity(
         table.to_parquet(out.path(layout.sensitivity_table()), index=False)
         pd.concat(metric_frames).to_parquet(out.path(layout.sensitivity_site_metrics()), index=False)
         out.transaction(db.transaction(writes), db.path)
-    meta: dict[str, Any] = {"modes": modes, "path": dg.MetadataValue.path(str(layout.sensitivity_dir()))}
+    meta: dict[str, Any] = {
+        "modes": modes,
+        "path": dg.MetadataValue.path(str(layout.sensitivity_dir())),
+        "seed_aggregation": stats.seed_aggregation,
+        "alpha (* in the grids: p < alpha)": stats.alpha,
+    }
     for domain in table["domain"].unique():
         dt = table[table["domain"] == domain]
         for metric in PAPER_METRICS[domain]:
-            grid = sensitivity_matrix(dt, metric)
+            grid = sensitivity_matrix(dt, metric, alpha=stats.alpha)
             if not grid.empty:
                 meta[f"{domain}_{metric}"] = dg.MetadataValue.md(markdown_table(grid))
         regions = dt[dt["region"] != "All"]

@@ -16,6 +16,7 @@ from synergy_dagster.config import DOMAINS
 from synergy_dagster.defs.assets.trained import missing_message, model_loader, trained_models
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
+from synergy_dagster.domains import DOMAIN_RECORDS
 from synergy_dagster.errors import DiskFullError
 from synergy_dagster.evaluation.figures import (
     boxplot_by_region,
@@ -26,19 +27,15 @@ from synergy_dagster.evaluation.figures import (
 )
 from synergy_dagster.evaluation.predictions import TAG_COLUMNS, predictions_dataset, write_predictions
 from synergy_dagster.evaluation.report import build_report, run_setup
+from synergy_dagster.evaluation.significance import significance_for
 from synergy_dagster.evaluation.statistics import (
-    PAPER_METHOD,
     SEED_MEAN,
-    SEED_SPREAD_COLUMNS,
-    SIGNIFICANCE_COLUMNS,
     judged_rows,
     judged_seed_label,
-    per_site_seed_means,
-    seed_spread,
-    significance_table,
 )
 from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, evaluate_domain, predict_models
 from synergy_dagster.evaluation.summary import markdown_table, study_summary
+from synergy_dagster.evaluation.water_years import POOLED, skill_per_water_year, water_year_figure
 from synergy_dagster.io_utils import StagedOutputs, atomic_write_text, staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
@@ -48,7 +45,7 @@ from synergy_dagster.sources.usgs_masks import evaluation_view
 GROUP = "evaluation"
 MODEL_KEYS = [dg.AssetKey(f"{d}_model") for d in DOMAINS]
 # The paper's test metrics per domain; the tables carry every metric, these lead the summary.
-PAPER_METRICS = {"soil_moisture": ["rmse", "corr"], "streamflow": ["corr", "nse"]}
+PAPER_METRICS = {d: list(r.paper_metrics) for d, r in DOMAIN_RECORDS.items()}
 
 
 def _stage_predictions(out: StagedOutputs, cube: xr.Dataset, target: Path) -> None:
@@ -90,6 +87,24 @@ def _timeseries_figures(
     return meta
 
 
+def _water_year_table(layout: Layout) -> Path:
+    return layout.evaluation_dir() / "water_year_skill.parquet"
+
+
+def _water_year_outputs(
+    out: StagedOutputs, layout: Layout, domain: str, years: pd.DataFrame
+) -> dict[str, Any]:
+    """The figure of the pooled median NSE per water year (staged) and its table, for the UI."""
+    png = water_year_figure(years)
+    out.write_bytes(layout.figure(f"water_year_skill_{domain}.png"), png)
+    pooled = years[years["region"] == POOLED].drop(columns=["domain", "region", "budget"])
+    return {
+        f"{domain}/water_year_skill": dg.MetadataValue.md(markdown_table(pooled) if len(pooled) else "none"),
+        f"{domain}/water_year_skill.png": png_markdown(png, alt=f"{domain} water-year skill"),
+        "water_year_table": dg.MetadataValue.path(str(_water_year_table(layout))),
+    }
+
+
 @dg.asset(
     group_name=GROUP,
     deps=MODEL_KEYS,
@@ -115,7 +130,7 @@ def evaluation(
     budget = profile.budget.mode
     configure_threads(compute.torch_threads, profile.hidden)
     device = pick_device(compute.device)
-    frames = []
+    frames, year_frames = [], []
     meta: dict[str, Any] = {}
     db = store.store()
     writes: list[tuple[str, pd.DataFrame, dict[str, str]]] = []
@@ -165,13 +180,18 @@ def evaluation(
                 {k: int(v) for k, v in cube.sizes.items()}
             )
             meta.update(_timeseries_figures(out, layout, domain, cube, frame))
+            years = skill_per_water_year(cube).assign(budget=budget)  # does the lead hold year by year?
             del cube
+            meta.update(_water_year_outputs(out, layout, domain, years))
+            year_frames.append(years)
+            writes.append(("water_year_skill", years, {"domain": domain, "budget": budget}))
             frame["budget"] = budget
             frames.append(frame)
             writes.append(("site_metrics", frame, {"domain": domain, "budget": budget}))
             context.log.info(f"{domain}: {frame['site_id'].nunique()} sites scored, {len(frame)} metric rows")
         metrics = pd.concat(frames, ignore_index=True)
         metrics.to_parquet(out.path(layout.site_metrics()), index=False)
+        pd.concat(year_frames, ignore_index=True).to_parquet(out.path(_water_year_table(layout)), index=False)
         out.transaction(db.transaction(writes), db.path)
     med = (
         metrics[metrics["seed"] == "mean"]
@@ -188,38 +208,6 @@ def evaluation(
             **meta,
         }
     )
-
-
-def significance_for(
-    metrics: pd.DataFrame, method: str = PAPER_METHOD, n_boot: int = 2000, alpha: float = 0.05
-) -> pd.DataFrame:
-    """All comparison tables (Wilcoxon, Holm, effect sizes) for both domains, on seed means and,
-    with several seeds, per seed and on the per-site means over seeds (seed ``SEED_MEAN``), whose
-    rows and the ``"mean"`` rows carry the spread across seeds; with the budget mode of the
-    metrics rows and the Wilcoxon ``method`` in every row; the bootstrap intervals at level 1 - alpha."""
-    rows = metrics[metrics["seed"] != "std"]
-    rows = pd.concat([rows, per_site_seed_means(rows, list(METRIC_NAMES))], ignore_index=True)
-    out = []
-    for (domain, experiment, seed), group in rows.groupby(["domain", "experiment", "seed"]):
-        present = set(group["scenario"])  # e.g. a domain with no sized sets has no sized rows
-        comps = [c for c in COMPARISONS[experiment] if c[1] in present and c[2] in present]
-        if not comps:
-            continue
-        table = significance_table(
-            group, comps, list(METRIC_NAMES), method=method, n_boot=n_boot, alpha=alpha
-        )
-        table.insert(0, "experiment", experiment)
-        table.insert(0, "domain", domain)
-        table["seed"] = seed
-        out.append(table)
-    if not out:  # e.g. no sub-region reached N: only the global model was evaluated
-        return pd.DataFrame(
-            columns=["domain", "experiment", *SIGNIFICANCE_COLUMNS, "seed", "budget", *SEED_SPREAD_COLUMNS]
-        )
-    table = pd.concat(out, ignore_index=True)
-    budgets = metrics["budget"].unique() if "budget" in metrics.columns else []
-    table["budget"] = budgets[0] if len(budgets) == 1 else None
-    return seed_spread(table, ["domain", "experiment", "comparison", "region", "metric"])
 
 
 @dg.asset(
@@ -324,16 +312,18 @@ def figures(study: StudyResource) -> dg.MaterializeResult:
                     name = f"{domain}_error_matrix_{metric}.png"
                     out.write_bytes(layout.figure(name), png)
                     meta[name] = png_markdown(png)
-        meta.update(_seed_spread_figures(out, layout, aggregation))
+        meta.update(_seed_spread_figures(out, layout, aggregation, study.spec.statistics.alpha))
     meta["folder"] = dg.MetadataValue.path(str(layout.figures_dir()))
     meta["seed_aggregation"] = aggregation
     return dg.MaterializeResult(metadata=meta)
 
 
-def _seed_spread_figures(out: StagedOutputs, layout: Layout, aggregation: str) -> dict[str, Any]:
+def _seed_spread_figures(
+    out: StagedOutputs, layout: Layout, aggregation: str, alpha: float
+) -> dict[str, Any]:
     """With several seeds: per domain, experiment and paper metric, each seed's median difference
-    next to the test on the rows of the study's seed ``aggregation``, staged in ``out`` (files of a
-    study with fewer seeds go when ``out`` publishes)."""
+    next to the test on the rows of the study's seed ``aggregation`` with its (1 - ``alpha``)
+    interval, staged in ``out`` (files of a study with fewer seeds go when ``out`` publishes)."""
     sig = pd.read_parquet(layout.significance()) if layout.significance().exists() else pd.DataFrame()
     meta: dict[str, Any] = {}
     written = set()
@@ -346,6 +336,7 @@ def _seed_spread_figures(out: StagedOutputs, layout: Layout, aggregation: str) -
                     metric,
                     aggregate=judged_seed_label(sig["seed"], aggregation),
                     title=f"{domain} {experiment}: {metric} across seeds [seeds: {aggregation}]",
+                    alpha=alpha,
                 )
                 out.write_bytes(path, png)
                 written.add(path)

@@ -13,7 +13,7 @@ from synergy_dagster.evaluation.figures import region_map
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.regions.coverage import coverage_filter
-from synergy_dagster.regions.schemes import SchemeInputs, assign_schemes
+from synergy_dagster.regions.schemes import NULL_SEED, SchemeInputs, assign_schemes, planned_null_draws
 from synergy_dagster.regions.subregions import SUBREGIONS
 from synergy_dagster.regions.tagging import tag_sites
 from synergy_dagster.sources.basin_polygons import read_site_polygons
@@ -99,7 +99,8 @@ def scheme_regions(
         gages2=gages2,
         camels_huc=camels_huc,
     )
-    regions_long, status = assign_schemes(specs, inputs)
+    draws = planned_null_draws(specs, study.spec.statistics.null_draws)
+    regions_long, status = assign_schemes(specs, inputs, null_draws=0 * draws, null_seed=NULL_SEED)
     return regions_long.assign(domain=domain), status
 
 

@@ -23,7 +23,7 @@ from synergy_dagster.evaluation.figures import synergy_curves_figure
 from synergy_dagster.evaluation.study import evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.evaluation.synergy import curve_evaluations, curve_points, curve_table, slope_table
-from synergy_dagster.experiments.synergy import CurveConfig
+from synergy_dagster.experiments.synergy import curves_of
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.fit import load_plan
@@ -52,7 +52,7 @@ def synergy_curves(
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
     study_file = study.spec
-    cfg = CurveConfig.from_study(study_file)
+    cfg = curves_of(study_file)
     if cfg is None:
         return dg.MaterializeResult(metadata={"skipped": "the study file does not enable synergy_curves"})
     layout = study.layout
@@ -119,6 +119,7 @@ def synergy_curves(
             slopes,
             metric,
             title=f"{domain}: synergy curves, median {metric} on the ROI [{budget}; seeds: {agg}]",
+            alpha=stats.alpha,
         )
         results[domain] = (sites.assign(budget=budget), curves, slopes, png)
         show = slopes[(slopes["metric"] == metric)][["region", "pool", "versus", "slope", "se", "p_value"]]

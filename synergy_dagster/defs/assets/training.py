@@ -25,7 +25,7 @@ from synergy_dagster.errors import ConfigError
 from synergy_dagster.evaluation.figures import learning_curve
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.experiments.plan import build_plan, threshold_advice
-from synergy_dagster.experiments.synergy import CurveConfig
+from synergy_dagster.experiments.synergy import curves_of
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import bank_threads, configure_threads, pick_device
@@ -81,7 +81,7 @@ def build_plan_asset(domain: str) -> dg.AssetsDefinition:
             domain,
             study.spec.thresholds,
             rois_preferred=PAPER_ROIS[domain],
-            curves=CurveConfig.from_study(study.spec),  # synergy curve sets, if the study asks
+            curves=curves_of(study.spec),  # synergy curve sets, if the study asks
             # global vs local under the study's other regionalisations (keys local@<scheme>:<region>)
             scheme_regions=_scheme_regions(layout, domain),
             ecoregions="ecoregions" in study.spec.stratification.labels,
