@@ -98,6 +98,14 @@ class DomainSpec(_Strict):
         default_factory=list,
         description="static attributes that are class codes: one-hot encoded, not scaled",
     )
+    allow_leaky: list[str] = Field(
+        default_factory=list,
+        description="static attributes derived from the target (CAMELS streamflow signatures: q_mean, "
+        "runoff_ratio, baseflow_index, ...) or computed over a whole record that may hold the test years "
+        "(Caravan's p_mean, aridity, frac_snow, ...) that this study still feeds its models and clusters on; "
+        "default none: all_numeric leaves them out and listing one under static is an error "
+        "(the list: sources/selection.py LEAKY; docs/statistics.md)",
+    )
     periods: DomainPeriods
     missing_values: list[float] = Field(default_factory=list, description="values that mean 'no data'")
     quality: QualitySpec | None = Field(

@@ -158,3 +158,44 @@ def test_partition_files_round_trip_and_refuse_a_changed_file(tmp_path: Path) ->
     torch.save({"w": torch.zeros(2, 3)}, path)  # replaced behind the index's back
     with pytest.raises(InputError, match="SHA-256"):
         load_state(path, index["3"]["sha256"])
+
+
+def test_reuse_is_refused_when_the_data_the_inputs_or_a_setting_change(tmp_path: Path) -> None:
+    """A stored model is reused only for the same data, inputs and settings: change any one and the
+    model trains again, to other weights (issue 26: reuse was tested in the positive direction only)."""
+    ds, layout = _dataset(), Layout(tmp_path)
+    store = MetadataStore(layout.database())
+    profile = PROFILE.replace(seeds=(0,))
+    place = FitPlace(layout, store, torch.device("cpu"), lambda m: None, 1)
+
+    def fit_and_save(data: xr.Dataset, prof: Profile) -> tuple[dict[str, torch.Tensor], list[str]]:
+        logs: list[str] = []
+        fit = fit_set(
+            _training_set(data),
+            prof,
+            prof.budget,
+            data,
+            FitPlace(layout, store, place.device, logs.append, 1),
+        )
+        save_models(layout, store, "streamflow", "global:CONUS", fit.budget, fit.seeds, fit.rows, fit.curves)
+        return fit.seeds[0], logs
+
+    first, _ = fit_and_save(ds, profile)
+    again, logs = fit_and_save(ds, profile)
+    assert any("reusing the intact model" in m for m in logs) and _same(again, first)  # the control
+
+    wetter = ds.copy(deep=True)
+    wetter["runoff"] = wetter["runoff"] * 1.1
+    no_area = ds.drop_vars("area")
+    dom = profile.for_domain("streamflow")
+    variants = {
+        "data": (wetter, profile),
+        "inputs": (no_area, profile),
+        "recipe": (ds, profile.replace(domains={"streamflow": dom.with_recipe({"lr": 0.5})})),
+        "budget": (ds, profile.replace(budget=profile.budget.replace(updates=12))),
+        "window": (ds, profile.replace(domains={"streamflow": dom.replace(batch=3)})),
+    }
+    for name, (data, prof) in variants.items():
+        weights, logs = fit_and_save(data, prof)
+        assert not any("reusing" in m for m in logs), f"{name}: a changed {name} reused the stored model"
+        assert not _same(weights, first), f"{name}: retrained to the very same weights"

@@ -26,8 +26,8 @@ from synergy_dagster.errors import ConfigError
 from synergy_dagster.io_utils import atomic_write_text
 from synergy_dagster.layout import Layout
 from synergy_dagster.overrides import OVERRIDES_VARIABLE, split_overrides
-from synergy_dagster.store import MetadataStore, StoreLocation, duckdb_file, ducklake, parse_store
 from synergy_dagster.sources.usgs_latest import with_latest_test_end
+from synergy_dagster.store import MetadataStore, StoreLocation, duckdb_file, ducklake, parse_store
 from synergy_dagster.study_file import SHIPPED_STUDIES, DomainSpec, StudyFile, resolve_study, shipped_study
 
 

@@ -24,8 +24,8 @@ point of one ROI is scored on the same sites and days: one common mask).
   (:func:`bootstrap_slopes` with the draws held fixed: each replicate resamples the ROI's sites
   with replacement, the same sites for every point and pool, so differences between pools are
   paired), and the interval is Student's t with Welch-Satterthwaite degrees of freedom. The
-  percentile bootstrap over 2-8 draws it replaces under-covered (issue 24: 71-93 % for a nominal
-  95 %); a t quantile with D - 1 degrees of freedom accounts for few draws. No p-value is given
+  percentile bootstrap over a few draws it replaces under-covered (measured in docs/statistics.md);
+  a t quantile with D - 1 degrees of freedom accounts for few draws. No p-value is given
   below ``min_draws`` draws; with one draw there is no interval. ``se_ols`` is the textbook
   regression standard error of the point fit, for reference (it ignores that the points share
   sites). Region ``All`` averages the ROI slopes draw by draw and replicate by replicate (ROIs have

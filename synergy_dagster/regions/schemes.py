@@ -34,6 +34,7 @@ from scipy.cluster.vq import kmeans2
 
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.regions.subregions import LETTERS
+from synergy_dagster.sources.selection import LEAKY
 from synergy_dagster.sources.sitedata import static_names
 from synergy_dagster.study_file import (
     ClimateScheme,
@@ -70,7 +71,9 @@ class SchemeInputs:
 
     ``sites``: site_id, lat, lon, subregion. ``ds``: the sites' dataset (statics and forcing).
     ``gages2``: :func:`synergy_dagster.sources.gages2.read_gages2` output (indexed by STAID);
-    ``camels_huc``: gauge id -> CAMELS ``huc_02``."""
+    ``camels_huc``: gauge id -> CAMELS ``huc_02``; ``allow_leaky``: the attributes of
+    :data:`~synergy_dagster.sources.selection.LEAKY` the study allows (``domains.<d>.allow_leaky``),
+    the only leaky ones a scheme may use, as for the model inputs."""
 
     domain: str
     sites: pd.DataFrame
@@ -79,6 +82,7 @@ class SchemeInputs:
     train: slice | None = None
     gages2: pd.DataFrame | None = None
     camels_huc: pd.Series | None = None
+    allow_leaky: frozenset[str] = frozenset()
     _ids: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -211,6 +215,15 @@ def _statics(
             raise InputError("scheme sites", f"sites {lost} are not in the dataset of {inputs.domain}")
     cols = {}
     for n in names:
+        if n in LEAKY and n not in inputs.allow_leaky and (extra is None or n not in extra.columns):
+            raise ConfigError(
+                what,
+                f"{n!r} is derived from the target or computed over a record that may hold the test "
+                f"period: list it under domains.{inputs.domain}.allow_leaky to use it anyway, or use the "
+                f"indices a climate scheme computes on the training period ({list(CLIMATE_INDICES)}, "
+                "with forcing:)",
+                n,
+            )
         if extra is not None and n in extra.columns:
             cols[n] = extra[n].reindex(inputs.ids).to_numpy(dtype=np.float64)
         elif n in have:
@@ -258,43 +271,6 @@ def climate_regions(spec: ClimateScheme, inputs: SchemeInputs) -> tuple[np.ndarr
     return np.where(valid, code, None).astype(object), "; ".join(desc)
 
 
-# Attributes that carry the target or the test period into the clustering, left out of the default
-# k-means features (a study may still name them in ``attributes``): the CAMELS streamflow
-# signatures (camels_hydro.txt; Addor et al. 2017, HESS 21, 5293), computed from the observed
-# runoff, and climate indices computed over a whole record that may include the test years
-# (Caravan's, e.g. frac_snow; issue 24).
-TARGET_DERIVED = frozenset(
-    {
-        "q_mean",
-        "runoff_ratio",
-        "slope_fdc",
-        "baseflow_index",
-        "stream_elas",
-        "q5",
-        "q95",
-        "high_q_freq",
-        "high_q_dur",
-        "low_q_freq",
-        "low_q_dur",
-        "zero_q_freq",
-        "hfd_mean",
-    }
-)
-WHOLE_RECORD = frozenset(
-    {
-        "p_mean",
-        "pet_mean",
-        "aridity",
-        "frac_snow",
-        "seasonality",
-        "moisture_index",
-        "high_prec_freq",
-        "high_prec_dur",
-        "low_prec_freq",
-        "low_prec_dur",
-    }
-)
-LEAKY = TARGET_DERIVED | WHOLE_RECORD
 # An attribute with only integer values and 3 to this many distinct ones is a class code (two
 # values are an indicator, as a one-hot column, and stay).
 CLASS_CODE_MAX_LEVELS = 12
@@ -343,14 +319,15 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 def kmeans_regions(spec: KmeansScheme, inputs: SchemeInputs) -> tuple[np.ndarray, str]:
     """Cluster codes ``1..k`` (ordered by size, largest first) of the statics prepared by
     :func:`cluster_features`. By default every static input except one-hot indicators
-    (``class=code``) and the attributes of :data:`LEAKY` (target-derived, or computed over a record
-    that may hold the test period); a study that names attributes gets exactly those."""
+    (``class=code``) and the attributes of :data:`~synergy_dagster.sources.selection.LEAKY`
+    (target-derived, or computed over a record that may hold the test period) the study does not
+    allow; a study that names attributes gets exactly those (a leaky one only if allowed)."""
     names = spec.attributes.get(inputs.domain)  # type: ignore[call-overload]
     left_out: list[str] = []
     if names is None:
         default = [] if inputs.ds is None else [n for n in static_names(inputs.ds) if "=" not in n]
-        left_out = [n for n in default if n in LEAKY]
-        names = [n for n in default if n not in LEAKY]
+        left_out = [n for n in default if n in LEAKY and n not in inputs.allow_leaky]
+        names = [n for n in default if n not in left_out]
     if not names:
         raise NotApplicable(f"no static attributes to cluster for {inputs.domain}")
     x = _statics(inputs, names, None, f"stratification.{spec.label}.attributes.{inputs.domain}")

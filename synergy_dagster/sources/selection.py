@@ -4,8 +4,10 @@ A reader returns everything a source holds; a study lists the target, the dynami
 static attributes it wants (categorical ones one-hot encoded, never fed as codes: a numeric column
 of class codes, or a text column of class names that the readers return as codes with their
 labels), its periods must lie inside the record, and sites whose target is missing on every day
-are dropped with a reason instead of refusing the whole source. Free of Dagster; the sources
-assets call it.
+are dropped with a reason instead of refusing the whole source. Attributes that would carry the
+target or the test period into the models (:data:`LEAKY`) are refused unless the study allows them
+by name; the clustering of :mod:`synergy_dagster.regions.schemes` follows the same list. Free of
+Dagster; the sources assets call it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,56 @@ from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.sources.sitedata import class_labels, dynamic_names, static_names, target_name
 
 ALL_NUMERIC = "all_numeric"
+
+# Attributes that carry the target or the test period into the model inputs and the clustering:
+# the CAMELS streamflow signatures (camels_hydro.txt; Addor et al. 2017, HESS 21, 5293), computed
+# from the observed runoff, and climate indices computed over a whole record that may include the
+# test years (Caravan's, e.g. frac_snow; issue 24).
+TARGET_DERIVED = frozenset(
+    {
+        "q_mean",
+        "runoff_ratio",
+        "slope_fdc",
+        "baseflow_index",
+        "stream_elas",
+        "q5",
+        "q95",
+        "high_q_freq",
+        "high_q_dur",
+        "low_q_freq",
+        "low_q_dur",
+        "zero_q_freq",
+        "hfd_mean",
+    }
+)
+WHOLE_RECORD = frozenset(
+    {
+        "p_mean",
+        "pet_mean",
+        "aridity",
+        "frac_snow",
+        "seasonality",
+        "moisture_index",
+        "high_prec_freq",
+        "high_prec_dur",
+        "low_prec_freq",
+        "low_prec_dur",
+    }
+)
+LEAKY = TARGET_DERIVED | WHOLE_RECORD
+
+
+def leaky_inputs(chosen: Sequence[str], allow_leaky: Sequence[str], key: str = "") -> list[str]:
+    """The attributes of ``chosen`` that are :data:`LEAKY` and not in ``allow_leaky``; an
+    ``allow_leaky`` entry that is no leaky attribute is refused (a typo would allow nothing)."""
+    unknown = sorted(n for n in allow_leaky if n not in LEAKY)
+    if unknown:
+        raise ConfigError(
+            f"{key}allow_leaky",
+            f"{unknown} are not leaky attributes; the leaky ones are {sorted(LEAKY)}",
+            ", ".join(unknown),
+        )
+    return [n for n in chosen if n in LEAKY and n not in allow_leaky]
 
 
 def _missing(wanted: Sequence[str], have: Sequence[str], key: str, where: str) -> None:
@@ -89,10 +141,13 @@ def select_inputs(
     categorical: Sequence[str] = (),
     where: str = "source",
     key: str = "",
+    allow_leaky: Sequence[str] = (),
 ) -> xr.Dataset:
     """Keep the study's target, dynamic inputs and statics (in the listed order); one-hot encode
-    the categorical statics. ``static="all_numeric"`` keeps every static of the source. ``key``
-    prefixes the study-file key named in errors (e.g. ``domains.streamflow.``)."""
+    the categorical statics. ``static="all_numeric"`` keeps every static of the source but the
+    :data:`LEAKY` ones not in ``allow_leaky`` (named in ``attrs["inputs_left_out_leaky"]``); a
+    leaky static listed by name and not allowed is an error naming it. ``key`` prefixes the
+    study-file key named in errors (e.g. ``domains.streamflow.``)."""
     have_target = target_name(ds)
     if have_target != target:
         raise ConfigError(
@@ -114,6 +169,17 @@ def select_inputs(
             ", ".join(absent),
         )
     chosen = list(stat) if static == ALL_NUMERIC else list(static)
+    named = leaky_inputs([*categorical, *([] if static == ALL_NUMERIC else chosen)], allow_leaky, key)
+    if named:
+        raise ConfigError(
+            f"{key}static",
+            f"{named} of {where} are derived from the target or computed over a record that may hold "
+            f"the test period, so they would leak test information into the models; list them under "
+            f"{key}allow_leaky to use them anyway",
+            ", ".join(named),
+        )
+    leaky = leaky_inputs(chosen, allow_leaky, key)  # all_numeric: left out
+    chosen = [n for n in chosen if n not in leaky]
     as_text = [n for n in chosen if n not in stat and n in text]
     if as_text:
         raise ConfigError(
@@ -137,6 +203,8 @@ def select_inputs(
         out = one_hot(out, name, where)
     out.attrs["inputs_dynamic"] = ",".join(dynamic)
     out.attrs["inputs_static"] = ",".join(static_names(out))
+    if leaky:
+        out.attrs["inputs_left_out_leaky"] = ",".join(leaky)
     return out
 
 

@@ -100,7 +100,7 @@ def scheme_regions(
         camels_huc=camels_huc,
     )
     draws = planned_null_draws(specs, study.spec.statistics.null_draws)
-    regions_long, status = assign_schemes(specs, inputs, null_draws=0 * draws, null_seed=NULL_SEED)
+    regions_long, status = assign_schemes(specs, inputs, null_draws=draws, null_seed=NULL_SEED)
     return regions_long.assign(domain=domain), status
 
 
