@@ -36,6 +36,7 @@ EXCEPTIONS = {
     # The study file's schema composes each science package's own settings block (a *_spec module
     # importing only the foundation, checked below), so a setting is declared once, by its science.
     ("foundation", "synergy_dagster.sources.quality_spec"),
+    ("foundation", "synergy_dagster.sources.usgs_spec"),
 }
 DAGSTER_LAYERS = {"defs", "cli", "entry"}
 # Folders that belong to the foundation: the presets are study settings, written in its schema.

@@ -73,6 +73,7 @@ def study_raw(root: Path, real_data: Path, quality: dict | None = None, dynamic:
                 "target": "streamflow",
                 "dynamic": dynamic,
                 "static": ["area", "frac_snow"],
+                "allow_leaky": ["frac_snow"],  # whole-record index (docs/statistics.md)
                 "periods": PERIODS,
             }
         },

@@ -210,9 +210,17 @@ def test_kmeans_features_log_skewed_drop_class_codes_and_leaky_attributes() -> N
     assert "left out as leaky ['q_mean', 'frac_snow']" in detail
     # on the log scale the three groups are the three clusters (on the raw scale one group is split)
     assert (pd.crosstab(long["region"], group).to_numpy() > 0).sum() == 3
-    # named by the study, a leaky attribute is used
-    _, st = assign_schemes([KmeansScheme(k=3, attributes={"streamflow": ["area", "q_mean"]})], inputs)
+    # named by the scheme but not allowed by the study: refused, naming the key and the attribute
+    named = KmeansScheme(k=3, attributes={"streamflow": ["area", "q_mean"]})
+    with pytest.raises(ConfigError, match=r"kmeans\.attributes\.streamflow.*'q_mean'.*allow_leaky"):
+        assign_schemes([named], inputs)
+    # allowed by the study (domains.streamflow.allow_leaky): used, named or by default
+    allowed = SchemeInputs("streamflow", sites, min_sites=10, ds=inputs.ds, allow_leaky=frozenset({"q_mean"}))
+    _, st = assign_schemes([named], allowed)
     assert "z-scored ['area', 'q_mean']" in st["detail"].iloc[0] and "leaky" not in st["detail"].iloc[0]
+    _, st = assign_schemes([KmeansScheme(k=3)], allowed)
+    assert "'q_mean'" in st["detail"].iloc[0].split("left out as leaky")[0]
+    assert "left out as leaky ['frac_snow']" in st["detail"].iloc[0]
 
 
 def test_cluster_features_transforms() -> None:
@@ -260,6 +268,20 @@ def test_climate_classes_edges_quantiles_and_forcing_indices() -> None:
     assert "aridity: edges" in status["detail"].iloc[0]
     _, status = assign_schemes([spec], SchemeInputs("soil_moisture", sites, 5, ds=ds))
     assert not bool(status["applicable"].iloc[0])
+    # the training-period indices only: forcing after the training period leaves the classes as they are
+    later = ds.copy(deep=True)
+    later["P"].loc[{"time": slice("2002-01-01", None)}] = later["P"].sel(time=slice("2002", None)).values * 50
+    again, _ = assign_schemes(
+        [spec], SchemeInputs("streamflow", sites, 5, ds=later, train=slice("2001", "2001"))
+    )
+    assert again.equals(long)
+    # a whole-record static of the same name (Caravan's aridity) is refused unless allowed
+    whole = _dataset(sites, {"frac": frac, "aridity": np.linspace(0.2, 3.0, 60)})
+    static_only = ClimateScheme(domains={"streamflow": {"classes": {"aridity": 2}}})
+    with pytest.raises(ConfigError, match=r"climate\.domains\.streamflow.*'aridity'.*allow_leaky"):
+        assign_schemes([static_only], SchemeInputs("streamflow", sites, 5, ds=whole))
+    ok = SchemeInputs("streamflow", sites, 5, ds=whole, allow_leaky=frozenset({"aridity"}))
+    assert set(assign_schemes([static_only], ok)[0]["region"]) == {"0", "1"}
 
 
 def test_huc2_from_gages2_camels_polygons_and_not_for_pixels() -> None:

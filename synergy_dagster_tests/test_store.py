@@ -134,3 +134,31 @@ def test_migration_renames_resumed_from_epoch_keeping_its_values(tmp_path: Path)
     )
     store.replace_rows("models", row, {"domain": "streamflow", "set_key": "local:A"})
     assert sorted(store.query("SELECT resumed_from_block FROM models")["resumed_from_block"]) == [1, 3]
+
+
+def test_migration_adds_the_aggregation_and_null_draw_columns_keeping_rows(tmp_path: Path) -> None:
+    """A store written before the seed aggregation and the null draws were recorded: the scheme
+    table and the slopes gain the columns (NULL: not recorded then), rows kept, and new rows write them."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE scheme_comparison (domain VARCHAR, scheme VARCHAR, metric VARCHAR, budget VARCHAR, "
+            "p_vs_null DOUBLE, PRIMARY KEY (domain, scheme, metric, budget))"
+        )
+        con.execute("INSERT INTO scheme_comparison VALUES ('streamflow', 'huc2', 'nse', 'paper', 0.2)")
+        con.execute(
+            "CREATE TABLE synergy_slopes (domain VARCHAR, budget VARCHAR, pool VARCHAR, slope DOUBLE)"
+        )
+        con.execute("INSERT INTO synergy_slopes VALUES ('soil_moisture', 'paper', 'close', 0.01)")
+    store = MetadataStore(path)
+    old = store.query("SELECT scheme, p_vs_null, n_null_draws, aggregation FROM scheme_comparison")
+    assert old["scheme"].tolist() == ["huc2"] and old["p_vs_null"].tolist() == [0.2]
+    assert old["n_null_draws"].isna().all() and old["aggregation"].isna().all()
+    assert store.query("SELECT aggregation FROM synergy_slopes")["aggregation"].isna().all()
+    row = pd.DataFrame(
+        [{"domain": "streamflow", "scheme": "kmeans", "metric": "nse", "budget": "converge",
+          "p_vs_null": 0.05, "n_null_draws": 20, "aggregation": "seed_mean"}]
+    )  # fmt: skip
+    store.replace_rows("scheme_comparison", row, {"budget": "converge"})
+    got = store.query("SELECT n_null_draws, aggregation FROM scheme_comparison WHERE scheme = 'kmeans'")
+    assert got.to_dict("records") == [{"n_null_draws": 20, "aggregation": "seed_mean"}]

@@ -184,7 +184,35 @@ def test_select_inputs_keeps_only_listed_and_one_hot_encodes() -> None:
     np.testing.assert_array_equal(out["geol_class=3"].values[:3], [1, 0, 1])
     assert np.isnan(out["geol_class=7"].values[3])  # no class: missing, not a class of its own
     every = select_inputs(ds, target="streamflow", dynamic=["prcp", "tmax"], static="all_numeric")
-    assert set(static_names(every)) == {"area", "geol_class", "aridity"}
+    # aridity is computed over a whole record (test years included): all_numeric leaves it out
+    assert set(static_names(every)) == {"area", "geol_class"}
+    assert every.attrs["inputs_left_out_leaky"] == "aridity"
+
+
+def test_leaky_statics_are_refused_unless_the_study_allows_them_by_name() -> None:
+    ds = _basins()
+    ds["q_mean"] = ds["area"] * 0.0 + 1.5  # a streamflow signature, computed from the target
+    ds["q_mean"].attrs["role"] = "static"
+    args = {"target": "streamflow", "dynamic": ["prcp"], "key": "domains.streamflow."}
+    with pytest.raises(ConfigError, match=r"domains\.streamflow\.static.*\['aridity'\].*allow_leaky"):
+        select_inputs(ds, static=["area", "aridity"], **args)
+    with pytest.raises(ConfigError, match=r"\['q_mean'\].*leak test information"):
+        select_inputs(ds, static=["q_mean"], **args)
+    kept = select_inputs(ds, static=["area", "aridity"], allow_leaky=["aridity"], **args)
+    assert static_names(kept) == ["area", "aridity"]
+    every = select_inputs(ds, static="all_numeric", allow_leaky=["q_mean"], **args)
+    assert set(static_names(every)) == {"area", "geol_class", "q_mean"}
+    with pytest.raises(ConfigError, match=r"domains\.streamflow\.allow_leaky.*\['qmean'\] are not leaky"):
+        select_inputs(ds, static=["area"], allow_leaky=["qmean"], **args)
+
+
+def test_allow_leaky_is_a_domain_key_of_the_study_file() -> None:
+    raw = {
+        **MINIMAL,
+        "domains": {"streamflow": {**MINIMAL["domains"]["streamflow"], "allow_leaky": ["aridity"]}},
+    }
+    assert parse_study(raw, "s.yaml").domain("streamflow").allow_leaky == ["aridity"]
+    assert parse_study(MINIMAL, "s.yaml").domain("streamflow").allow_leaky == []
 
 
 @pytest.mark.parametrize(

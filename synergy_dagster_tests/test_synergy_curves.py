@@ -231,6 +231,7 @@ def test_curve_and_slope_tables_recover_known_slopes_per_roi_and_overall() -> No
     assert cd["slope"] == pytest.approx(-0.03, abs=0.005) and cd["p_value"] < 0.05
     assert cd["ci_low"] < cd["slope"] < cd["ci_high"] < 0
     assert (single.loc[("All", "nse", "close"), "n_rois"]) == 2
+    assert set(table["aggregation"]) == {"seed_mean"}  # the stored rows name the seed rows they judged
     assert table.equals(slope_table(pts, sm, n_boot=300, seed=0, metrics=["nse", "rmse"]))  # seeded
 
 
@@ -292,6 +293,7 @@ def test_the_asset_on_a_tiny_virtual_study(tmp_path: Path, monkeypatch: pytest.M
     assert set(grid["k"]) >= {0, 3, 6} and grid.groupby("pool")["k"].max().nunique() == 1  # common k_max
     assert len(slopes[slopes["versus"].isna()]) == 3 and len(slopes[slopes["versus"].notna()]) == 3
     assert np.isfinite(slopes["slope"]).all() and (slopes["se"] > 0).all()
+    assert (slopes["aggregation"] == "seed_mean").all()
     for name in ("soil_moisture_curves", "soil_moisture_slopes", "soil_moisture_site_metrics"):
         assert (data / "evaluation" / "synergy_curves" / f"{name}.parquet").exists()
     png = data / "evaluation" / "figures" / "soil_moisture_synergy_curves.png"

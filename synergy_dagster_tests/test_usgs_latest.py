@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
 from synergy_dagster.defs.resources import StudyResource
+from synergy_dagster.experiments.affected import affected_partitions
 from synergy_dagster.layout import Layout
 from synergy_dagster.sources.sitedata import make_site_dataset
-from synergy_dagster.sources.usgs_latest import covered_until, with_latest_test_end
+from synergy_dagster.sources.usgs_latest import covered_until, landing_periods, with_latest_test_end
 from synergy_dagster.study_file import resolve_study
 from synergy_dagster_tests.runconfig import TINY_STUDY
 
@@ -74,3 +76,16 @@ def test_the_study_resource_resolves_latest(tmp_path: Path) -> None:
         overrides=["domains.streamflow.usgs.test_end=latest"],
     )
     assert resource.spec.periods("streamflow").test.end == "2010-02-10"
+
+
+def test_with_latest_a_landed_day_after_the_test_end_re_evaluates(tmp_path: Path) -> None:
+    plan = SimpleNamespace(
+        sets={"key": ["global:CONUS"], "trained_as": [None], "site_ids": [["a", "b"]]},
+        evaluations={"eval_site_ids": [["a", "b"]]},
+    )
+    landed = pd.DataFrame({"site_id": ["b"], "date": pd.to_datetime(["2009-11-02"]), "value": [1.0]})
+    judged = {}
+    for end in ("fixed", "latest"):
+        spec = _study(tmp_path, end).domain("streamflow")
+        judged[end] = affected_partitions(landed, plan, landing_periods(spec, landed["date"]))  # type: ignore[arg-type]
+    assert judged == {"fixed": ([], False), "latest": ([], True)}

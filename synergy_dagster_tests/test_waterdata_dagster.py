@@ -76,6 +76,9 @@ def test_scheduled_refresh_fetch_sensor_ingest_and_check(api: tuple[Api, str], t
     # Window from 09-20 (newest held 09-30 minus 10 days); the service starts on 09-25: 09-20..24 withdrawn.
     assert shown["revisions"].value == {"revised": 4 * 6, "new": 4 * 5, "withdrawn": 4 * 5}  # type: ignore[union-attr]
     rows = shown["revised_days"].value  # type: ignore[union-attr]
+    # finite source days per USGS flag: 11 provisional days of 4 gauges (withdrawn days have no value)
+    flags = shown["usgs_flags"].value  # type: ignore[union-attr]
+    assert flags == {"landed": 4 * 11, "not_approved": 4 * 11, "estimated": 0, "qualified": 0}
     assert {r["new_status"] for r in rows if r["change"] == "new"} == {"Provisional"}  # type: ignore[index]
     assert {r["reason"] for r in rows if r["change"] == "withdrawn"} == {"not in the answer any more"}  # type: ignore[index]
     (check,) = done.get_asset_check_evaluations()

@@ -551,7 +551,9 @@ def seed_spread_figure(
         ax.set_ylabel(f"median {metric} diff", fontsize=8)
         ax.set_title(comp, fontsize=9)
     handles = [Line2D([], [], ls="", marker="o", color=colors[s], label=f"seed {s}") for s in seed_labels]
-    handles.append(Line2D([], [], ls="", marker="D", color="black", label=f"{aggregate} ({_level(alpha)} bootstrap CI)"))
+    handles.append(
+        Line2D([], [], ls="", marker="D", color="black", label=f"{aggregate} ({_level(alpha)} bootstrap CI)")
+    )
     axes[0].legend(handles=handles, fontsize=7, loc="best", ncol=min(4, len(handles)))
     if title:
         fig.suptitle(title, fontsize=10)
@@ -619,7 +621,9 @@ def synergy_curves_figure(
             fontsize=8,
         )
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="best", title=f"slope per doubling [{_level(alpha)} t-interval]", title_fontsize=6)
+        ax.legend(
+            fontsize=6, loc="best", title=f"slope per doubling [{_level(alpha)} t-interval]", title_fontsize=6
+        )
         if i % ncols == 0:
             ax.set_ylabel(f"median {metric}")
         if i >= len(regions) - ncols:

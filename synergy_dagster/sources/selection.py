@@ -169,17 +169,6 @@ def select_inputs(
             ", ".join(absent),
         )
     chosen = list(stat) if static == ALL_NUMERIC else list(static)
-    named = leaky_inputs([*categorical, *([] if static == ALL_NUMERIC else chosen)], allow_leaky, key)
-    if named:
-        raise ConfigError(
-            f"{key}static",
-            f"{named} of {where} are derived from the target or computed over a record that may hold "
-            f"the test period, so they would leak test information into the models; list them under "
-            f"{key}allow_leaky to use them anyway",
-            ", ".join(named),
-        )
-    leaky = leaky_inputs(chosen, allow_leaky, key)  # all_numeric: left out
-    chosen = [n for n in chosen if n not in leaky]
     as_text = [n for n in chosen if n not in stat and n in text]
     if as_text:
         raise ConfigError(
@@ -190,6 +179,19 @@ def select_inputs(
         )
     _missing(chosen, stat, f"{key}static", where)
     _missing(categorical, chosen, f"{key}categorical", where)
+    named = leaky_inputs(
+        list(dict.fromkeys([*categorical, *([] if static == ALL_NUMERIC else chosen)])), allow_leaky, key
+    )
+    if named:
+        raise ConfigError(
+            f"{key}static",
+            f"{named} of {where} are derived from the target or computed over a record that may hold "
+            f"the test period, so they would leak test information into the models; list them under "
+            f"{key}allow_leaky to use them anyway",
+            ", ".join(named),
+        )
+    leaky = leaky_inputs(chosen, allow_leaky, key)  # all_numeric: left out
+    chosen = [n for n in chosen if n not in leaky]
     codes = [n for n in chosen if n not in categorical and class_labels(ds[n]) is not None]
     if codes:  # class codes of a text column are no quantity: never feed them as numbers
         raise ConfigError(

@@ -109,6 +109,7 @@ def read_study_domain(
         categorical=spec.categorical,
         where=where,
         key=f"domains.{domain}.",
+        allow_leaky=spec.allow_leaky,
     )
     ds, dropped = drop_sites_without_target(ds)
     check_periods(ds, spec.periods, where, key=f"domains.{domain}.periods")

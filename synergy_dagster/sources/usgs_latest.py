@@ -26,7 +26,7 @@ from synergy_dagster.layout import Layout
 from synergy_dagster.sources.sitedata import target_name
 
 if TYPE_CHECKING:
-    from synergy_dagster.study_file import StudyFile
+    from synergy_dagster.study_file import DomainSpec, StudyFile
 
 DOMAIN = "streamflow"
 
@@ -47,6 +47,22 @@ def _covered(path: str, mtime_ns: int, dynamic: tuple[str, ...]) -> pd.Timestamp
         return covered_until(ds, list(dynamic))
 
 
+def _extended(periods: DomainPeriods, end: pd.Timestamp) -> DomainPeriods:
+    test = Period(start=periods.test.start, end=f"{end:%Y-%m-%d}")
+    return DomainPeriods(train=periods.train, test=test)
+
+
+def landing_periods(spec: DomainSpec, landed_days: pd.Series) -> DomainPeriods:
+    """The periods landed days are judged against (which partitions retrain, whether to re-evaluate):
+    with ``latest``, a day after the current test end is a test day, since the next run's test
+    period reaches it as soon as the forcing covers it too."""
+    periods = spec.periods
+    if spec.usgs.test_end != "latest" or not len(landed_days):
+        return periods
+    newest = pd.Timestamp(pd.to_datetime(landed_days).max())
+    return _extended(periods, newest) if newest > pd.Timestamp(periods.test.end) else periods
+
+
 def with_latest_test_end(study: StudyFile) -> StudyFile:
     """``study`` with the streamflow test period ending at the newest covered day, when the study
     asks for ``latest`` and the tagged sites exist (before the first prepare: as written)."""
@@ -60,6 +76,5 @@ def with_latest_test_end(study: StudyFile) -> StudyFile:
     test = spec.periods.test
     if newest is None or newest <= pd.Timestamp(test.end):
         return study
-    periods = DomainPeriods(train=spec.periods.train, test=Period(start=test.start, end=f"{newest:%Y-%m-%d}"))
-    domains = {**study.domains, DOMAIN: spec.model_copy(update={"periods": periods})}
+    domains = {**study.domains, DOMAIN: spec.model_copy(update={"periods": _extended(spec.periods, newest)})}
     return study.model_copy(update={"domains": domains})

@@ -98,6 +98,7 @@ def scheme_regions(
         train=study.spec.periods(domain).train.slice,
         gages2=gages2,
         camels_huc=camels_huc,
+        allow_leaky=frozenset(study.domain(domain).allow_leaky),
     )
     draws = planned_null_draws(specs, study.spec.statistics.null_draws)
     regions_long, status = assign_schemes(specs, inputs, null_draws=draws, null_seed=NULL_SEED)

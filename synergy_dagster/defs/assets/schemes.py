@@ -1,5 +1,6 @@
 """Stage 5, evaluation: compare the study's regionalisations (ecoregions, HUC-2, climate classes,
-k-means, random regions): global vs local under each, and each against random regions."""
+k-means, random regions): global vs local under each, and each against its size-matched null draws
+(or, without draws, random regions)."""
 
 from typing import Any
 
@@ -25,8 +26,9 @@ SHOWN = ["scheme", "metric", "n_regions", "n_sites", "median_global", "median_lo
     description=(
         "Regionalisation schemes compared (study file `stratification`): per domain, scheme and metric the "
         "median skill of the global and the local models, the share of sites where global wins, the "
-        "Wilcoxon p (winner 'tie' unless p < alpha), and each scheme's local models against random "
-        "regions' (the null model), on the seed rows of statistics.seed_aggregation. Table "
+        "Wilcoxon p (winner 'tie' unless p < alpha), and each scheme's local models against its "
+        "size-matched null draws (permutation p over statistics.null_draws draws; without draws, "
+        "against random regions), on the seed rows of statistics.seed_aggregation. Table "
         "scheme_comparison, evaluation/schemes/scheme_comparison.parquet and a figure per domain."
     ),
 )
@@ -51,7 +53,7 @@ def scheme_comparison(study: StudyResource, store: MetadataStoreResource) -> dg.
                 title=f"{domain}: global vs local per regionalisation [seeds: {agg}]",
             )
             meta[f"{domain}/table"] = dg.MetadataValue.md(
-                markdown_table(table[SHOWN + ["p_value", "p_vs_null"]])
+                markdown_table(table[SHOWN + ["p_value", "p_vs_null", "n_null_draws"]])
             )
             meta[f"{domain}/figure"] = png_markdown(figures[domain])
     table = (

@@ -38,6 +38,7 @@ from synergy_dagster.layout import Layout
 from synergy_dagster.models.fit import load_plan
 from synergy_dagster.sources.landing import DOMAIN, check_landed, quarantined_hashes
 from synergy_dagster.sources.nwis_client import match_site_ids, scan_landing
+from synergy_dagster.sources.usgs_latest import landing_periods
 
 TRAIN_JOB = f"train_{DOMAIN}_job"
 EVALUATION_JOB = "evaluation_job"
@@ -171,7 +172,7 @@ def _affected_by(
     landed = pd.DataFrame(
         {"site_id": frame["gauge"].astype(str).map(site_map), "date": frame["date"], "value": frame["value"]}
     )
-    return affected_partitions(landed, plan, study.spec.periods(DOMAIN))
+    return affected_partitions(landed, plan, landing_periods(study.domain(DOMAIN), landed["date"]))
 
 
 # ---------------------------------------------------------------- follow-up: training, then evaluation
