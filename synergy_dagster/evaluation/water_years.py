@@ -85,7 +85,8 @@ def skill_per_water_year(cube: xr.Dataset, min_days: int = 30) -> pd.DataFrame:
     """Median skill per (experiment, region, scenario, water year), and pooled over regions.
 
     ``min_days``: a site's year is scored only with at least this many valid days (default 30:
-    an NSE over a few days says little about a year). ``n_sites`` counts the sites scored.
+    an NSE over a few days says little about a year). ``n_sites`` counts the sites scored,
+    ``n_days`` the valid (site, day) pairs of the comparison's common mask in that year.
     """
     if min_days < 2:
         raise InputError("min_days", f"must be at least 2 (two pairs make a metric), got {min_days}")

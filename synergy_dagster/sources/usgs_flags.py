@@ -79,9 +79,9 @@ def with_flags(ds: xr.Dataset, ledger: pd.DataFrame | None) -> xr.Dataset:
 def flags_of(ds: xr.Dataset) -> np.ndarray:
     """The (site, time) int flags of ``ds``; zeros (archive days) where it has no flag variable."""
     if FLAG_VAR not in ds:
-        return np.zeros((ds.sizes["site"], ds.sizes["time"]), dtype=np.int64)
+        return np.zeros((ds.sizes["site"], ds.sizes["time"]), dtype=np.int16)
     raw = ds[FLAG_VAR].transpose("site", "time").values
-    return np.nan_to_num(raw, nan=0.0).astype(np.int64)  # NaN: days added after the flags were set
+    return np.nan_to_num(raw, nan=0.0).astype(np.int16)  # NaN: days added after the flags were set
 
 
 def flag_counts(ds: xr.Dataset) -> dict[str, int]:
