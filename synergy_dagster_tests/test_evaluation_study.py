@@ -309,7 +309,10 @@ def check_statistics_rows(data: Path) -> None:
     report = (data / "evaluation" / "reproduction_report.md").read_text()
     assert re.search(r"\(alpha = 0\.2[;)]", report) and "alpha = 0.05" not in report
     verdicts = pd.read_parquet(data / "evaluation" / "reproduction_verdicts.parquet")
-    judged = verdicts["reason"].astype(str).str.extract(r"p = [0-9.e-]+ ([<>]=?) ([0-9.]+)").dropna()
-    assert len(judged) and set(judged[1]) == {"0.2"}
+    judged = verdicts["reason"].astype(str).str.extract(r"p = ([0-9.e-]+) ([<>]=?) ([0-9.]+)").dropna()
+    assert len(judged) and set(judged[2]) == {"0.2"}
+    # and each comparison it states is true of the p it prints (3 significant digits)
+    p = judged[0].astype(float)
+    assert ((p < 0.2) == (judged[1] == "<"))[(p - 0.2).abs() > 1e-3].all(), judged
     summary = (data / "evaluation" / "summary.md").read_text()
     assert "p_holm<0.2" in summary and "p_holm<0.05" not in summary
