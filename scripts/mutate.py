@@ -56,20 +56,26 @@ TARGETS: tuple[Target, ...] = (
     Target("normalization", "synergy_dagster/models/normalization.py",
            ("test_sampling.py", "test_evaluation_study.py", "test_predictions.py")),
     Target("statistics", "synergy_dagster/evaluation/statistics.py", ("test_statistics.py",)),
-    Target("report", "synergy_dagster/evaluation/report.py", ("test_report.py",),
+    Target("report", "synergy_dagster/evaluation/report.py", ("test_report.py", "test_verdict_rules.py"),
            ("x__direction", "x__aggregate", "x__within_margin", "x__pooled_verdict", "x__region_status",
             "x__region_rows", "x__every_region_verdict", "x__judge", "x_verdicts")),
     Target("plan", "synergy_dagster/experiments/plan.py", ("test_plan.py",)),
-    Target("fingerprint", "synergy_dagster/models/fingerprint.py", ("test_fit.py", "test_training.py")),
+    Target("fingerprint", "synergy_dagster/models/fingerprint.py", ("test_configuration.py",)),
+    Target("settings_record", "synergy_dagster/config.py", ("test_configuration.py",), ("x_settings_record",)),
     Target("stopping", "synergy_dagster/models/training.py", ("test_training.py",),
            ("x_judge_check", "x_stops", "x_improved", "x_replay_converge")),
 )  # fmt: skip
 
 
+# Folders the tests read besides the package and the tests: the shipped studies, the docs pages
+# whose content tests check.
+DATA_DIRS = ("studies", "docs")
+
+
 def _copy_project(dest: Path) -> None:
     """The package, its tests and the build/pytest configuration: all a test run reads."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
-    for name in ("synergy_dagster", TESTS):
+    for name in ("synergy_dagster", TESTS, *DATA_DIRS):
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
     for name in ("pyproject.toml", "setup.py"):
         shutil.copy2(ROOT / name, dest / name)
@@ -86,7 +92,7 @@ def _configure(dest: Path, target: Target) -> None:
         "\n[tool.mutmut]\n"
         f'source_paths = ["synergy_dagster"]\n'
         f"only_mutate = {_toml_list([target.path])}\n"
-        f"also_copy = {_toml_list([TESTS])}\n"
+        f"also_copy = {_toml_list([TESTS, *DATA_DIRS])}\n"
         f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
         f"pytest_add_cli_args = {_toml_list(['-m', FAST, '-p', 'no:cacheprovider', '-q'])}\n"
     )
