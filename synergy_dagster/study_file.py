@@ -92,7 +92,8 @@ class DomainSpec(_Strict):
     )
     static: list[str] | Literal["all_numeric"] = Field(
         default_factory=list,
-        description="the site attributes the models see, or all_numeric (every numeric attribute the reader offers)",
+        description="the site attributes the models see, or all_numeric (every numeric attribute the reader "
+        "offers, less those derived from the target or the whole record unless allow_leaky names them)",
     )
     categorical: list[str] = Field(
         default_factory=list,
