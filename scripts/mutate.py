@@ -52,17 +52,17 @@ class Target:
 
 
 TARGETS: tuple[Target, ...] = (
-    Target("metrics", "synergy_dagster/evaluation/metrics.py", ("test_metrics.py",)),
+    Target("metrics", "synergy_dagster/evaluation/metrics.py", ("evaluation/test_metrics.py",)),
     Target("normalization", "synergy_dagster/models/normalization.py",
-           ("test_sampling.py", "test_evaluation_study.py", "test_predictions.py")),
-    Target("statistics", "synergy_dagster/evaluation/statistics.py", ("test_statistics.py",)),
-    Target("report", "synergy_dagster/evaluation/report.py", ("test_report.py", "test_verdict_rules.py"),
+           ("models/test_sampling.py", "evaluation/test_evaluation_study.py", "evaluation/test_predictions.py")),
+    Target("statistics", "synergy_dagster/evaluation/statistics.py", ("evaluation/test_statistics.py",)),
+    Target("report", "synergy_dagster/evaluation/report.py", ("evaluation/test_report.py", "evaluation/test_verdict_rules.py"),
            ("x__direction", "x__aggregate", "x__within_margin", "x__pooled_verdict", "x__region_status",
             "x__region_rows", "x__every_region_verdict", "x__judge", "x_verdicts")),
-    Target("plan", "synergy_dagster/experiments/plan.py", ("test_plan.py",)),
-    Target("fingerprint", "synergy_dagster/models/fingerprint.py", ("test_configuration.py",)),
-    Target("settings_record", "synergy_dagster/config.py", ("test_configuration.py",), ("x_settings_record",)),
-    Target("stopping", "synergy_dagster/models/training.py", ("test_training.py",),
+    Target("plan", "synergy_dagster/experiments/plan.py", ("experiments/test_plan.py",)),
+    Target("fingerprint", "synergy_dagster/models/fingerprint.py", ("project/test_configuration.py",)),
+    Target("settings_record", "synergy_dagster/config.py", ("project/test_configuration.py",), ("x_settings_record",)),
+    Target("stopping", "synergy_dagster/models/training.py", ("models/test_training.py",),
            ("x_judge_check", "x_stops", "x_improved", "x_replay_converge")),
 )  # fmt: skip
 

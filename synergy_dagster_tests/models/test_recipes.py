@@ -35,9 +35,9 @@ from synergy_dagster.models.training import (
 from synergy_dagster.store import MetadataStore
 from synergy_dagster.study_file import preset_profile
 from synergy_dagster_tests.conftest import make_arrays
-from synergy_dagster_tests.test_budget import _split
-from synergy_dagster_tests.test_fit import _dataset, _training_set
-from synergy_dagster_tests.test_training import _same
+from synergy_dagster_tests.models.test_budget import _split
+from synergy_dagster_tests.models.test_fit import _dataset, _training_set
+from synergy_dagster_tests.models.test_training import _same
 
 KW = {"hidden": 8, "epochs": 1, "rho": 20, "batch": 8, "dropconnect": 0.0}
 RECIPES = {

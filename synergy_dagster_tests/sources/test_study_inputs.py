@@ -410,7 +410,9 @@ def test_sources_asset_with_a_failing_database_write_keeps_old_files_and_row(
     monkeypatch.undo()  # (the store resource above keeps the SYNERGY_STORE it was built with)
     pd.testing.assert_frame_equal(db.query("SELECT * FROM sources ORDER BY ALL"), rows)
 
-    raw_basins(dg.build_asset_context(), study=sources, store=store)  # a clean rerun replaces file and row together
+    raw_basins(
+        dg.build_asset_context(), study=sources, store=store
+    )  # a clean rerun replaces file and row together
     assert db.query("SELECT n_sites FROM sources WHERE source_name = 'streamflow'")["n_sites"].tolist() == [2]
     with xr.open_dataset(Layout(data).source_nc("streamflow")) as ds:
         assert ds.sizes["site"] == 2

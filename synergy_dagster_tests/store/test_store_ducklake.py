@@ -28,7 +28,7 @@ from synergy_dagster.store.location import mask_password
 from synergy_dagster.study_file import parse_study
 from synergy_dagster_tests.stores import BACKENDS, fresh_pg_database, pg_dsn_or_skip, store_location
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAKES = ["ducklake-file", "ducklake-postgres"]
 
 

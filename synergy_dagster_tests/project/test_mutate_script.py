@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script() -> ModuleType:
@@ -54,7 +54,7 @@ def test_settings_select_the_target(tmp_path: Path) -> None:
     mutate._configure(tmp_path, target)
     cfg = tomllib.loads((tmp_path / "pyproject.toml").read_text())["tool"]["mutmut"]
     assert cfg["only_mutate"] == ["synergy_dagster/models/training.py"]
-    assert cfg["pytest_add_cli_args_test_selection"] == ["synergy_dagster_tests/test_training.py"]
+    assert cfg["pytest_add_cli_args_test_selection"] == ["synergy_dagster_tests/models/test_training.py"]
     assert cfg["pytest_add_cli_args"][:2] == ["-m", mutate.FAST] and "not slow" in mutate.FAST
     assert target.mutant_globs()[0] == "synergy_dagster.models.training.x_judge_check__mutmut_*"
     with pytest.raises(SystemExit) as exit_:

@@ -32,7 +32,7 @@ from synergy_dagster.models.normalization import Arrays
 
 pytestmark = pytest.mark.fault
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.005
 
 
@@ -47,7 +47,7 @@ import sys, torch
 torch.set_num_threads(int(sys.argv[2]))
 from synergy_dagster.models.training import TrainSpec, train_model
 from synergy_dagster_tests.conftest import make_arrays
-from synergy_dagster_tests.test_faults import ARRAYS_KW, TRAIN_KW
+from synergy_dagster_tests.e2e.test_faults import ARRAYS_KW, TRAIN_KW
 train_model(make_arrays(**ARRAYS_KW), TrainSpec(**TRAIN_KW), checkpoint_path=sys.argv[1], progress=False)
 print("FINISHED", flush=True)
 """

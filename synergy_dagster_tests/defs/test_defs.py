@@ -13,7 +13,7 @@ import pytest
 
 from synergy_dagster_tests.runconfig import TINY_STUDY, study_run_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow  # loads the code location in a `dagster` subprocess (~11 s)

@@ -30,7 +30,7 @@ from synergy_dagster.models.training import (
 from synergy_dagster.store import MetadataStore
 from synergy_dagster.study_file import preset_profile
 from synergy_dagster_tests.conftest import make_arrays
-from synergy_dagster_tests.test_training import _same
+from synergy_dagster_tests.models.test_training import _same
 
 KW = {"hidden": 12, "epochs": 3, "rho": 20, "batch": 8, "dropconnect": 0.0, "seed": 1}  # a TrainSpec
 

@@ -52,7 +52,7 @@ from synergy_dagster.sources.ecoregions import read_ecoregions
 from synergy_dagster.sources.gages2 import read_gages2
 from synergy_dagster.sources.nwis import read_nwis_rdb, write_nwis_rdb
 from synergy_dagster.sources.pixels import read_pixel_cube
-from synergy_dagster_tests.test_readers_formats import _eco_gdf, _pixel_ds, _site_ds, _write_camels
+from synergy_dagster_tests.sources.test_readers_formats import _eco_gdf, _pixel_ds, _site_ds, _write_camels
 
 pytestmark = pytest.mark.fuzz
 

@@ -21,7 +21,7 @@ from synergy_dagster.evaluation.statistics import (
 from synergy_dagster.evaluation.study import COMPARISONS
 from synergy_dagster.study_file import load_study
 
-STUDIES = Path(__file__).resolve().parents[1] / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 def test_claims_are_consistent_with_the_comparisons_and_table2() -> None:

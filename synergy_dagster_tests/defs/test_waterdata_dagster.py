@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from synergy_dagster_tests.test_operations import OLD, _resources, _tick, _world
-from synergy_dagster_tests.test_waterdata import SECRET, Api, serve_api
+from synergy_dagster_tests.defs.test_operations import OLD, _resources, _tick, _world
+from synergy_dagster_tests.sources.test_waterdata import SECRET, Api, serve_api
 
 GAUGES = ["01022500", "01031500", "01047000", "01052500"]  # the USGS numbers of test_operations' world
 

@@ -122,7 +122,7 @@ def test_evaluation_mask_scores_approved_days_of_the_test_period_only() -> None:
 
 
 def test_the_study_file_setting(tmp_path: Path) -> None:
-    study = yaml.safe_load((Path(__file__).parent / "studies" / "tiny.yaml").read_text())
+    study = yaml.safe_load((Path(__file__).parents[1] / "studies" / "tiny.yaml").read_text())
     study["domains"]["streamflow"]["usgs"] = {"evaluate": "approved", "train": "exclude_estimated"}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))

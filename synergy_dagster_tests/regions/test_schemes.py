@@ -41,7 +41,7 @@ from synergy_dagster.study_file import (
     parse_study,
 )
 
-STUDIES = Path(__file__).resolve().parents[1] / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 def _study(strat: object) -> object:

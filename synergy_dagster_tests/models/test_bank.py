@@ -30,7 +30,7 @@ from synergy_dagster.models.lstm import SynergyLSTM
 from synergy_dagster.models.normalization import Arrays
 from synergy_dagster.models.training import TrainResult, TrainSpec, Validation, train_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 ATOL = 1e-5
 N_UPDATES = 60
@@ -249,7 +249,7 @@ import torch
 torch.set_num_threads(1)
 from synergy_dagster.models.bank import train_bank
 from synergy_dagster_tests.conftest import make_arrays
-from synergy_dagster_tests.test_bank import _members
+from synergy_dagster_tests.models.test_bank import _members
 
 def die(k, block, loss):
     if k == 1 and block == 6:  # a deterministic point: member 1's 6th check, before its checkpoint

@@ -20,7 +20,7 @@ from synergy_dagster_tests.runconfig import overrides_env
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_lstm_on_a_few_caravan_basins_learns(real_data: Path) -> None:

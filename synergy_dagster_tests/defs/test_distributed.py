@@ -41,7 +41,7 @@ from synergy_dagster_tests.services import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DOMAIN = "soil_moisture"
 SEEDS = [0, 1]

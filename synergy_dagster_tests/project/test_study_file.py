@@ -125,12 +125,15 @@ def test_a_domain_recipe_overrides_the_profiles(tmp_path: Path) -> None:
     assert got == want.replace(precision="bf16", lr=0.001)
     assert got != want
     bad = _write(tmp_path, {**_changed(recipe={"precision": "fp8"}), "profile": "cpu"})
-    with pytest.raises(ConfigError, match=r"domains\.streamflow\.recipe\.precision: Input should be 'fp32' or 'bf16'"):
+    with pytest.raises(
+        ConfigError, match=r"domains\.streamflow\.recipe\.precision: Input should be 'fp32' or 'bf16'"
+    ):
         load_study(bad)
     rho = base.for_domain("streamflow").rho
     long = _write(tmp_path, {**_changed(recipe={"loss_days": rho + 1}), "profile": "cpu"})
     with pytest.raises(
-        ConfigError, match=rf"domains\.streamflow\.recipe\.loss_days: {rho + 1} days is longer than the window"
+        ConfigError,
+        match=rf"domains\.streamflow\.recipe\.loss_days: {rho + 1} days is longer than the window",
     ):
         load_study(long)
 

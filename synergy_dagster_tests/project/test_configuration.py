@@ -31,7 +31,7 @@ from synergy_dagster.models.fingerprint import reuse_fingerprint
 from synergy_dagster.presets import preset_names
 from synergy_dagster.study_file import STUDIES_DIR, StudyFile, load_study, preset_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VIRTUAL = STUDIES_DIR / "virtual.yaml"
 
 
@@ -116,7 +116,7 @@ def test_presets_are_written_in_the_schema_and_refuse_unknown_keys(tmp_path: Pat
 def test_fingerprints_are_byte_stable_for_models_trained_before_the_schema() -> None:
     """The reuse fingerprint of every preset, byte for byte as the code before this schema wrote
     it (commit a2415d2): existing trained models are still reused."""
-    lines = (Path(__file__).parent / "data" / "fingerprints_v1.jsonl").read_text().splitlines()
+    lines = (Path(__file__).parents[1] / "data" / "fingerprints_v1.jsonl").read_text().splitlines()
     assert len(lines) == 6
     for line in lines:
         case = json.loads(line)

@@ -25,7 +25,7 @@ from synergy_dagster.evaluation.predictions import (
 from synergy_dagster.evaluation.study import evaluate_domain, predict_models, predict_test
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.normalization import Normalizer, log_variables
-from synergy_dagster_tests.test_evaluation_study import (
+from synergy_dagster_tests.evaluation.test_evaluation_study import (
     TEST,
     TRAIN,
     _ds,

@@ -16,7 +16,7 @@ from synergy_dagster.errors import ConfigError
 from synergy_dagster.study_file import STUDIES_DIR, load_study
 from synergy_dagster_tests.runconfig import overrides_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_virtual_study_is_the_default_and_needs_no_paths() -> None:

@@ -39,7 +39,7 @@ from synergy_dagster.sources.nwis_client import (
 )
 from synergy_dagster.sources.sitedata import make_site_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SITES = ["camels_01022500", "camels_01031500", "camels_01047000", "camels_01052500"]
 AREA = {
     "camels_01022500": 620.0,
@@ -796,7 +796,9 @@ def test_nwis_job_fetches_tracked_gauges_into_landing(nwis_server: str, tmp_path
     res = nwis_fetch_job.execute_in_process(
         resources={
             # The deprecated WaterServices path, still selectable until USGS retires it (test_waterdata*: the default).
-            "landing": LandingConfig(path=str(world["landing"]), nwis_base_url=nwis_server, usgs_service="nwis_rdb"),
+            "landing": LandingConfig(
+                path=str(world["landing"]), nwis_base_url=nwis_server, usgs_service="nwis_rdb"
+            ),
             "study": StudyResource(study_file="virtual", data_dir=str(world["data"]), overrides=[]),
         },
         run_config={"ops": {"fetch_nwis": {"config": {"end": "2009-10-05"}}}},

@@ -16,7 +16,7 @@ from synergy_dagster_tests.runconfig import overrides_env
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # A small virtual study: the demo's default budget (converge) kept short, and the sensitivity run.

@@ -1,0 +1,1 @@
+"""Whole studies end to end (minutes each)."""
