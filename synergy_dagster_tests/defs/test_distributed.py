@@ -137,8 +137,8 @@ def _run_config(path: Path, data: Path, key_prefix: str) -> Path:
 
 def _celery_pid(parent: int, name: str) -> int | None:
     """The celery worker process that `dagster-celery worker start` (pid ``parent``) runs for
-    worker ``name``: its child whose command line is `celery ... worker ... -n <name>@%h` (Linux
-    /proc; other short-lived children may come first)."""
+    worker ``name``: its child whose command line is `celery ... worker ... -n <name>@%h`, or that
+    title as celery rewrites it (Linux /proc; other short-lived children may come first)."""
     try:
         kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
     except FileNotFoundError:
@@ -149,6 +149,11 @@ def _celery_pid(parent: int, name: str) -> int | None:
         except FileNotFoundError:
             continue
         if b"worker" in argv and f"{name}@%h".encode() in argv:
+            return int(kid)
+        # with setproctitle installed (mutmut needs it) celery renames itself into one string:
+        # "[celeryd: w1@host:MainProcess] -active- (... worker ... -n w1@%h)"
+        title = b" ".join(argv)
+        if title.startswith(b"[celeryd: ") and f"-n {name}@%h".encode() in title:
             return int(kid)
     return None
 

@@ -26,6 +26,7 @@ from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.models.bank import BankMember, bank_compatible, bank_groups, train_bank
 from synergy_dagster.models.bank_lstm import PARAM_NAMES, stacked_forward
 from synergy_dagster.models.checkpoint import load_checkpoint
+from synergy_dagster.models.device import bf16_native
 from synergy_dagster.models.lstm import SynergyLSTM
 from synergy_dagster.models.normalization import Arrays
 from synergy_dagster.models.training import TrainResult, TrainSpec, Validation, train_model
@@ -388,7 +389,14 @@ def test_a_bf16_bank_is_fused_and_equals_single_runs(synthetic_arrays: Callable[
     ]
     single = [_single(m) for m in members]
     bank = train_bank(members, device="cpu", kernel="auto", progress=False, threads=2)
-    assert all(_same(b.state_dict, s.state_dict) for b, s in zip(bank, single, strict=True))
+    pairs = list(zip(bank, single, strict=True))
+    if bf16_native(torch.device("cpu")):
+        assert all(_same(b.state_dict, s.state_dict) for b, s in pairs)
+    else:
+        # Emulated bfloat16 (an AVX2-only CPU) rounds differently in a worker thread than in the
+        # main one: the bank then agrees with the single runs closely, not bit for bit (float32
+        # members stay exact everywhere: the tests above).
+        assert all(_diff(b.state_dict, s.state_dict) < 5e-3 for b, s in pairs)
     with pytest.raises(ConfigError, match="stacked kernel computes in float32 only") as err:
         train_bank(members, device="cpu", kernel="stacked", progress=False)
     assert err.value.source == "kernel" and "'m0'" in str(err.value)
