@@ -8,6 +8,7 @@ a p between 0.01 and 0.05, a share below one half, an interval inside or outside
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -240,3 +241,42 @@ def test_report_states_the_aggregation_and_lists_seed_disagreements() -> None:
     assert "1 claim(s) get a different verdict under different seeds" in md
     assert f"0: {R.HOLDS}; 1: {R.INCONCLUSIVE}" in md
     assert "1 holds, 0 does not hold, 0 inconclusive, 0 not testable here" in md
+
+
+def _claim(metric: str, better: str, statistic: str = "median") -> R.Claim:
+    return R.Claim(
+        "t", "soil_moisture", "global_vs_local", "global vs local", metric, better, True, "test",
+        statistic=statistic,
+    )  # fmt: skip
+
+
+def test_the_claims_statistic_is_the_one_aggregated() -> None:
+    """A claim stated on means is judged on means, one stated on medians on medians."""
+    values = np.array([1.0, 2.0, 10.0])
+    assert R._aggregate(values, "median") == 2.0
+    assert R._aggregate(values, "mean") == pytest.approx(13.0 / 3.0)
+
+
+@pytest.mark.parametrize(
+    ("metric", "better", "agg_a", "agg_b", "ok"),
+    [
+        ("rmse", "a", 0.4, 0.5, True),  # lower is better: a's lower rmse wins
+        ("rmse", "a", 0.5, 0.4, False),
+        ("rmse", "b", 0.5, 0.4, True),  # the paper found b better: b's lower rmse agrees
+        ("rmse", "b", 0.4, 0.5, False),
+        ("corr", "a", 0.8, 0.7, True),  # higher is better
+        ("corr", "b", 0.8, 0.7, False),
+        ("corr", "b", 0.7, 0.8, True),
+        ("rmse", "a", 0.5, 0.5, False),  # a tie agrees with no direction
+        ("rmse", "b", 0.5, 0.5, False),
+        ("corr", "a", 0.8, 0.8, False),
+        ("corr", "b", 0.8, 0.8, False),
+    ],
+)
+def test_direction_follows_the_metric_and_the_claimed_side(
+    metric: str, better: str, agg_a: float, agg_b: float, ok: bool
+) -> None:
+    got, why = R._direction(_claim(metric, better), agg_a, agg_b, None)
+    assert got is ok
+    winner = "global" if better == "a" else "local"
+    assert why == f"median {winner} {'better' if ok else 'not better'} ({agg_a:.3g} vs {agg_b:.3g})"

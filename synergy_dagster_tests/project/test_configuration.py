@@ -166,7 +166,11 @@ def test_a_setting_added_later_is_recorded_only_off_its_default(monkeypatch: pyt
 
 def test_the_seeds_rule_is_checked_in_one_place() -> None:
     sources = [p.read_text() for p in (ROOT / "synergy_dagster").rglob("*.py")]
-    assert sum(s.count("seeds must be distinct integers") for s in sources) == 1
+    assert sum("seeds must be distinct integers" in s for s in sources) == 1  # one module holds it
+    from synergy_dagster.config import Profile, check_seeds
+
+    for field in (StudyFile.model_fields["seeds"], Profile.model_fields["seeds"]):  # both use it
+        assert any(getattr(m, "func", None) is check_seeds for m in field.metadata)
     with pytest.raises(ConfigError, match=r"seeds: seeds must be distinct"):
         load_study(VIRTUAL, overrides=["seeds=[1, 1]"])
 
@@ -224,3 +228,15 @@ def test_every_environment_variable_the_package_reads_is_in_the_operations_table
     # and no study setting has an environment variable of its own any more
     retired = {"SYNERGY_PROFILE", "SYNERGY_EPOCHS", "SYNERGY_SEEDS", "SYNERGY_MIN_SITES", "SYNERGY_BUDGET"}
     assert not read & retired
+
+
+def test_a_class_without_a_recorded_past_records_every_setting_that_shapes_the_weights() -> None:
+    """Outside ``RECORDED_BEFORE`` every field counts, nested settings as JSON mappings, and a
+    field that does not shape the weights is skipped wherever it stands."""
+    from synergy_dagster.config import DomainTraining
+
+    assert "DomainTraining" not in RECORDED_BEFORE
+    record = settings_record(DomainTraining(30, 8, 5, validation_days=10, recipe=Recipe(lr=0.5)))
+    assert set(record) == {"rho", "batch", "recipe"}  # warmup and validation_days: affects_model False
+    assert record["recipe"] == Recipe(lr=0.5).model_dump()
+    assert json.loads(json.dumps(record)) == record
