@@ -20,6 +20,7 @@ from synergy_dagster.models.lstm import SynergyLSTM
 from synergy_dagster.models.normalization import Normalizer, log_variables, target_transform_of
 from synergy_dagster.models.predict import warmup_window as window_of
 from synergy_dagster.sources.sitedata import make_site_dataset, target_name
+from synergy_dagster_tests.runconfig import SMALL_STUDY, study_cli, tiny_study_with
 
 TEST = slice(pd.Timestamp("2001-03-01"), pd.Timestamp("2001-04-30"))
 # Variables that would steer a study run in a test away from its study file.
@@ -241,25 +242,8 @@ def test_ensembles_share_a_mask_and_give_seed_mean_and_spread_rows() -> None:
     np.testing.assert_allclose(spread.loc[per_seed.index], per_seed.std(axis=1, ddof=0), rtol=1e-6)
 
 
-STATS_STUDY = """\
-name: statistics-end-to-end
-data_dir: {data}
-virtual: {{seed: 7, pixels: 240, basins: 40}}
-profile: demo
-seeds: [0]
-budget: {{mode: equal_updates, updates: 4, eval_every: 4}}
-thresholds: {{min_sites_subregion: 40, min_sites_roi: 8, coverage: 0.5}}
-statistics: {{wilcoxon_method: exact, alpha: 0.2, n_boot: 150}}
-domains:
-  soil_moisture:
-    reader: pixel_cube
-    target: SMAP_AM
-    dynamic: [APCP, TMP, PET, DSWRF]
-    static: all_numeric
-    periods:
-      train: {{start: 2015-04-01, end: 2016-03-31}}
-      test: {{start: 2016-04-01, end: 2017-03-31}}
-"""
+# the subject: the statistics block, read from a study file (tiny.yaml with the block added)
+STATISTICS = {"statistics": {"wilcoxon_method": "exact", "alpha": 0.2, "n_boot": 150}}
 
 
 @pytest.mark.slow
@@ -273,9 +257,8 @@ def test_statistics_settings_reach_the_stored_rows(tmp_path: Path, monkeypatch: 
     for var in (*STUDY_ENV, "SYNERGY_WILCOXON_METHOD"):
         monkeypatch.delenv(var, raising=False)
     data = tmp_path / "data"
-    study = tmp_path / "stats.yaml"
-    study.write_text(STATS_STUDY.format(data=data))
-    assert cli.main(["study", "--config", str(study)]) == 0
+    study = tiny_study_with(tmp_path / "stats.yaml", STATISTICS)
+    assert cli.main(study_cli(data, *SMALL_STUDY, study_file=study)) == 0
     check_statistics_rows(data)
 
 

@@ -4,7 +4,6 @@ block, and the ``synergy_curves`` asset on a tiny virtual study (through the CLI
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import duckdb
@@ -36,6 +35,7 @@ from synergy_dagster.experiments.synergy import (
 )
 from synergy_dagster.regions.subregions import subregions_of
 from synergy_dagster.study_file import parse_study
+from synergy_dagster_tests.runconfig import SMALL_STUDY, study_cli
 
 # ROI 8.3.5 (6 sites); close pool: rest of 8.3 (22); far: rest of Level I 8 (30); dissimilar: 9.x (40).
 LAYOUT = {"8.3.5": 6, "8.3.4": 12, "8.3.1": 10, "8.1.1": 15, "8.1.2": 15, "9.2.3": 25, "9.4.2": 15}
@@ -235,34 +235,13 @@ def test_curve_and_slope_tables_recover_known_slopes_per_roi_and_overall() -> No
     assert table.equals(slope_table(pts, sm, n_boot=300, seed=0, metrics=["nse", "rmse"]))  # seeded
 
 
-STUDY = """
-name: tiny-curves
-data_dir: {data}
-virtual: {{seed: 7, pixels: 240, basins: 40}}
-profile: demo
-seeds: [0]
-budget: {{mode: equal_updates, updates: 4, eval_every: 4}}
-thresholds: {{min_sites_subregion: 40, min_sites_roi: 8, coverage: 0.5}}
-synergy_curves: {{enabled: true, grid: [3, 6], draws: 2, rois: ["8.3.4"], bootstrap: 200}}
-domains:
-  soil_moisture:
-    reader: pixel_cube
-    target: SMAP_AM
-    dynamic: [APCP, TMP, PET, DSWRF]
-    static: all_numeric
-    periods:
-      train: {{start: 2015-04-01, end: 2016-03-31}}
-      test: {{start: 2016-04-01, end: 2017-03-31}}
-  streamflow:
-    reader: caravan
-    subset: virtual
-    target: streamflow
-    dynamic: [total_precipitation_sum, temperature_2m_mean, potential_evaporation_sum]
-    static: all_numeric
-    periods:
-      train: {{start: 2001-10-01, end: 2005-09-30}}
-      test: {{start: 2005-10-01, end: 2006-09-30}}
-"""
+CURVES = (
+    "synergy_curves.enabled=true",
+    "synergy_curves.grid=[3, 6]",
+    "synergy_curves.draws=2",
+    "synergy_curves.rois=['8.3.4']",
+    "synergy_curves.bootstrap=200",
+)
 
 
 @pytest.mark.slow
@@ -272,9 +251,7 @@ def test_the_asset_on_a_tiny_virtual_study(tmp_path: Path, monkeypatch: pytest.M
     for var in ("DAGSTER_HOME", "SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_OVERRIDES"):
         monkeypatch.delenv(var, raising=False)
     data = tmp_path / "data"
-    study = tmp_path / "tiny.yaml"
-    study.write_text(textwrap.dedent(STUDY.format(data=data)))
-    assert cli.main(["study", "--config", str(study), "--domains", "soil_moisture"]) == 0
+    assert cli.main(study_cli(data, *SMALL_STUDY, *CURVES)) == 0
     with duckdb.connect(str(data / "synergy.duckdb"), read_only=True) as con:
         sets = con.execute(
             "SELECT set_key, trained_as FROM training_sets WHERE experiment = ?", [CURVE_EXPERIMENT]

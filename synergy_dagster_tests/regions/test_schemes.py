@@ -40,6 +40,7 @@ from synergy_dagster.study_file import (
     RandomScheme,
     parse_study,
 )
+from synergy_dagster_tests.runconfig import SMALL_STUDY, study_cli
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
@@ -679,26 +680,11 @@ def test_compare_schemes_uses_the_size_matched_nulls() -> None:
     assert set(scheme_pairs(_metrics(errors), ["rmse"])["scheme"]) == {"kmeans"}
 
 
-NULL_STUDY = """
-name: tiny-nulls
-data_dir: {data}
-virtual: {{seed: 7, pixels: 240, basins: 40}}
-profile: demo
-seeds: [0]
-budget: {{mode: equal_updates, updates: 4, eval_every: 4}}
-thresholds: {{min_sites_subregion: 30, min_sites_roi: 8, coverage: 0.5}}
-statistics: {{null_draws: 3}}
-stratification: {{schemes: [ecoregions, {{kind: kmeans, k: 2}}]}}
-domains:
-  soil_moisture:
-    reader: pixel_cube
-    target: SMAP_AM
-    dynamic: [APCP, TMP, PET, DSWRF]
-    static: all_numeric
-    periods:
-      train: {{start: 2015-04-01, end: 2016-03-31}}
-      test: {{start: 2016-04-01, end: 2017-03-31}}
-"""
+NULL_STUDY = (
+    "thresholds.min_sites_subregion=30",
+    "statistics.null_draws=3",
+    "stratification.schemes=[ecoregions, {kind: kmeans, k: 2}]",
+)
 
 
 @pytest.mark.slow
@@ -716,9 +702,7 @@ def test_size_matched_nulls_are_planned_trained_and_judged_end_to_end(
     for var in ("DAGSTER_HOME", "SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_OVERRIDES"):
         monkeypatch.delenv(var, raising=False)
     data = tmp_path / "data"
-    study = tmp_path / "tiny.yaml"
-    study.write_text(NULL_STUDY.format(data=data))
-    assert cli.main(["study", "--config", str(study), "--domains", "soil_moisture"]) == 0
+    assert cli.main(study_cli(data, *SMALL_STUDY, *NULL_STUDY)) == 0
     with duckdb.connect(str(data / "synergy.duckdb"), read_only=True) as con:
         sets = con.execute("SELECT set_key AS key, sites_hash, trained_as FROM training_sets").df()
         models = set(con.execute("SELECT DISTINCT set_key FROM models").df()["set_key"])
