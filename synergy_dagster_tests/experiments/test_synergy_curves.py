@@ -235,7 +235,7 @@ def test_curve_and_slope_tables_recover_known_slopes_per_roi_and_overall() -> No
     assert table.equals(slope_table(pts, sm, n_boot=300, seed=0, metrics=["nse", "rmse"]))  # seeded
 
 
-CURVES = (
+CURVE_OVERRIDES = (
     "synergy_curves.enabled=true",
     "synergy_curves.grid=[3, 6]",
     "synergy_curves.draws=2",
@@ -251,7 +251,7 @@ def test_the_asset_on_a_tiny_virtual_study(tmp_path: Path, monkeypatch: pytest.M
     for var in ("DAGSTER_HOME", "SYNERGY_STUDY", "SYNERGY_DATA_DIR", "SYNERGY_OVERRIDES"):
         monkeypatch.delenv(var, raising=False)
     data = tmp_path / "data"
-    assert cli.main(study_cli(data, *SMALL_STUDY, *CURVES)) == 0
+    assert cli.main(study_cli(data, *SMALL_STUDY, *CURVE_OVERRIDES)) == 0
     with duckdb.connect(str(data / "synergy.duckdb"), read_only=True) as con:
         sets = con.execute(
             "SELECT set_key, trained_as FROM training_sets WHERE experiment = ?", [CURVE_EXPERIMENT]
