@@ -59,11 +59,12 @@ TARGETS: tuple[Target, ...] = (
     Target("report", "synergy_dagster/evaluation/report.py", ("evaluation/test_report.py", "evaluation/test_verdict_rules.py"),
            ("x__direction", "x__aggregate", "x__within_margin", "x__pooled_verdict", "x__region_status",
             "x__region_rows", "x__every_region_verdict", "x__judge", "x_verdicts")),
-    Target("plan", "synergy_dagster/experiments/plan.py", ("experiments/test_plan.py",)),
+    Target("plan", "synergy_dagster/experiments/plan.py", ("experiments/test_plan.py", "experiments/test_spatial.py")),
     Target("fingerprint", "synergy_dagster/models/fingerprint.py", ("project/test_configuration.py",)),
     Target("settings_record", "synergy_dagster/config.py", ("project/test_configuration.py",), ("x_settings_record",)),
-    Target("stopping", "synergy_dagster/models/training.py", ("models/test_training.py",),
+    Target("stopping", "synergy_dagster/models/training.py", ("models/test_budget.py",),
            ("x_judge_check", "x_stops", "x_improved", "x_replay_converge")),
+    Target("reuse", "synergy_dagster/models/fit.py", ("models/test_fit.py",), ("x_reusable_row", "x__intact")),
 )  # fmt: skip
 
 
@@ -112,25 +113,54 @@ def _mutmut(dest: Path, *args: str, timeout: float | None = None) -> subprocess.
     )
 
 
-def run_target(target: Target, work: Path, max_children: int, diffs: bool = False) -> dict[str, object]:
-    """Mutate one target in its own copy under ``work``: its statuses, survivors and, with
-    ``diffs``, each survivor's diff (one ``mutmut show`` process per survivor: seconds each)."""
-    dest = work / target.name
-    if not dest.exists():  # a kept folder resumes: mutmut re-checks only what it has not judged
-        _copy_project(dest)
-        _configure(dest, target)
-    start = time.monotonic()
-    run = _mutmut(dest, "run", "--max-children", str(max_children), *target.mutant_globs())
-    seconds = time.monotonic() - start
+def _statuses(dest: Path, target: Target) -> dict[str, str]:
+    """mutmut's status of every mutant of the target in the copy ``dest`` (none before a run)."""
     listed = _mutmut(dest, "results", "--all", "true")
     statuses = {m.group(1): m.group(2) for m in map(_RESULT.match, listed.stdout.splitlines()) if m}
     if target.functions:  # mutmut lists every mutant it generated in the file
         globs = [g.replace("*", ".*") for g in target.mutant_globs()]
         statuses = {k: v for k, v in statuses.items() if any(re.fullmatch(g, k) for g in globs)}
-    if run.returncode != 0 or not statuses:
-        raise SystemExit(
-            f"mutmut failed on {target.name} (exit {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-        )
+    return statuses
+
+
+def _refresh_tests(dest: Path) -> None:
+    """Copy the working tree's current tests (and the data folders they read) over a kept copy."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+    for name in (TESTS, *DATA_DIRS):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore, dirs_exist_ok=True)
+
+
+def run_target(
+    target: Target, work: Path, max_children: int, diffs: bool = False, recheck: bool = False
+) -> dict[str, object]:
+    """Mutate one target in its own copy under ``work``: its statuses, survivors and, with
+    ``diffs``, each survivor's diff (one ``mutmut show`` process per survivor: seconds each).
+
+    ``recheck``: in a copy kept by an earlier run, take the working tree's current tests and run
+    again only the mutants that survived there or that no test reached (the mutated module is
+    the kept copy's: a change to it needs a fresh run)."""
+    dest = work / target.name
+    selection = target.mutant_globs()
+    if recheck:
+        if not dest.exists():
+            raise SystemExit(f"--recheck: no earlier run of {target.name} kept in {dest}")
+        _refresh_tests(dest)
+        selection = sorted(k for k, v in _statuses(dest, target).items() if v in ("survived", "no tests"))
+    elif not dest.exists():  # a kept folder resumes: mutmut re-checks only what it has not judged
+        _copy_project(dest)
+        _configure(dest, target)
+    start = time.monotonic()
+    run = (
+        _mutmut(dest, "run", "--max-children", str(max_children), *selection)
+        if selection or not recheck
+        else None
+    )
+    seconds = time.monotonic() - start
+    statuses = _statuses(dest, target)
+    if (run is not None and run.returncode != 0) or not statuses:
+        out = ("", "") if run is None else (run.stdout[-3000:], run.stderr[-3000:])
+        code = None if run is None else run.returncode
+        raise SystemExit(f"mutmut failed on {target.name} (exit {code}):\n{out[0]}\n{out[1]}")
     counts = Counter("killed" if s in KILLED else s for s in statuses.values())
     survivors = sorted(k for k, v in statuses.items() if v == "survived")
     shown = {k: _mutmut(dest, "show", k).stdout.strip() if diffs else "" for k in survivors}
@@ -178,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diffs", action="store_true", help="print each survivor's changed lines")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
     parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="with --keep: copy the current tests into the kept run and re-run only its survivors "
+        "and the mutants no test reached",
+    )
+    parser.add_argument(
         "--fail-under", type=float, default=0.0, help="exit 1 when a module's kill rate is below this (0-1)"
     )
     args = parser.parse_args(argv)
@@ -188,12 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     missing = [t.path for t in chosen if not (ROOT / t.path).is_file()]
     if missing:
         parser.error(f"no such module(s): {missing}")
+    if args.recheck and args.keep is None:
+        parser.error("--recheck needs --keep: the folder of the run whose survivors to re-run")
     work = args.keep or Path(tempfile.mkdtemp(prefix="synergy-mutate-"))
     work.mkdir(parents=True, exist_ok=True)
     results = []
     try:
         for target in chosen:
-            result = run_target(target, work, args.max_children, args.diffs)
+            result = run_target(target, work, args.max_children, args.diffs, args.recheck)
             _print(result)
             results.append(result)
     finally:

@@ -358,6 +358,38 @@ PAPER_RECIPE = Recipe()
 TARGET_TRANSFORMS: tuple[str, ...] = get_args(Recipe.model_fields["target_transform"].annotation)
 
 
+class ValidationSplit(Settings):
+    """Where a domain's held-out validation days lie in its training period (``training.validation``).
+
+    ``tail`` holds out the last ``validation_days`` (the split of every model trained before this
+    setting existed). ``blocks`` holds out the same number of days as evenly spaced blocks of about
+    ``block_days`` over the whole training period, so that a short (one-year) period is validated in
+    every season and still trained in every season; the held-out days are never training targets
+    (their inputs still feed the LSTM's state), and early stopping scores them.
+    """
+
+    _where: ClassVar[str] = "validation"
+
+    split: Literal["tail", "blocks"] = Field(
+        "tail",
+        description="tail: the last validation_days of the training period (the default: byte-identical to "
+        "models trained before this setting); blocks: validation_days held out as evenly spaced blocks "
+        "over the whole training period, so a one-year period is validated (and trained) in every season",
+    )
+    block_days: int = Field(
+        5,
+        description="blocks: the length of each held-out block in days (the validation_days are cut into "
+        "validation_days // block_days blocks; the default 5 gives 12 blocks, one a month, of a 61-day "
+        "hold-out); >= 1 and at most validation_days",
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> ValidationSplit:
+        if self.block_days < 1:
+            raise ConfigError("validation.block_days", f"must be an integer >= 1, got {self.block_days!r}")
+        return self
+
+
 class DomainWindow(Settings):
     """How one domain's models see their data: the window, the minibatch and the held-out days."""
 
@@ -372,8 +404,15 @@ class DomainWindow(Settings):
     )
     validation_days: int = Field(
         0,
-        description="the end of the training period held out for the learning curve and early stopping "
-        "(0 = none; the curve is then scored on the training period; converge needs > 0)",
+        description="days of the training period held out for the learning curve and early stopping, at its "
+        "end or spread over it (training.validation) (0 = none; the curve is then scored on the training "
+        "period; converge needs > 0)",
+        json_schema_extra={"affects_model": False},  # recorded as the validation period's label
+    )
+    validation: ValidationSplit = Field(
+        default_factory=ValidationSplit,
+        description="where the validation_days lie: split tail (the end of the training period) or blocks "
+        "(spread over it; see the user guide, Validation split)",
         json_schema_extra={"affects_model": False},  # recorded as the validation period's label
     )
 
@@ -385,6 +424,18 @@ class DomainWindow(Settings):
         for name in ("warmup", "validation_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"training.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if self.validation.split == "blocks":
+            if self.validation_days <= 0:
+                raise ConfigError(
+                    "training.validation.split",
+                    "'blocks' holds out validation_days days: set training.validation_days > 0",
+                )
+            if self.validation.block_days > self.validation_days:
+                raise ConfigError(
+                    "training.validation.block_days",
+                    f"{self.validation.block_days} is longer than the {self.validation_days} "
+                    "validation_days it cuts into blocks",
+                )
         return self
 
 
@@ -432,8 +483,9 @@ class Budget(Settings):
       across machines; the updates reached are recorded.
 
     Every mode checks the validation metric every ``eval_every`` updates (the learning curve) on
-    the last ``validation_days`` of the training period, held out in every mode so that modes are
-    compared on the same training data.
+    the ``validation_days`` held out of the training period (at its end or spread over it:
+    :class:`ValidationSplit`), held out in every mode so that modes are compared on the same
+    training data.
     """
 
     _where: ClassVar[str] = "budget"

@@ -48,6 +48,7 @@ from synergy_dagster.config import (
 )
 from synergy_dagster.domains import READER_DOMAINS
 from synergy_dagster.errors import ConfigError
+from synergy_dagster.experiments.spatial_spec import SpatialSpec
 from synergy_dagster.layout import Layout
 from synergy_dagster.overrides import apply_overrides, blame
 from synergy_dagster.presets import DEFAULT_PRESET, preset_names, under_preset
@@ -498,6 +499,7 @@ class StudyFile(_Strict):
         default_factory=StratificationSpec, description="the regionalisations compared"
     )
     synergy_curves: SynergyCurvesSpec | None = Field(None, description="synergy curves (off by default)")
+    spatial: SpatialSpec = Field(default_factory=SpatialSpec, description="spatial holdouts (PUB, PUR)")
     store: StoreSpec = Field(default_factory=StoreSpec, description="where the metadata store lives")
     quality: QualitySpec = Field(
         default_factory=QualitySpec, description="the data-quality policy of every domain (docs/quality.md)"
@@ -669,7 +671,7 @@ def _message(exc: ValidationError, source: Path) -> str:
         number = re.search(r"valid string, got (-?\d+)$", msg)
         value = str(given) if isinstance(given, int) else number.group(1) if number else None
         inner_key = inner.source if isinstance(inner, ConfigError) else ""
-        if value is not None and "gauges" in (*map(str, err["loc"]), *inner_key.split(".")):
+        if value is not None and {"gauges", "new_gauges"} & {*map(str, err["loc"]), *inner_key.split(".")}:
             loc = ".".join(p for p in (*map(str, err["loc"]), inner_key) if p)
             msg = (
                 f"{value} is a number, not a gauge id: YAML reads digits without quotes as an "
@@ -759,7 +761,7 @@ def load_study(
     except ConfigError as exc:
         from synergy_dagster.yaml_ids import unquoted_ids
 
-        numbers = unquoted_ids(text)
+        numbers = sorted(unquoted_ids(text) + unquoted_ids(text, "new_gauges"))
         if not numbers:
             raise
         written = ", ".join(f"{t!r} on line {line}" for line, t in numbers)

@@ -15,6 +15,7 @@ from synergy_dagster.defs.assets import evaluation as evaluation_assets
 from synergy_dagster.defs.assets import regions as region_assets
 from synergy_dagster.defs.assets import schemes as scheme_assets
 from synergy_dagster.defs.assets import sources as source_assets
+from synergy_dagster.defs.assets import spatial as spatial_assets
 from synergy_dagster.defs.assets import synergy as synergy_assets
 from synergy_dagster.defs.assets.training import ASSETS as TRAINING_ASSETS
 from synergy_dagster.defs.executors import executor_from_env
@@ -66,6 +67,7 @@ def _core() -> dg.Definitions:
                     budget_assets,
                     synergy_assets,
                     scheme_assets,
+                    spatial_assets,
                 ]
             ),
             *TRAINING_ASSETS,

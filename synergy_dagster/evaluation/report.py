@@ -449,15 +449,19 @@ def _paired(
     return paired_valid(pair[f"{c.metric}_a"].to_numpy(float), pair[f"{c.metric}_b"].to_numpy(float))
 
 
-def _direction(c: Claim, agg_a: float, agg_b: float, share_win: float | None) -> tuple[bool, str]:
-    """Whether the run's direction agrees with the claim's ``better`` side, and why."""
+def _direction(
+    c: Claim, agg_a: float, agg_b: float, share_win: float | None, statistic: str | None = None
+) -> tuple[bool, str]:
+    """Whether the run's direction agrees with the claim's ``better`` side, and why; ``statistic``
+    names what ``agg_a``/``agg_b`` are (default the claim's own)."""
     higher = METRICS[c.metric].higher_is_better
     a, b = c.scenarios
     a_better = agg_a > agg_b if higher else agg_a < agg_b
     b_better = agg_b > agg_a if higher else agg_b < agg_a
     ok = a_better if c.better == "a" else b_better
     winner = a if c.better == "a" else b
-    why = f"{c.statistic} {winner} {'better' if ok else 'not better'} ({_fmt(agg_a)} vs {_fmt(agg_b)})"
+    stat = statistic or c.statistic
+    why = f"{stat} {winner} {'better' if ok else 'not better'} ({_fmt(agg_a)} vs {_fmt(agg_b)})"
     if ok and c.paper_share is not None and share_win is not None and not share_win > 0.5:
         return False, f"{why} but {winner} better at only {share_win:.0%} of sites"
     return ok, why
@@ -488,7 +492,8 @@ def _pooled_verdict(
     n = int(row["n"])
     p = float(row["p_value"])
     higher = METRICS[c.metric].higher_is_better
-    if pair is not None and pair[0].size:
+    by_site = pair is not None and pair[0].size > 0
+    if by_site:
         x, y = pair
         agg_a, agg_b = _aggregate(x, c.statistic), _aggregate(y, c.statistic)
         win = (x > y if higher else x < y) if c.better != "b" else (y > x if higher else y < x)
@@ -498,7 +503,8 @@ def _pooled_verdict(
         share_a = float(row["share_a_better"])
         share_win = share_a if c.better != "b" else float("nan")
     out = {"n": n, "run_a": agg_a, "run_b": agg_b, "run_share": share_win, "p_value": p}
-    stat = "median" if pair is None else c.statistic
+    # without the sites the row's medians are judged, whatever the claim's statistic: say so
+    stat = c.statistic if by_site else "median"
     run = f"{stat} {_fmt(agg_a)} vs {_fmt(agg_b)}"
     if c.better != "none" and not np.isnan(share_win):
         run += f"; {share_win:.0%} of sites"
@@ -523,7 +529,7 @@ def _pooled_verdict(
             return out | {"verdict": HOLDS, "reason": why}
         why = f"p = {_p(p)} >= {alpha:g} but {ci}: a difference beyond the margin is not ruled out"
         return out | {"verdict": INCONCLUSIVE, "reason": why}
-    ok, why = _direction(c, agg_a, agg_b, None if np.isnan(share_win) else share_win)
+    ok, why = _direction(c, agg_a, agg_b, None if np.isnan(share_win) else share_win, stat)
     if ok and (significant or not c.significant):
         if c.significant:
             why += f"; p = {_p(p)} < {alpha:g}"

@@ -18,7 +18,8 @@ Two experiments (Fang et al. 2022, section 2.3):
   k = the smallest of their added counts (see :mod:`size_control`). All are evaluated on the ROI.
 
 Sets with identical site lists are trained once: ``trained_as`` names the first set with the same
-``sites_hash``, and evaluations point at that model. The plan lists sites only; periods come
+``sites_hash`` (a spatial holdout's set only among spatial sets: its normaliser is its own), and
+evaluations point at that model. The plan lists sites only; periods come
 from config and are copied in as text when given, so no set depends on test-period data.
 """
 
@@ -35,6 +36,8 @@ import pandas as pd
 from synergy_dagster.config import DOMAINS, DomainPeriods, PlanConfig
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.experiments.size_control import pick_added, rule_text
+from synergy_dagster.experiments.spatial import SPATIAL_SCENARIOS, spatial_plan
+from synergy_dagster.experiments.spatial_spec import SpatialSpec
 from synergy_dagster.experiments.synergy import (
     CURVE_EXPERIMENT,
     CurveConfig,
@@ -82,7 +85,7 @@ def set_key(scenario: str, region: str) -> str:
 
 
 # Every scenario a plan can derive (the partition keys' first part).
-SCENARIOS = ("global", "local", *NEIGHBOUR_SCENARIOS, *SIZED.values())
+SCENARIOS = ("global", "local", *NEIGHBOUR_SCENARIOS, *SIZED.values(), *SPATIAL_SCENARIOS)
 
 
 SCHEME_SEP = "@"
@@ -256,6 +259,8 @@ def build_plan(
     curves: CurveConfig | None = None,
     scheme_regions: pd.DataFrame | None = None,
     ecoregions: bool = True,
+    spatial: SpatialSpec | None = None,
+    places: pd.DataFrame | None = None,
 ) -> Plan:
     """Build the plan from tagged sites (columns site_id, l1, l2, l3, subregion).
 
@@ -266,7 +271,9 @@ def build_plan(
     text columns to the sets. ``scheme_regions`` (columns scheme, site_id, region; from
     :func:`synergy_dagster.regions.schemes.assign_schemes`) adds global vs local under each further
     scheme; ``ecoregions=False`` leaves out the ecoregion sub-regions' local sets (a study whose
-    stratification does not list them)."""
+    stratification does not list them). ``spatial`` adds the PUB / PUR holdouts over the
+    sub-regions (:mod:`synergy_dagster.experiments.spatial`; ``places``: lat, lon and static
+    attributes indexed by site id, for PUR's partner regions)."""
     if domain not in DOMAINS:
         raise InputError("domain", f"unknown domain {domain!r}; expected one of {DOMAINS}")
     df = _check_tagged(tagged)
@@ -446,11 +453,25 @@ def build_plan(
             key = add_set(SIZED[scenario], roi, "similarity", list(roi_ids) + list(picks), rule)
             evaluate("similarity_sized", roi, SIZED[scenario], key, roi_ids)
 
+    if spatial is not None and spatial.enabled:  # spatial holdouts (experiments/spatial.py)
+        sp = spatial_plan(df.rename(columns={"subregion": "region"}), spatial, n_min, places)
+        for s in sp.sets:
+            add_set(s.scenario, s.region, s.experiment, s.site_ids, s.rule)
+        for e in sp.evaluations:
+            evaluate(e.experiment, e.group, e.scenario, e.set_key, e.site_ids)
+        for experiment, region, scenario, n, reason in sp.excluded:
+            exclude(experiment, region, scenario, n, reason)
+
     sets_df = pd.DataFrame(sets, columns=list(SET_COLUMNS))
+    # a spatial set shares a model only with another spatial set: its normaliser is fitted on its own
+    # sites (a strict holdout), so a temporal set's model is never its twin
+    twin = sets_df["sites_hash"] + sets_df["scenario"].isin(SPATIAL_SCENARIOS).map(
+        {True: ":spatial", False: ""}
+    )
     first_by_hash: dict[str, str] = {}
-    for key, h in zip(sets_df["key"], sets_df["sites_hash"], strict=True):
+    for key, h in zip(sets_df["key"], twin, strict=True):
         first_by_hash.setdefault(h, key)
-    sets_df["trained_as"] = sets_df["sites_hash"].map(first_by_hash)
+    sets_df["trained_as"] = twin.map(first_by_hash)
     if periods is not None:
         sets_df["train_period"] = f"{periods.train.start}/{periods.train.end}"
         sets_df["test_period"] = f"{periods.test.start}/{periods.test.end}"

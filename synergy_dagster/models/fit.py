@@ -28,10 +28,12 @@ import xarray as xr
 from synergy_dagster.config import Budget, DomainPeriods, DomainTraining, Period, Profile
 from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.experiments.plan import Plan, parse_set_key
+from synergy_dagster.experiments.spatial import SPATIAL_SCENARIOS
 from synergy_dagster.io_utils import file_sha256, read_json_output
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.files import load_state
 from synergy_dagster.models.fingerprint import reuse_fingerprint
+from synergy_dagster.models.holdout import held_out_mask, mask_targets
 from synergy_dagster.models.normalization import (
     Arrays,
     Normalizer,
@@ -210,7 +212,8 @@ def build_training_set(
     target_transform: str = "log1p",
 ) -> TrainingSet:
     """Describe training set ``key`` of the current plan: its sites, periods and normalisation
-    (the domain's shared statistics, or fitted on this set's sites with ``per_set_normalization``)."""
+    (the domain's shared statistics, or fitted on this set's sites with ``per_set_normalization``
+    and always for a spatial holdout's set, whose held-out sites must not shape its scales)."""
     plan = load_plan(layout, domain)
     row = plan.sets[plan.sets["key"] == key]
     if row.empty:
@@ -221,13 +224,13 @@ def build_training_set(
     row = row.iloc[0]
     ds = xr.load_dataset(layout.sites_nc(domain))
     site_ids = [str(s) for s in row["site_ids"]]
-    if per_set_normalization:
+    scenario, region = parse_set_key(key)
+    if per_set_normalization or scenario in SPATIAL_SCENARIOS:
         opts = normalizer_options(domain, ds, log_transform, target_transform)
         norm = Normalizer.fit(ds.sel(site=site_ids), periods.train.slice, **opts)
     else:
         norm = load_normalizer(layout, domain)
     arrays = prepare_arrays(ds, norm, periods.train.slice, site_ids)
-    scenario, region = parse_set_key(key)
     return TrainingSet(
         domain=domain,
         key=key,
@@ -285,18 +288,41 @@ def validation_split(
 ) -> tuple[Arrays, Validation, str]:
     """Training arrays and the validation data of the learning curve.
 
-    With ``validation_days`` the last days of the training period are held out (their input window
-    starts ``warmup`` days earlier, as in the test pass); without, the curve is scored in-sample.
+    With ``validation_days`` and split ``tail`` the last days of the training period are held out
+    (their input window starts ``warmup`` days earlier, as in the test pass); with split ``blocks``
+    they are evenly spaced blocks over the whole period (:mod:`~synergy_dagster.models.holdout`),
+    masked as training targets and scored in one pass over the period (from ``warmup`` days before
+    it); without, the curve is scored in-sample.
     """
     if dom.validation_days <= 0:
         arrays = prepare_arrays(ds, norm, train.slice, sites)
         return arrays, Validation(arrays, 0, norm, held_out=False), "training period (in-sample)"
+    if dom.validation.split == "blocks":
+        return _blocks_split(ds, norm, train, sites, dom)
     fit, val = train.carve_validation(dom.validation_days)
     arrays = prepare_arrays(ds, norm, fit.slice, sites)
     window, _ = warmup_window(ds, val.slice, dom.warmup)
     val_arrays = prepare_arrays(ds, norm, window, sites)
     skip = int((val_arrays.time < pd.Timestamp(val.start)).sum())
     return arrays, Validation(val_arrays, skip, norm), f"held out {val.start}..{val.end}"
+
+
+def _blocks_split(
+    ds: xr.Dataset, norm: Normalizer, train: Period, sites: list[str], dom: DomainTraining
+) -> tuple[Arrays, Validation, str]:
+    """The ``blocks`` split of :func:`validation_split`."""
+    full = prepare_arrays(ds, norm, train.slice, sites)
+    held = held_out_mask(full.n_days, dom.validation_days, dom.validation.block_days)
+    window, _ = warmup_window(ds, train.slice, dom.warmup)
+    scored = prepare_arrays(ds, norm, window, sites)
+    skip = int((scored.time < pd.Timestamp(train.start)).sum())
+    val_arrays = mask_targets(scored, np.concatenate([np.zeros(skip, dtype=bool), held]))
+    n_blocks = dom.validation_days // dom.validation.block_days
+    label = (
+        f"held out {n_blocks} blocks ({dom.validation_days} days, {dom.validation.block_days}+ each) "
+        f"spread over {train.start}..{train.end}"
+    )
+    return mask_targets(full, ~held), Validation(val_arrays, skip, norm), label
 
 
 @dataclass
@@ -356,16 +382,12 @@ def _prepare(
     out = FitOutcome(domain, key, budget.mode, {}, [], pd.DataFrame(), {}, arrays, n_in, val_label)
     prep = _Prepared(training_set, arrays, validation, val_label, n_in, data_hash, config_json, out, {}, [])
     for seed in profile.seeds:
-        reuse = previous[
-            (previous["seed"] == seed)
-            & (previous["data_hash"] == data_hash)
-            & (previous["config_json"] == config_json)
-        ]
-        if len(reuse) and _intact(reuse.iloc[0]):
+        stored = reusable_row(previous, seed, data_hash, config_json)
+        if stored is not None:
             log(
                 f"{key} seed {seed} [{budget.mode}]: reusing the intact model trained on the same data and config"
             )
-            row = reuse.iloc[0].to_dict()
+            row = stored.to_dict()
             out.seeds[seed] = load_state(row["path"], row["file_sha256"])
             out.rows.append(row)
             out.losses[seed] = [float(row["first_loss"]), float(row["final_loss"])]
@@ -373,6 +395,21 @@ def _prepare(
         else:
             prep.to_train.append(seed)
     return prep
+
+
+def reusable_row(previous: pd.DataFrame, seed: int, data_hash: str, config_json: str) -> pd.Series | None:
+    """The stored ``models`` row that ``seed`` may reuse instead of training, or None: the reuse
+    filter. A row qualifies only with the same seed, the same data hash (the training arrays) and
+    the same reuse fingerprint (inputs and every setting that shapes the weights), and only while
+    its model file is intact; kept apart from :func:`_prepare` so that a fast test guards it."""
+    same = previous[
+        (previous["seed"] == seed)
+        & (previous["data_hash"] == data_hash)
+        & (previous["config_json"] == config_json)
+    ]
+    if len(same) and _intact(same.iloc[0]):
+        return same.iloc[0]
+    return None
 
 
 @dataclass(frozen=True)

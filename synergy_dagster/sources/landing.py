@@ -16,7 +16,10 @@ those windows the API is the truth. Against the values held, each day is new, re
 (held, but no value any more: the ledger row erases it, with the qualifier as its reason) or
 approved (same value, new approval status); every such change goes to the revision log
 (``<work>/landed/streamflow_revisions.parquet``: site, day, old, new, statuses, reason, file, when)
-and only value changes decide what is retrained. The Dagster asset
+and only value changes decide what is retrained. The new USGS gauges of the registry
+(:mod:`synergy_dagster.sources.usgs_registry`) are known sites too: their rows are converted with
+the registry's drainage area and kept in the ledger (compared with the ledger, as they are not in
+the source until their site pack lands). The Dagster asset
 ``landed_streamflow`` wires resources to :func:`ingest_landed` and writes the store rows; errors
 are :class:`~synergy_dagster.errors.InputError`.
 """
@@ -53,6 +56,7 @@ from synergy_dagster.sources.nwis_client import (
 from synergy_dagster.sources.plausibility import check_variable
 from synergy_dagster.sources.sitedata import target_name
 from synergy_dagster.sources.usgs_flags import flag_counts, with_flags
+from synergy_dagster.sources.usgs_registry import read_registry, registry_areas
 from synergy_dagster.sources.waterdata_file import read_daily_file
 
 DOMAIN = "streamflow"  # landed data are streamflow only
@@ -177,25 +181,41 @@ def check_landed(
         tidy, changes = tidy[np.isfinite(tidy["streamflow_mm"].to_numpy())], None  # missing never erases
     check_updates(tidy[np.isfinite(tidy["streamflow_mm"].to_numpy(dtype=np.float64))], path)
     if source is not None and len(tidy):
-        touched = sorted(set(tidy["site_id"].astype(str)))
+        # new gauges not yet in the source (no site pack) live in the ledger only
+        touched = sorted(set(tidy["site_id"].astype(str)) & {str(s) for s in source["site"].values})
         try:
-            merge_streamflow(source.sel(site=touched), tidy)
+            merge_streamflow(source.sel(site=touched), tidy[tidy["site_id"].isin(touched)])
         except InputError as exc:  # name the landed file, not the merge
             raise InputError(path, exc.problem, exc.where) from exc
     return CheckedFile(frame, tidy.reset_index(drop=True), unknown, changes)
 
 
-def _held_values(source: xr.Dataset | None, site: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """The source's mm/d at (site, day) pairs; NaN outside its time axis or without a source."""
+def _held_values(
+    source: xr.Dataset | None, site: np.ndarray, day: np.ndarray, ledger: pd.DataFrame | None = None
+) -> np.ndarray:
+    """The mm/d held at (site, day) pairs: the source's, or for a site not in the source (a new
+    gauge without its site pack) the ledger's; NaN where nothing is held."""
     out = np.full(len(site), np.nan)
-    if source is None or not len(site):
+    if not len(site):
         return out
-    touched = sorted(set(site.tolist()))
-    block = source[target_name(source)].sel(site=touched).transpose("site", "time").values
-    si = pd.Index(touched).get_indexer(site)
-    ti = pd.DatetimeIndex(source["time"].values).get_indexer(pd.DatetimeIndex(day))
-    ok = ti >= 0
-    out[ok] = block[si[ok], ti[ok]]
+    in_src = np.zeros(len(site), dtype=bool)
+    if source is not None:
+        in_src = np.isin(site.astype(str), source["site"].values.astype(str))
+        touched = sorted(set(site[in_src].tolist()))
+        if touched:
+            block = source[target_name(source)].sel(site=touched).transpose("site", "time").values
+            si = pd.Index(touched).get_indexer(site[in_src])
+            ti = pd.DatetimeIndex(source["time"].values).get_indexer(pd.DatetimeIndex(day[in_src]))
+            vals = np.full(len(si), np.nan)
+            vals[ti >= 0] = block[si[ti >= 0], ti[ti >= 0]]
+            out[in_src] = vals
+    if ledger is not None and len(ledger) and not in_src.all():
+        rows = ledger[~ledger["withdrawn"].fillna(False).astype(bool)] if "withdrawn" in ledger else ledger
+        held = rows.set_index(["site_id", "date"])["streamflow_mm"]
+        idx = held.index.get_indexer(
+            pd.MultiIndex.from_arrays([site[~in_src], pd.DatetimeIndex(day[~in_src])])
+        )
+        out[~in_src] = np.where(idx >= 0, held.to_numpy(dtype=np.float64)[idx], np.nan)
     return out
 
 
@@ -226,7 +246,7 @@ def _against_held(
     for col in ANNOTATIONS:
         g[col] = g[col].fillna("").astype(str) if col in g else ""
     new = g["streamflow_mm"].to_numpy(dtype=np.float64)
-    old = _held_values(source, g["site_id"].to_numpy(dtype=object), g["date"].to_numpy())
+    old = _held_values(source, g["site_id"].to_numpy(dtype=object), g["date"].to_numpy(), ledger)
     fin_new, fin_old = np.isfinite(new), np.isfinite(old)
     with np.errstate(invalid="ignore"):
         same = fin_new & fin_old & np.isclose(new, old, rtol=RTOL, atol=1e-6)
@@ -396,6 +416,10 @@ def ingest_landed(
     ds = xr.load_dataset(src_path)
     site_ids = [str(s) for s in ds["site"].values]
     areas = dict(zip(site_ids, ds["area"].values.astype(float), strict=True)) if "area" in ds else {}
+    registry = read_registry(layout)  # new gauges: known sites whose rows live in the ledger until packed
+    fresh = registry[~registry["site_id"].isin(site_ids)]
+    known_ids = site_ids + fresh["site_id"].astype(str).tolist()
+    areas |= registry_areas(fresh)
     result = IngestResult()
     new_frames = []
     change_frames = []
@@ -418,7 +442,7 @@ def ingest_landed(
             if expected_sha and sha != expected_sha:
                 log.warning(f"{name} changed since the sensor saw it; ingesting its current content")
             try:
-                checked = check_landed(staged, kind, site_ids, areas, ds, held)
+                checked = check_landed(staged, kind, known_ids, areas, ds, held)
             except (OSError, MemoryError):
                 raise  # the machine, not the file: fail the run, nothing was written
             except Exception as exc:  # noqa: BLE001 - one bad file must never block the others
@@ -435,7 +459,7 @@ def ingest_landed(
         if checked.changes is not None:
             change_frames.append(checked.changes.assign(file=name, sha256=sha, recorded_at=datetime.now()))
             if len(checked.tidy):  # the next fetch file of this batch is compared with this one's result
-                ds = merge_streamflow(ds, checked.tidy)
+                ds = merge_streamflow(ds, checked.tidy[checked.tidy["site_id"].isin(site_ids)])
                 held = merge_updates(held, [checked.tidy])
         result.ingested.append({"name": name, "sha256": sha, "rows": len(checked.tidy)})
     if result.unknown:
@@ -503,10 +527,13 @@ def landed_source_row(layout: Layout, updates: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def tracked_usgs_sites(layout: Layout, explicit: Sequence[str] = ()) -> list[str]:
-    """USGS numbers of the gauges the study tracks (kept sites, else every source site)."""
+def tracked_usgs_sites(
+    layout: Layout, explicit: Sequence[str] = (), new_gauges: Sequence[str] = ()
+) -> list[str]:
+    """USGS numbers of the gauges the study tracks (kept sites, else every source site), with the
+    study's ``new_gauges`` (tracked from registration on, with or without their site pack)."""
     if explicit:
-        return sorted({usgs_site_number(s) or s for s in explicit})
+        return sorted({usgs_site_number(s) or s for s in explicit} | set(new_gauges))
     table = layout.sites_table(DOMAIN)
     if table.exists():
         sites = pd.read_parquet(table)
@@ -515,8 +542,8 @@ def tracked_usgs_sites(layout: Layout, explicit: Sequence[str] = ()) -> list[str
         with xr.open_dataset(layout.source_nc(DOMAIN)) as ds:
             ids = pd.Series([str(s) for s in ds["site"].values])
     else:
-        return []
-    return sorted({n for n in map(usgs_site_number, ids) if n})
+        return sorted(set(new_gauges))
+    return sorted({n for n in map(usgs_site_number, ids) if n} | set(new_gauges))
 
 
 def newest_date(layout: Layout) -> date | None:

@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from synergy_dagster.errors import InputError
+from synergy_dagster.layout import Layout
 from synergy_dagster.sources.plausibility import FINDING_COLUMNS, masking_implausible
 from synergy_dagster.sources.quality_checks import Periods, no_findings, run_checks
 from synergy_dagster.sources.quality_spec import QualitySpec
@@ -178,16 +179,18 @@ def read_domain_with_quality(
     spec: DomainSpec,
     quality: QualitySpec,
     extent: tuple[float, float, float, float] | None = None,
+    layout: Layout | None = None,
 ) -> tuple[DomainData, QualityOutcome]:
     """Read one domain under ``quality`` (the study's policy with the domain's keys on top,
     :func:`~synergy_dagster.sources.quality_spec.effective_quality`); the returned data hold the
-    policy's result and its dropped table every site left out (without target, or by quality)."""
+    policy's result and its dropped table every site left out (without target, or by quality);
+    ``layout`` lets the new USGS gauges with a site pack in (:func:`read_study_domain`)."""
     if quality.implausible == "refuse":
-        data = read_study_domain(domain, spec, extent=extent)
+        data = read_study_domain(domain, spec, extent=extent, layout=layout)
         screened = no_findings()
     else:
         with masking_implausible() as screen:
-            data = read_study_domain(domain, spec, extent=extent)
+            data = read_study_domain(domain, spec, extent=extent, layout=layout)
         screened = screen.frame()
     outcome = check_quality(data.ds, screened, quality, domain_periods(spec), str(data.path))
     dropped = pd.concat([data.dropped, outcome.dropped], ignore_index=True)

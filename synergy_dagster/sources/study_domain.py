@@ -8,11 +8,15 @@ What the study file declares reaches the readers: ``missing_values`` (values tha
 the ``categorical`` names (a text column among them is read as class codes with its labels), and
 the caller's ``extent`` (the ecoregion layer's bounds: a site outside, e.g. lat/lon swapped, is
 refused before anything is written).
+
+With the study's working folder (``layout``), the new USGS gauges of ``usgs.new_gauges`` that are
+registered and have a site pack are added as sites before the inputs are selected
+(:func:`~synergy_dagster.sources.site_packs.add_new_gauge_sites`); the others are returned as pending.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -20,11 +24,13 @@ import xarray as xr
 
 from synergy_dagster.errors import ConfigError
 from synergy_dagster.io_utils import file_sha256, tree_sha256
+from synergy_dagster.layout import Layout
 from synergy_dagster.sources.camels_us import read_camels_us
 from synergy_dagster.sources.caravan import read_caravan
 from synergy_dagster.sources.nwis import merge_rdb_folder
 from synergy_dagster.sources.pixels import read_pixel_cube
 from synergy_dagster.sources.selection import check_periods, drop_sites_without_target, select_inputs
+from synergy_dagster.sources.site_packs import add_new_gauge_sites, pending_frame
 from synergy_dagster.study_file import DomainSpec
 
 
@@ -37,6 +43,8 @@ class DomainData:
     path: Path
     fmt: str
     content_hash: str
+    # new USGS gauges left out (not registered, or no site pack): gauge, site, reason, needs
+    pending: pd.DataFrame = field(default_factory=lambda: pending_frame([]))
 
 
 def _files(root: Path) -> list[Path]:
@@ -44,11 +52,16 @@ def _files(root: Path) -> list[Path]:
 
 
 def read_study_domain(
-    domain: str, spec: DomainSpec, extent: tuple[float, float, float, float] | None = None
+    domain: str,
+    spec: DomainSpec,
+    extent: tuple[float, float, float, float] | None = None,
+    layout: Layout | None = None,
 ) -> DomainData:
     """Read, select and check one domain; every error names the file or the study key.
 
     ``extent`` (lon_min, lat_min, lon_max, lat_max), e.g. ``extent_of(l3)``, refuses sites outside.
+    ``layout`` (the working folder) is where new USGS gauges' registry, ledger and site packs are;
+    without it every new gauge is pending.
     """
     if spec.path is None:
         raise ConfigError(f"domains.{domain}.path", "no path given for this domain")
@@ -100,6 +113,17 @@ def read_study_domain(
     if spec.streamflow_rdb is not None:  # gauge discharge from NWIS overrides the reader's streamflow
         ds = merge_rdb_folder(ds, spec.streamflow_rdb, missing_values=missing)
         digest = tree_sha256([*_files(path), *sorted(Path(spec.streamflow_rdb).glob("*.rdb"))])
+    pending = pending_frame([])
+    new_gauges = spec.usgs.new_gauges if domain == "streamflow" else ()
+    if new_gauges and layout is not None:
+        ds, pending, pack_files = add_new_gauge_sites(ds, new_gauges, layout, spec.dynamic, extent)
+        if pack_files:  # a landed pack or a registered gauge changes the source's content
+            digest = tree_sha256([*_files(path), *pack_files])
+    elif new_gauges:
+        pending = pending_frame(
+            [{"gauge": n, "site": f"usgs_{n}", "reason": "no working folder given", "needs": "a study run"}
+             for n in new_gauges]
+        )  # fmt: skip
     where = str(path)
     ds = select_inputs(
         ds,
@@ -114,4 +138,4 @@ def read_study_domain(
     ds, dropped = drop_sites_without_target(ds)
     check_periods(ds, spec.periods, where, key=f"domains.{domain}.periods")
     fmt = spec.reader if spec.reader != "pixel_cube" else ("netcdf" if path.is_file() else "zarr")
-    return DomainData(ds, dropped, path, fmt, digest)
+    return DomainData(ds, dropped, path, fmt, digest, pending)

@@ -26,15 +26,34 @@ from synergy_dagster.sources.waterdata import ClientSettings, DailyFetch, FetchB
 from synergy_dagster.sources.waterdata_file import write_daily_file
 
 
+def _ledger_newest(layout: Layout, skip: set[str]) -> pd.Series:
+    """USGS number -> newest held day in the ledger of the sites not in ``skip``: the new gauges
+    whose values live in the ledger only until their site pack lands."""
+    path = layout.landed_updates(DOMAIN)
+    if not path.exists():
+        return pd.Series(dtype="datetime64[ns]")
+    led = pd.read_parquet(path)
+    led = led[
+        ~led["site_id"].astype(str).isin(skip) & np.isfinite(led["streamflow_mm"].to_numpy(dtype=np.float64))
+    ]
+    if "withdrawn" in led.columns:
+        led = led[~led["withdrawn"].fillna(False).astype(bool)]
+    newest = led.groupby(led["site_id"].astype(str))["date"].max()
+    numbers = newest.index.map(usgs_site_number)
+    keep = ~pd.isna(numbers)
+    return pd.Series(newest.to_numpy()[keep], index=numbers[keep], dtype="datetime64[ns]")
+
+
 def newest_day_per_gauge(layout: Layout) -> pd.Series:
     """USGS number -> newest day with a finite value in the streamflow source (NaT: none).
 
     The source holds every landed value (the ingest merges them), so this is the feed's state;
-    gauges of the source without a USGS number are left out.
+    gauges of the source without a USGS number are left out. New gauges not in the source yet
+    (no site pack) take their newest day from the ledger of landed values.
     """
     path = layout.source_nc(DOMAIN)
     if not path.exists():
-        return pd.Series(dtype="datetime64[ns]")
+        return _ledger_newest(layout, set()).sort_index()
     with xr.open_dataset(path) as ds:
         q = ds[target_name(ds)].transpose("site", "time").values
         time = pd.DatetimeIndex(ds["time"].values)
@@ -44,7 +63,10 @@ def newest_day_per_gauge(layout: Layout) -> pd.Series:
     newest = np.where(finite.any(axis=1), time.values[last], np.datetime64("NaT"))
     numbers = [usgs_site_number(s) for s in sites]
     keep = [i for i, n in enumerate(numbers) if n]
-    return pd.Series(newest[keep], index=[numbers[i] for i in keep], dtype="datetime64[ns]").sort_index()
+    held = pd.Series(newest[keep], index=[numbers[i] for i in keep], dtype="datetime64[ns]")
+    extra = _ledger_newest(layout, set(sites))
+    extra = extra[~extra.index.isin(held.index)]
+    return pd.concat([held, extra]).sort_index() if len(extra) else held.sort_index()
 
 
 def fetch_windows(

@@ -5,16 +5,21 @@ feed carries, per day, an approval status (Approved / Provisional) and qualifier
 equipment...), kept as the flag variable of the streamflow source
 (:mod:`synergy_dagster.sources.usgs_flags`). This block says which of those days a study scores
 and which it trains on (the masks: :mod:`synergy_dagster.sources.usgs_masks`), and whether the
-test period follows the newest data (:mod:`synergy_dagster.sources.usgs_latest`).
+test period follows the newest data (:mod:`synergy_dagster.sources.usgs_latest`), and which USGS
+gauges outside the reader's archive the study adds (``new_gauges``: the registry
+:mod:`synergy_dagster.sources.usgs_registry`, the forcing :mod:`synergy_dagster.sources.site_packs`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from synergy_dagster.config import Settings
+
+_USGS_NUMBER = re.compile(r"^\d{8,15}$")
 
 
 class UsgsSpec(Settings):
@@ -53,3 +58,26 @@ class UsgsSpec(Settings):
             "brings new days extends the evaluation (and the skill per water year) to them."
         ),
     )
+    new_gauges: tuple[str, ...] = Field(
+        (),
+        description=(
+            "USGS site numbers (8-15 digits, quoted: YAML reads digits without quotes as a number) "
+            "of gauges outside the reader's archive that the study adds (default none). The next "
+            "USGS fetch registers each one's monitoring-location record (name, point, drainage area "
+            "in km2) under <data_dir>/landed and fetches its history from landing.history_start; "
+            "the next source build adds it as the site usgs_<number> once its site pack (forcing "
+            "and static attributes, docs/usgs-feed.md#new-gauges) has landed, and reports it "
+            "until then. A number the archive already holds is refused."
+        ),
+    )
+
+    @field_validator("new_gauges")
+    @classmethod
+    def _usgs_numbers(cls, numbers: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [n for n in numbers if not _USGS_NUMBER.match(n)]
+        if bad:
+            raise ValueError(f"not USGS site numbers (8-15 digits, quoted): {bad[:5]}")
+        dup = sorted({n for n in numbers if numbers.count(n) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {dup}")
+        return numbers

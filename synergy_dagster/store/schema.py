@@ -88,6 +88,17 @@ TABLES: dict[str, str] = {
         aggregation VARCHAR,
         PRIMARY KEY (domain, scheme, metric, budget)
     """,
+    # Spatial holdouts (evaluation/spatial.py): per-site metrics of PUB / PUR (site_metrics plus the
+    # PUB fold) and the skill lost when the gauge is taken away.
+    "spatial_site_metrics": """
+        domain VARCHAR, experiment VARCHAR, scenario VARCHAR, region VARCHAR, seed VARCHAR,
+        site_id VARCHAR, model_key VARCHAR, rmse DOUBLE, ubrmse DOUBLE, bias DOUBLE,
+        corr DOUBLE, nse DOUBLE, kge DOUBLE, n_days INTEGER, budget VARCHAR, fold INTEGER
+    """,
+    "spatial_gauge_loss": """
+        domain VARCHAR, model VARCHAR, setting VARCHAR, metric VARCHAR, n_sites INTEGER,
+        median DOUBLE, median_temporal DOUBLE, median_loss DOUBLE, share_worse DOUBLE, budget VARCHAR
+    """,
     # Data-quality findings of each source (sources/quality.py): values masked, sites dropped,
     # warnings, with rule, file, site, date and original value; replaced per domain on each read.
     "quality_events": """
@@ -100,6 +111,9 @@ TABLES: dict[str, str] = {
         rejected_at TIMESTAMP, batch VARCHAR
     """,
 }
+
+# The paired tests of the spatial holdouts have the significance table's columns.
+TABLES["spatial_significance"] = TABLES["significance"]
 
 # Values given to columns added after a table was first created, when an older database is
 # migrated: every model trained before budget modes existed followed the paper's epoch rule.

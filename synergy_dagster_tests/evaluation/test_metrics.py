@@ -206,3 +206,25 @@ def test_min_valid_boundary_ranking_and_clipping() -> None:
     x = np.random.default_rng(0).gamma(2.0, 1.0, (1, 7))
     assert M.corr(x, 3.1 * x + 0.7)[0] == 1.0  # unclipped: 1.0000000000000002
     assert M.kge(np.array([[0.5, 1.5]]), np.array([[0.6, 1.4]]))[0] == pytest.approx(0.8)
+
+
+def test_float32_input_is_scored_in_float64_and_the_lower_clip() -> None:
+    """Model output is float32: the moments must still be taken in float64 (a float32 pass gives
+    other digits); the correlation is clipped at -1 as at 1 (issue 26: mutation testing)."""
+    rng = np.random.default_rng(2)
+    obs = rng.gamma(2.0, 1.0, (3, 50)).astype(np.float32)
+    sim = (obs * 0.9 + rng.normal(0.0, 0.3, obs.shape)).astype(np.float32)
+    wide = M.all_metrics(obs.astype(np.float64), sim.astype(np.float64))
+    for name, values in M.all_metrics(obs, sim).items():
+        assert values.dtype == np.float64
+        np.testing.assert_array_equal(values, wide[name], err_msg=name)
+    x = np.random.default_rng(0).gamma(2.0, 1.0, (1, 7))
+    assert M.corr(x, -1.3 * x + 0.7)[0] == -1.0  # unclipped: -1.0000000000000002
+
+
+def test_pair_stats_counts_and_its_default_minimum() -> None:
+    p = M.pair_stats(
+        np.array([[1.0, 3.0, np.nan], [1.0, np.nan, np.nan]]), np.array([[2.0, 5.0, 4.0], [1.0, 2.0, 3.0]])
+    )
+    assert p.n.tolist() == [2, 1] and p.ok.tolist() == [True, False]  # two valid pairs suffice
+    assert M.pair_stats(np.array([[1.0, 2.0]]), np.array([[1.0, 2.0]]), min_valid=3).ok.tolist() == [False]

@@ -375,3 +375,374 @@ def test_statistics_settings_have_one_default_and_refuse_bad_values() -> None:
             StatisticsSpec(**bad)
     with pytest.raises(ConfigError, match="curve_min_draws"):
         StatisticsSpec(curve_min_draws=1)
+
+
+# --- exact messages, bounds and pass-through of every setting (issue 26: mutation testing) -------
+
+
+def test_input_errors_name_the_input_exactly() -> None:
+    with pytest.raises(
+        InputError, match=r"^wilcoxon_method: must be one of \['paper', 'exact', 'auto', 'approx'\], got 'z'$"
+    ):
+        S.check_method("z")
+    assert [S.check_method(m) for m in S.WILCOXON_METHODS] == list(S.WILCOXON_METHODS)
+    with pytest.raises(InputError, match=r"^b: length 1 does not match length 2 of a \(pairs by site\)$"):
+        S.paired_valid([1.0, 2.0], [1.0])
+    with pytest.raises(InputError, match=r"^n_boot: must be >= 1, got 0$"):
+        S.median_diff_ci([1.0], [0.0], n_boot=0)
+    for alpha in (0.0, 1.0):
+        with pytest.raises(InputError, match=rf"^alpha: must be in \(0, 1\), got {alpha}$"):
+            S.median_diff_ci([1.0], [0.0], alpha=alpha)
+    assert S.median_diff_ci([1.0], [0.0], n_boot=1, alpha=0.999) == (1.0, 1.0, 1.0)  # the bounds are open
+    df = _site_metrics()
+    comps = [("x", "global", "local")]
+    with pytest.raises(
+        InputError,
+        match=r"^site_metrics: missing column\(s\) \['site_id'\]; have \['region', 'scenario', 'rmse', 'corr'\]$",
+    ):
+        S.significance_table(df.drop(columns="site_id"), comps, ["rmse"])
+    with pytest.raises(InputError, match=r"^site_metrics: missing column\(s\) \['nse'\]"):
+        S.significance_table(df, comps, ["nse"])
+    with pytest.raises(
+        InputError, match=r"^comparisons \[x\]: scenario 'regional' has no rows in site_metrics$"
+    ):
+        S.significance_table(df, [("x", "global", "regional")], ["rmse"])
+    with pytest.raises(InputError, match=r"^comparisons \[y\]: scenario 'nowhere' has no rows"):
+        S.significance_table(df, [("y", "nowhere", "local")], ["rmse"])
+    with pytest.raises(
+        InputError,
+        match=r"^site_metrics: duplicate row for \(region, scenario, site_id\) = \['A', 'local', 'A00'\]$",
+    ):
+        S.significance_table(pd.concat([df, df.iloc[1:2]]), comps, ["rmse"])
+    with pytest.raises(
+        InputError,
+        match=r"^metrics: no direction known for \['mae'\]; pass directions=\{name: higher_is_better\}$",
+    ):
+        S.significance_table(df.assign(mae=1.0), comps, ["mae"])
+    with pytest.raises(InputError, match=r"^site_metrics: missing column\(s\) \['seed', 'nse'\]$"):
+        S.per_site_seed_means(df, ["nse"])
+    with pytest.raises(
+        InputError,
+        match=r"^significance: missing column\(s\) \['seed', 'median_diff', 'share_a_better', 'p_value'\]$",
+    ):
+        S.seed_spread(df, ["region"])
+    with pytest.raises(
+        InputError, match=r"^seed_aggregation: must be one of \['seed_mean', 'ensemble'\], got 'best'$"
+    ):
+        S.judged_rows(df, "best", ["rmse"])
+
+
+def test_paired_valid_drops_every_non_finite_pair_as_float64() -> None:
+    x, y = S.paired_valid([[np.inf, 1], [2, 5]], [[0, 3], [1, -np.inf]])  # 2-D input is flattened
+    assert x.dtype == np.float64 and y.dtype == np.float64
+    assert x.tolist() == [1.0, 2.0] and y.tolist() == [3.0, 1.0]
+
+
+def test_paired_wilcoxon_of_one_pair_is_the_normal_approximation() -> None:
+    # m = 1: W+ = 1, z = (1 - 1/2) / sqrt(1 x 2 x 3 / 24) = 1, p = 2 (1 - Phi(1))
+    got = S.paired_wilcoxon([2.0], [1.0])
+    assert (got.n, got.statistic) == (1, 0.0)
+    assert got.p_value == pytest.approx(2 * (1 - scipy.stats.norm.cdf(1.0)), rel=1e-12)
+    # two pairs, exact: both differences positive, p = 2 x 1/4
+    assert S.paired_wilcoxon([2.0, 3.0], [1.0, 1.0], "exact").p_value == pytest.approx(0.5)
+    # one non-zero difference among zeros is still a test (zeros dropped: m = 1)
+    assert S.paired_wilcoxon([1.0, 1.0, 2.0], [1.0, 1.0, 1.0]).p_value == pytest.approx(got.p_value)
+
+
+def _bootstrap_by_hand(d: np.ndarray, n_boot: int, alpha: float, seed: int) -> tuple[float, float]:
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(n_boot, d.size))
+    meds = np.median(d[idx], axis=1)
+    return float(np.quantile(meds, alpha / 2)), float(np.quantile(meds, 1 - alpha / 2))
+
+
+def test_bootstrap_ci_is_the_percentile_interval_of_the_resampled_medians(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0.2, 1.0, 30), rng.normal(0.0, 1.0, 30)
+    d = a - b
+    for n_boot, alpha, seed in ((2000, 0.05, 0), (300, 0.2, 5)):
+        med, lo, hi = S.median_diff_ci(a, b, n_boot=n_boot, alpha=alpha, seed=seed)
+        assert med == float(np.median(d))
+        assert (lo, hi) == pytest.approx(_bootstrap_by_hand(d, n_boot, alpha, seed), abs=0, rel=1e-15)
+    assert S.median_diff_ci(a, b) == S.median_diff_ci(a, b, n_boot=2000, alpha=0.05, seed=0)  # the defaults
+    # drawn in chunks of 7 resamples (210 elements / 30 sites), the draws are the same stream
+    monkeypatch.setattr(S, "_BOOT_CHUNK_ELEMENTS", 210)
+    med, lo, hi = S.median_diff_ci(a, b, n_boot=300, alpha=0.2, seed=5)
+    assert (lo, hi) == pytest.approx(_bootstrap_by_hand(d, 300, 0.2, 5), abs=0, rel=1e-15)
+
+
+def test_compare_returns_every_statistic_of_the_pair() -> None:
+    # d = [0.5, -0.5, 3]: W+ = 1.5 + 3, W- = 1.5; medians 2 and 1; a higher at 2 of 3 sites
+    got = S.compare([1.0, 2.0, 4.0, np.nan], [0.5, 2.5, 1.0, 3.0], "corr", True, n_boot=50, alpha=0.1, seed=3)
+    ref = scipy.stats.wilcoxon([1.0, 2.0, 4.0], [0.5, 2.5, 1.0], correction=False, method="asymptotic")
+    med, lo, hi = S.median_diff_ci([1.0, 2.0, 4.0], [0.5, 2.5, 1.0], n_boot=50, alpha=0.1, seed=3)
+    assert got == {
+        "metric": "corr",
+        "n": 3,
+        "statistic": 1.5,
+        "p_value": pytest.approx(ref.pvalue, rel=1e-12),
+        "effect": 0.5,
+        "median_diff": 0.5,
+        "ci_low": lo,
+        "ci_high": hi,
+        "median_a": 2.0,
+        "median_b": 1.0,
+        "share_a_better": pytest.approx(2 / 3),
+        "method": "paper",
+    }
+    assert S.compare([1.0, 2.0, 4.0], [0.5, 2.5, 1.0], "rmse", False, n_boot=50)[
+        "share_a_better"
+    ] == pytest.approx(1 / 3)
+    assert S.compare([1.0, 2.0], [0.5, 2.5], "corr", True, n_boot=5, method="exact")["method"] == "exact"
+    # absolute values: by the registry (bias), or when asked for a metric outside it
+    neg = S.compare([-3.0, -2.0, -1.0], [1.0, 1.5, 0.5], "skill", True, n_boot=5)
+    assert neg["median_a"] == -2.0 and neg["share_a_better"] == 0.0  # not in the registry: as they are
+    absn = S.compare([-3.0, -2.0, -1.0], [1.0, 1.5, 0.5], "skill", True, absolute=True, n_boot=5)
+    assert absn["median_a"] == 2.0 and absn["share_a_better"] == 1.0
+    off = S.compare([-3.0, -2.0, -1.0], [1.0, 1.5, 0.5], "bias", False, absolute=False, n_boot=5)
+    assert off["median_a"] == -2.0
+    empty = S.compare([np.nan], [1.0], "corr", True, n_boot=5)
+    assert empty["n"] == 0 and np.isnan(empty["median_a"]) and np.isnan(empty["median_b"])
+
+
+def test_significance_table_passes_every_setting_on() -> None:
+    df = _site_metrics(seed=2).rename(columns={"region": "huc"})
+    comps = [("global vs local", "global", "local")]
+    tab = S.significance_table(
+        df, comps, ["rmse"], region_col="huc", all_label="CONUS", n_boot=40, alpha=0.3, seed=9, method="exact"
+    )
+    assert list(tab["region"]) == ["A", "B", "C", "CONUS"]
+    assert list(tab.columns) == S.SIGNIFICANCE_COLUMNS and tab["n"].dtype == np.int64
+    for region, row in tab.set_index("region").iterrows():
+        sub = df if region == "CONUS" else df[df["huc"] == region]
+        a = sub[sub.scenario == "global"].sort_values("site_id")["rmse"].to_numpy()
+        b = sub[sub.scenario == "local"].sort_values("site_id")["rmse"].to_numpy()
+        want = S.compare(a, b, "rmse", False, n_boot=40, alpha=0.3, seed=9, method="exact")
+        for k, v in want.items():
+            assert row[k] == v, (region, k)
+        assert (row["comparison"], row["scenario_a"], row["scenario_b"]) == (
+            "global vs local",
+            "global",
+            "local",
+        )
+    assert tab.iloc[-1]["p_holm"] == tab.iloc[-1]["p_value"]
+    np.testing.assert_array_equal(tab["p_holm"].iloc[:3], S.holm(tab["p_value"].iloc[:3].to_numpy()))
+    alone = S.significance_table(df, comps, ["rmse"], region_col="huc", include_all=False, n_boot=40)
+    assert list(alone["region"]) == ["A", "B", "C"]
+    assert S.significance_table(df, [], ["rmse"], region_col="huc").empty
+
+
+def test_per_site_seed_means_keys_and_columns() -> None:
+    rows = [
+        {"seed": s, "scenario": sc, "region": "A", "site_id": "s1", "budget": "paper", "nse": v}
+        for s, sc, v in (("0", "global", 0.1), ("1", "global", 0.3), ("0", "local", 0.5), ("1", "local", 0.9))
+    ]
+    out = S.per_site_seed_means(pd.DataFrame(rows), ["nse"])
+    assert list(out.columns) == ["seed", "scenario", "region", "site_id", "budget", "nse"]
+    assert out["nse"].tolist() == pytest.approx([0.2, 0.7]) and out["scenario"].tolist() == [
+        "global",
+        "local",
+    ]
+    one = S.per_site_seed_means(pd.DataFrame(rows[:1]), ["nse"])
+    assert one.empty and list(one.columns) == ["seed", "scenario", "region", "site_id", "budget", "nse"]
+
+
+def test_seed_spread_edge_cases() -> None:
+    cols = {"seed": [], "region": [], "median_diff": [], "share_a_better": [], "p_value": []}
+    empty = S.seed_spread(pd.DataFrame(cols), ["region"])
+    assert (
+        empty.empty and str(empty["n_seeds"].dtype) == "Int64" and str(empty["seeds_agree"].dtype) == "Int64"
+    )
+    only = S.seed_spread(
+        pd.DataFrame({k: [v] for k, v in zip(cols, ["mean", "A", 0.1, 0.5, 0.2], strict=True)}), ["region"]
+    )
+    assert only["n_seeds"].isna().all() and str(only["seeds_agree"].dtype) == "Int64"
+    # a zero aggregate difference agrees with no seed
+    t = pd.DataFrame(
+        {
+            "seed": ["0", "1", "mean"],
+            "region": ["A", "A", "A"],
+            "median_diff": [0.1, -0.1, 0.0],
+            "share_a_better": [0.5, 0.5, 0.5],
+            "p_value": [0.5, 0.5, 0.5],
+        }
+    )
+    assert S.seed_spread(t, ["region"]).loc[2, "seeds_agree"] == 0
+
+
+def test_judged_rows_without_seeds_or_seed_means() -> None:
+    plain = pd.DataFrame({"site_id": ["a"], "nse": [0.5]})
+    assert S.judged_rows(plain, "seed_mean", ["nse"]) is plain
+    one = pd.DataFrame({"seed": ["0", "mean"], "site_id": ["a", "a"], "nse": [0.5, 0.6]})
+    assert S.judged_rows(one, "seed_mean", ["nse"])["nse"].tolist() == [0.6]  # one seed: the ensemble rows
+    assert S.judged_seed_label(pd.Series(["0", "mean"]), "seed_mean") == S.ENSEMBLE
+    assert S.judged_seed_label(pd.Series(["0", S.SEED_MEAN]), "seed_mean") == S.SEED_MEAN
+    assert S.judged_seed_label(pd.Series(["0", S.SEED_MEAN]), "ensemble") == S.ENSEMBLE
+
+
+def test_per_site_seed_means_keep_domains_experiments_models_apart_in_input_order() -> None:
+    rows = []
+    for domain, experiment, model_key, region, base in (
+        ("q", "gvl", "m1", "A", 0.0),
+        ("q", "gvl", "m2", "A", 10.0),
+        ("q", "sim", "m1", "A", 20.0),
+        ("sm", "gvl", "m1", "A", 30.0),
+        ("q", "gvl", "m1", None, 40.0),  # a missing region is a group of its own
+    ):
+        for site, shift in (("s2", 0.0), ("s1", 1.0)):  # s2 first: the output keeps that order
+            for seed, v in (("0", 0.0), ("1", 2.0)):
+                rows.append(
+                    {"seed": seed, "domain": domain, "experiment": experiment, "scenario": "global",
+                     "region": region, "site_id": site, "model_key": model_key, "nse": base + shift + v}
+                )  # fmt: skip
+    out = S.per_site_seed_means(pd.DataFrame(rows), ["nse"])
+    assert out["nse"].tolist() == [1.0, 2.0, 11.0, 12.0, 21.0, 22.0, 31.0, 32.0, 41.0, 42.0]
+    assert out["site_id"].tolist() == ["s2", "s1"] * 5 and out["region"].isna().sum() == 2
+
+
+def test_seed_spread_columns_missing_keys_and_zero_differences() -> None:
+    t = pd.DataFrame(
+        {
+            "seed": ["0", "1", "2", "mean", "0", "1", "mean"],
+            "region": ["A", "A", "A", "A", None, None, None],
+            "median_diff": pd.Series([0.0, 0.1, -0.1, 0.0, 0.2, None, 0.1], dtype=object),
+            "share_a_better": [0.5, 0.6, 0.4, 0.5, 0.7, 0.8, 0.75],
+            "p_value": [0.9, 0.5, 0.5, 0.6, 0.01, 0.02, 0.01],
+        }
+    )
+    out = S.seed_spread(t, ["region"])
+    # a zero aggregate difference agrees with no seed, not even a seed whose difference is zero
+    assert out.loc[3, "seeds_agree"] == 0 and out.loc[3, "n_seeds"] == 3
+    assert out.loc[3, "seed_sd_median_diff"] == pytest.approx(np.std([0.0, 0.1, -0.1]))
+    # the rows of a missing region are a group too; a missing seed difference is left out
+    assert out.loc[6, "n_seeds"] == 2 and out.loc[6, "seeds_agree"] == 1
+    assert out.loc[6, "seed_sd_median_diff"] == 0.0 and out.loc[6, "seed_max_p"] == 0.02
+    for c in ("seed_sd_median_diff", "seed_min_share", "seed_max_share", "seed_max_p"):
+        assert out[c].dtype == np.float64, c
+        assert out.loc[[0, 1, 2, 4, 5], c].isna().all()
+
+
+def test_judged_seed_label_names_a_bad_aggregation() -> None:
+    with pytest.raises(
+        InputError, match=r"^seed_aggregation: must be one of \['seed_mean', 'ensemble'\], got 'x'$"
+    ):
+        S.judged_seed_label(pd.Series(["0"]), "x")
+
+
+def test_defaults_are_2000_resamples_seed_0_and_the_papers_method() -> None:
+    # 200 sites: enough distinct resampled medians that one more resample moves the upper bound
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(0.1, 1.0, 200), rng.normal(0.0, 1.0, 200)
+    explicit = S.compare(a, b, "corr", True, n_boot=2000, alpha=0.05, seed=0, method="paper")
+    assert S.compare(a, b, "corr", True) == explicit
+    assert S.compare(a, b, "corr", True, n_boot=2001)["ci_high"] != explicit["ci_high"]  # the settings matter
+    assert S.compare(a, b, "corr", True, seed=1)["ci_high"] != explicit["ci_high"]
+    ids = [f"s{i:03d}" for i in range(200)]
+    df = pd.DataFrame(
+        {
+            "region": "A",
+            "scenario": ["global"] * 200 + ["local"] * 200,
+            "site_id": ids * 2,
+            "corr": np.r_[a, b],
+        }
+    )
+    row = S.significance_table(df, [("g vs l", "global", "local")], ["corr"], include_all=False).iloc[0]
+    assert (row["ci_low"], row["ci_high"], row["method"]) == (
+        explicit["ci_low"],
+        explicit["ci_high"],
+        "paper",
+    )
+
+
+def test_duplicates_are_judged_on_region_scenario_and_site_only() -> None:
+    df = _site_metrics()
+    twin = df.iloc[1:2].assign(rmse=0.5)  # same site and scenario, another value
+    with pytest.raises(
+        InputError, match=r"duplicate row for \(region, scenario, site_id\) = \['A', 'local', 'A00'\]"
+    ):
+        S.significance_table(pd.concat([df, twin]), [("x", "global", "local")], ["rmse"])
+
+
+def test_site_ids_pair_as_text_and_sort_as_text() -> None:
+    """Ids read as numbers on one side and text on the other still pair; sites and regions are
+    ordered by their text (so "10" before "2"), which fixes the bootstrap's resampling."""
+    rng = np.random.default_rng(6)
+    ids = list(range(1, 13))
+    g, loc = rng.normal(0.6, 0.1, 12), rng.normal(0.5, 0.1, 12)
+    df = pd.DataFrame(
+        {
+            "region": [7] * 12 + [7] * 12,
+            "scenario": ["global"] * 12 + ["local"] * 12,
+            "site_id": ids + [str(i) for i in ids],
+            "corr": np.concatenate([g, loc]),
+        }
+    )
+    tab = S.significance_table(
+        df, [("x", "global", "local")], ["corr"], include_all=False, n_boot=200, seed=1
+    )
+    order = sorted(range(12), key=lambda i: str(ids[i]))
+    want = S.compare(g[order], loc[order], "corr", True, n_boot=200, seed=1)
+    assert tab.iloc[0]["n"] == 12 and (tab.iloc[0]["ci_low"], tab.iloc[0]["ci_high"]) == (
+        want["ci_low"],
+        want["ci_high"],
+    )
+    by_number = S.compare(g, loc, "corr", True, n_boot=200, seed=1)
+    assert (by_number["ci_low"], by_number["ci_high"]) != (
+        want["ci_low"],
+        want["ci_high"],
+    )  # the order matters
+    # regions read as numbers: "10" before "7", and the pooled row concatenates them in that order
+    two = pd.concat([df, df.assign(region=10, corr=df["corr"] * 0.5)])
+    tab = S.significance_table(two, [("x", "global", "local")], ["corr"], n_boot=200, seed=1)
+    assert list(tab["region"]) == [10, 7, "All"]
+    pooled = S.compare(
+        np.r_[g[order] * 0.5, g[order]], np.r_[loc[order] * 0.5, loc[order]], "corr", True, n_boot=200, seed=1
+    )
+    assert (tab.iloc[2]["ci_low"], tab.iloc[2]["ci_high"]) == (pooled["ci_low"], pooled["ci_high"])
+    numeric = S.compare(
+        np.r_[g[order], g[order] * 0.5], np.r_[loc[order], loc[order] * 0.5], "corr", True, n_boot=200, seed=1
+    )
+    assert (numeric["ci_low"], numeric["ci_high"]) != (pooled["ci_low"], pooled["ci_high"])
+
+
+def test_single_values_and_the_holm_cap() -> None:
+    np.testing.assert_array_equal(S.holm([0.03]), [0.03])  # one test: nothing to adjust
+    np.testing.assert_array_equal(S.holm([0.9, 0.8]), [1.0, 1.0])  # 0.8 x 2 = 1.6 is capped at 1
+    assert S.share_better([1.0], [0.0], True) == 1.0 and S.share_better([0.0], [1.0], True) == 0.0
+    one = S.compare([0.7], [0.5], "corr", True, n_boot=10)
+    assert (one["n"], one["median_a"], one["median_b"], one["median_diff"]) == (
+        1,
+        0.7,
+        0.5,
+        pytest.approx(0.2),
+    )
+
+
+def test_compare_passes_its_bootstrap_settings_on() -> None:
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(0.1, 1.0, 200), rng.normal(0.0, 1.0, 200)
+    got = S.compare(a, b, "corr", True, n_boot=300, alpha=0.2, seed=4)
+    assert (got["median_diff"], got["ci_low"], got["ci_high"]) == S.median_diff_ci(
+        a, b, n_boot=300, alpha=0.2, seed=4
+    )
+    for other in ({"n_boot": 2000}, {"alpha": 0.05}, {"seed": 0}):
+        kw = {"n_boot": 300, "alpha": 0.2, "seed": 4} | other
+        assert S.median_diff_ci(a, b, **kw)[1:] != (got["ci_low"], got["ci_high"]), other  # type: ignore[arg-type]
+    assert S.median_diff_ci(a, b) == S.median_diff_ci(a, b, n_boot=2000, alpha=0.05, seed=0)
+    assert S.median_diff_ci(a, b)[2] != S.median_diff_ci(a, b, n_boot=2001)[2]
+
+
+def test_a_wilcoxon_that_scipy_refuses_is_undefined(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ValueError("refused")
+
+    monkeypatch.setattr(S.scipy.stats, "wilcoxon", refuse)
+    got = S.paired_wilcoxon([1.0, 2.0, 3.0], [0.0, 0.5, 1.0])
+    assert got.n == 3 and isinstance(got.n, int) and np.isnan(got.statistic) and np.isnan(got.p_value)
+    assert isinstance(got.statistic, float) and isinstance(got.p_value, float)
+
+
+def test_integer_pairs_become_float64() -> None:
+    x, y = S.paired_valid([1, 2], [3, 4])
+    assert x.dtype == np.float64 and y.dtype == np.float64

@@ -280,3 +280,585 @@ def test_direction_follows_the_metric_and_the_claimed_side(
     assert got is ok
     winner = "global" if better == "a" else "local"
     assert why == f"median {winner} {'better' if ok else 'not better'} ({agg_a:.3g} vs {agg_b:.3g})"
+
+
+# --------------------------------------------------------------------------- exact outputs
+# Each function of the rules is called on one hand-made case per branch and its whole output is
+# compared with values worked out by hand: the numbers, the verdict and the exact reason text.
+
+
+def _named(claim_id: str) -> R.Claim:
+    return next(c for c in R.CLAIMS if c.claim_id == claim_id)
+
+
+def _series(claim: str, p: float, median_a: float, median_b: float, **kw: object) -> pd.Series:
+    return pd.Series(_row(claim, p, median_a, median_b, **kw))  # type: ignore[arg-type]
+
+
+def _same_dict(got: dict, want: dict) -> None:
+    assert set(got) == set(want), sorted(set(got) ^ set(want))
+    for k, v in want.items():
+        if isinstance(v, float) and np.isnan(v):
+            assert isinstance(got[k], float) and np.isnan(got[k]), (k, got[k])
+        else:
+            assert got[k] == v and type(got[k]) is type(v), (k, got[k], v)
+
+
+def test_pooled_verdict_from_the_significance_row_alone() -> None:
+    c = _named("q_gvl_corr")  # corr, global better, significant, 84 % of sites in the paper
+    row = _series("q_gvl_corr", p=0.03, median_a=0.8, median_b=0.7, share=0.8, n=100)
+    got = R._pooled_verdict(c, row, None, 0.05)
+    _same_dict(
+        got,
+        {
+            "n": 100,
+            "run_a": 0.8,
+            "run_b": 0.7,
+            "run_share": 0.8,
+            "p_value": 0.03,
+            "run": "median 0.8 vs 0.7; 80% of sites; p = 0.030; n = 100",
+            "verdict": R.HOLDS,
+            "reason": "median global better (0.8 vs 0.7); p = 0.030 < 0.05",
+        },
+    )
+    # the claim names side b: the row's share of a is not b's share, so no share is shown
+    b = _named("q_sim_corr_local_vs_local+close")
+    row = _series("q_sim_corr_local_vs_local+close", p=1e-4, median_a=0.6, median_b=0.7, share=0.3, n=50)
+    got = R._pooled_verdict(b, row, None, 0.05)
+    _same_dict(
+        got,
+        {
+            "n": 50,
+            "run_a": 0.6,
+            "run_b": 0.7,
+            "run_share": float("nan"),
+            "p_value": 1e-4,
+            "run": "median 0.6 vs 0.7; p = 1.00e-04; n = 50",
+            "verdict": R.HOLDS,
+            "reason": "median local+close better (0.6 vs 0.7); p = 1.00e-04 < 0.05",
+        },
+    )
+
+
+def test_pooled_verdict_pairs_the_sites_when_given() -> None:
+    # rmse (lower is better), the paper's side b; the row's medians and share are decoys
+    c = _named("sm_sim_rmse_local_vs_local+close")
+    row = _series(
+        "sm_sim_rmse_local_vs_local+close",
+        p=0.002,
+        median_a=9.0,
+        median_b=9.0,
+        share=0.1,
+        n=4,
+        ci=(-0.2, -0.05),
+    )
+    x, y = np.array([0.3, 0.2, 0.4, 0.5]), np.array([0.25, 0.1, 0.45, 0.3])  # b lower at 3 of 4
+    got = R._pooled_verdict(c, row, (x, y), 0.05)
+    _same_dict(
+        got,
+        {
+            "n": 4,
+            "run_a": 0.35,
+            "run_b": 0.275,
+            "run_share": 0.75,
+            "p_value": 0.002,
+            "run": "median 0.35 vs 0.275; 75% of sites; p = 0.002; n = 4",
+            "verdict": R.HOLDS,
+            "reason": "median local+close better (0.35 vs 0.275); p = 0.002 < 0.05",
+        },
+    )
+    # side a, higher is better, a claim on means: a's share and a's mean
+    m = R.Claim(
+        "t",
+        "soil_moisture",
+        "global_vs_local",
+        "global vs local",
+        "corr",
+        "a",
+        True,
+        "test",
+        statistic="mean",
+    )
+    got = R._pooled_verdict(m, row, (np.array([0.9, 0.5, 0.7, 0.8]), np.array([0.1, 0.6, 0.6, 0.7])), 0.05)
+    assert (got["run_a"], got["run_b"], got["run_share"]) == (pytest.approx(0.725), pytest.approx(0.5), 0.75)
+    assert got["run"] == "mean 0.725 vs 0.5; 75% of sites; p = 0.002; n = 4"
+    # an empty pair falls back on the row: its medians, named as medians
+    got = R._pooled_verdict(m, row, (np.array([]), np.array([])), 0.05)
+    assert (got["run_a"], got["run_b"], got["run_share"]) == (9.0, 9.0, 0.1)
+    assert got["run"] == "median 9 vs 9; 10% of sites; p = 0.002; n = 4"
+
+
+def test_a_claim_on_means_judged_without_sites_says_median() -> None:
+    """Issue 24: without the per-site values a claim stated on means is judged on the significance
+    row's medians, and its run text and reason must say so (they said "mean")."""
+    c = _named("sm_gvl_rmse")
+    assert c.statistic == "mean"
+    row = _series("sm_gvl_rmse", p=0.001, median_a=0.036, median_b=0.039, share=0.7)
+    for pair in (None, (np.array([]), np.array([]))):
+        got = R._pooled_verdict(c, row, pair, 0.05)
+        assert got["verdict"] == R.HOLDS
+        assert got["run"].startswith("median 0.036 vs 0.039;")
+        assert got["reason"] == "median global better (0.036 vs 0.039); p = 0.001 < 0.05"
+    # with the sites, the claim's own statistic, named as such
+    x, y = np.array([0.030, 0.040, 0.035]), np.array([0.040, 0.041, 0.036])
+    got = R._pooled_verdict(c, row, (x, y), 0.05)
+    assert got["reason"].startswith("mean global better (0.035 vs 0.039)")
+
+
+def test_pooled_verdict_not_testable_cases() -> None:
+    c = _named("q_gvl_corr")
+    nothing = _series(
+        "q_gvl_corr", p=float("nan"), median_a=float("nan"), median_b=float("nan"), share=float("nan"), n=0
+    )
+    _same_dict(
+        R._pooled_verdict(c, nothing, None, 0.05),
+        {
+            "n": 0,
+            "run_a": float("nan"),
+            "run_b": float("nan"),
+            "run_share": float("nan"),
+            "p_value": float("nan"),
+            "run": "median n/a vs n/a; p = n/a; n = 0",
+            "verdict": R.NOT_TESTABLE,
+            "reason": "no paired site in this run",
+        },
+    )
+    zero = _series("q_gvl_corr", p=float("nan"), median_a=0.5, median_b=0.5, share=0.0, n=7)
+    got = R._pooled_verdict(c, zero, None, 0.05)
+    assert (
+        got["verdict"] == R.NOT_TESTABLE and got["reason"] == "the test is undefined (every difference zero)"
+    )
+    assert got["run"] == "median 0.5 vs 0.5; 0% of sites; p = n/a; n = 7"
+
+
+def test_pooled_verdict_reasons_of_a_claimed_difference() -> None:
+    c = _named("q_gvl_corr")
+    margin = "CI [-0.004, 0.005] vs +/-0.016"  # 0.02 x |0.80|
+    flat = _series("q_gvl_corr", p=0.6, median_a=0.801, median_b=0.80, ci=(-0.004, 0.005))
+    got = R._pooled_verdict(c, flat, None, 0.05)
+    assert got["verdict"] == R.NOT_HOLDS
+    assert got["reason"] == f"median global better (0.801 vs 0.8); p = 0.600 >= 0.05 and {margin}: no effect"
+    wide = _series("q_gvl_corr", p=0.2, median_a=0.80, median_b=0.78, ci=(-0.05, 0.1))
+    got = R._pooled_verdict(c, wide, None, 0.05)
+    assert got["verdict"] == R.INCONCLUSIVE
+    assert got["reason"] == (
+        "median global better (0.8 vs 0.78) but p = 0.200 >= 0.05 and CI [-0.05, 0.1] vs +/-0.0156"
+    )
+    back = _series("q_gvl_corr", p=1e-6, median_a=0.70, median_b=0.80, share=0.1, ci=(-0.15, -0.05))
+    got = R._pooled_verdict(c, back, None, 0.05)
+    assert got["verdict"] == R.NOT_HOLDS
+    assert got["reason"] == "median global not better (0.7 vs 0.8); p = 1.00e-06 < 0.05"
+    # p exactly alpha is not significant
+    edge = _series("q_gvl_corr", p=0.05, median_a=0.80, median_b=0.70, ci=(0.05, 0.15))
+    assert R._pooled_verdict(c, edge, None, 0.05)["verdict"] == R.INCONCLUSIVE
+    # a claim of a direction only (no significance in the paper): the direction alone holds it
+    d = R.Claim("t", "streamflow", "global_vs_local", "global vs local", "corr", "a", False, "test")
+    got = R._pooled_verdict(d, wide, None, 0.05)
+    assert got["verdict"] == R.HOLDS and got["reason"] == "median global better (0.8 vs 0.78)"
+    # ... but a significant difference the other way still refutes it
+    got = R._pooled_verdict(d, back, None, 0.05)
+    assert got["verdict"] == R.NOT_HOLDS
+    assert got["reason"] == "median global not better (0.7 vs 0.8); p = 1.00e-06 < 0.05"
+
+
+def test_pooled_verdict_reasons_of_no_difference() -> None:
+    c = _named("q_sim_nse_local+close_vs_local+far")
+    got = R._pooled_verdict(
+        c, _series(c.claim_id, p=0.6, median_a=0.7, median_b=0.7, ci=(-0.005, 0.006)), None, 0.05
+    )
+    _same_dict(
+        got,
+        {
+            "n": 100,
+            "run_a": 0.7,
+            "run_b": 0.7,
+            "run_share": 0.8,
+            "p_value": 0.6,
+            "run": "median 0.7 vs 0.7; p = 0.600; n = 100",
+            "verdict": R.HOLDS,
+            "reason": "no significant difference (p = 0.600 >= 0.05) and CI [-0.005, 0.006] vs +/-0.014: equivalent",
+        },
+    )
+    got = R._pooled_verdict(
+        c, _series(c.claim_id, p=0.4, median_a=0.7, median_b=0.66, ci=(-0.1, 0.15)), None, 0.05
+    )
+    assert got["verdict"] == R.INCONCLUSIVE
+    assert got["reason"] == (
+        "p = 0.400 >= 0.05 but CI [-0.1, 0.15] vs +/-0.0132: a difference beyond the margin is not ruled out"
+    )
+    # a significant difference names the better side: higher NSE is a, lower RMSE is b
+    got = R._pooled_verdict(c, _series(c.claim_id, p=0.01, median_a=0.8, median_b=0.7), None, 0.05)
+    assert (
+        got["verdict"] == R.NOT_HOLDS
+        and got["reason"] == "local+close significantly better (p = 0.010 < 0.05)"
+    )
+    r = _named("sm_sized_rmse_local+far_sized_vs_local+dissimilar_sized")
+    got = R._pooled_verdict(r, _series(r.claim_id, p=0.01, median_a=0.03, median_b=0.02), None, 0.05)
+    assert got["reason"] == "local+dissimilar_sized significantly better (p = 0.010 < 0.05)"
+    got = R._pooled_verdict(r, _series(r.claim_id, p=0.01, median_a=0.02, median_b=0.03), None, 0.05)
+    assert got["reason"] == "local+far_sized significantly better (p = 0.010 < 0.05)"
+    # the study's alpha appears in the reason as given
+    got = R._pooled_verdict(
+        c, _series(c.claim_id, p=0.6, median_a=0.7, median_b=0.7, ci=(0.0, 0.0)), None, 0.1
+    )
+    assert got["reason"].startswith("no significant difference (p = 0.600 >= 0.1) and ")
+
+
+def test_within_margin_bounds_are_inclusive_and_relative_to_b() -> None:
+    def row(lo: float, hi: float, median_b: float) -> pd.Series:
+        return pd.Series({"ci_low": lo, "ci_high": hi, "median_b": median_b})
+
+    # 0.02 x |-0.5| = 0.01 (exact in binary): an interval touching the bound is inside
+    assert R._within_margin(row(-0.01, 0.01, -0.5), 0.02) == (True, "CI [-0.01, 0.01] vs +/-0.01")
+    assert R._within_margin(row(-0.0101, 0.0, 0.5), 0.02)[0] is False
+    assert R._within_margin(row(0.0, 0.0101, 0.5), 0.02)[0] is False
+    assert R._within_margin(row(-0.02, 0.02, 0.5), 0.04)[0] is True
+    assert R._within_margin(row(float("nan"), 0.0, 0.5), 0.02) == (False, "CI [n/a, 0] vs +/-0.01")
+    assert R._within_margin(row(0.0, float("inf"), 0.5), 0.02)[0] is False
+    assert R._within_margin(row(-float("inf"), 0.0, 0.5), 0.02)[0] is False
+
+
+@pytest.mark.parametrize(
+    ("agree", "need_sig", "p", "status"),
+    [
+        (True, True, 0.01, "holds"),
+        (True, True, 0.05, R.INCONCLUSIVE),  # p exactly alpha is not significant
+        (True, True, float("nan"), R.INCONCLUSIVE),
+        (True, False, 0.9, "holds"),
+        (True, False, float("nan"), "holds"),
+        (False, True, 0.01, "fails"),
+        (False, True, 0.3, R.INCONCLUSIVE),  # a reversal that is not significant where it had to be
+        (False, True, float("nan"), R.INCONCLUSIVE),
+        (False, False, 0.9, "fails"),
+    ],
+)
+def test_region_status(agree: bool, need_sig: bool, p: float, status: str) -> None:
+    assert R._region_status(agree, need_sig, p, 0.05) == status
+
+
+def test_region_rows_table() -> None:
+    # streamflow NSE (Table 2: A p = 8.33e-08 n = 54, K p = 0.957 n = 40; no region Z); All is left out
+    c = _named("q_gvl_nse_regions")
+    sig = pd.DataFrame(
+        [
+            _row(c.claim_id, p=0.3, median_a=0.6, median_b=0.5, region="A", share=0.7, n=50),
+            _row(c.claim_id, p=0.3, median_a=0.4, median_b=0.5, region="K", share=0.2, n=30),
+            _row(c.claim_id, p=0.001, median_a=0.5, median_b=0.4, region="Z", share=0.9, n=9),
+            _row(c.claim_id, p=1e-9, median_a=0.6, median_b=0.5, region="All", n=89),
+        ]
+    )
+    got = R._region_rows(c, sig, 0.05)
+    want = pd.DataFrame(
+        {
+            "region": ["A", "K", "Z"],
+            "paper_n": [54, 40, 0],
+            "paper_p": [8.33e-08, 0.957, float("nan")],
+            "n": [50, 30, 9],
+            "median_global": [0.6, 0.4, 0.5],
+            "median_local": [0.5, 0.5, 0.4],
+            "share_global_better": [0.7, 0.2, 0.9],
+            "p_value": [0.3, 0.3, 0.001],
+            "status": [R.INCONCLUSIVE, "fails", "holds"],
+        }
+    )
+    pd.testing.assert_frame_equal(got, want)
+    # soil-moisture RMSE: lower is better, and the table's own metric (A: rmse p = 3.87e-04, corr 1.68e-10)
+    s = _named("sm_gvl_rmse_regions")
+    sig = pd.DataFrame([_row(s.claim_id, p=0.01, median_a=0.03, median_b=0.04, region="A")])
+    got = R._region_rows(s, sig, 0.05).iloc[0]
+    assert (got["paper_p"], got["paper_n"], got["status"]) == (3.87e-04, 65, "holds")
+    assert R._region_rows(s, sig, 0.001).iloc[0]["status"] == R.INCONCLUSIVE  # the study's alpha
+    sig = pd.DataFrame([_row(s.claim_id, p=0.01, median_a=0.04, median_b=0.03, region="A")])
+    assert R._region_rows(s, sig, 0.05).iloc[0]["status"] == "fails"
+    # a claim of a direction only needs no significance in any region
+    d = R.Claim(
+        "t",
+        "streamflow",
+        "global_vs_local",
+        "global vs local",
+        "nse",
+        "a",
+        False,
+        "test",
+        scope="every_region",
+    )
+    sig = pd.DataFrame([_row(c.claim_id, p=0.3, median_a=0.6, median_b=0.5, region="A")])
+    assert R._region_rows(d, sig, 0.05).iloc[0]["status"] == "holds"
+
+
+def test_every_region_verdict_outputs() -> None:
+    c = _named("q_gvl_nse_regions")
+
+    def rows(*spec: tuple[str, float, float]) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                _row(c.claim_id, p=p, median_a=a, median_b=0.5, region=r, n=10 + i)
+                for i, (r, p, a) in enumerate(spec)
+            ]
+        )
+
+    out, table = R._every_region_verdict(c, rows(("A", 0.001, 0.6), ("K", 0.9, 0.6)), 0.01)
+    _same_dict(
+        out,
+        {
+            "n": 21,
+            "run_share": 1.0,
+            "run": "holds in 2 of 2 regions",
+            "verdict": R.HOLDS,
+            "reason": "direction (and p < 0.01 where the paper had significance) in all 2",
+        },
+    )
+    assert list(table["region"]) == ["A", "K"]
+    out, _ = R._every_region_verdict(c, rows(("A", 0.3, 0.6), ("B", 0.001, 0.4), ("K", 0.9, 0.6)), 0.05)
+    _same_dict(
+        out,
+        {
+            "n": 33,
+            "run_share": 1 / 3,
+            "run": "holds in 1 of 3 regions",
+            "verdict": R.NOT_HOLDS,
+            "reason": "fails in B; inconclusive in A",
+        },
+    )
+    out, _ = R._every_region_verdict(c, rows(("A", 0.001, 0.6), ("B", 0.001, 0.4)), 0.05)
+    assert out["reason"] == "fails in B" and out["verdict"] == R.NOT_HOLDS
+    out, _ = R._every_region_verdict(c, rows(("A", 0.3, 0.6), ("B", 0.3, 0.4), ("K", 0.9, 0.6)), 0.01)
+    _same_dict(
+        out,
+        {
+            "n": 33,
+            "run_share": 1 / 3,
+            "run": "holds in 1 of 3 regions",
+            "verdict": R.INCONCLUSIVE,
+            "reason": "inconclusive in A, B (direction without p < 0.01, or a non-significant reversal)",
+        },
+    )
+    out, table = R._every_region_verdict(c, rows(("All", 0.001, 0.6)), 0.05)
+    assert out == {"verdict": R.NOT_TESTABLE, "reason": "no region with both models", "run": "", "n": 0}
+    assert table.empty
+
+
+def test_judge_reads_only_its_claims_rows() -> None:
+    c = _named("q_gvl_corr")
+    good = _row(c.claim_id, p=0.01, median_a=0.8, median_b=0.7)
+    decoys = [
+        {**good, "p_value": 0.9, "experiment": "similarity"},
+        {**good, "p_value": 0.9, "comparison": "local vs global"},
+        {**good, "p_value": 0.9, "metric": "nse"},
+        {**good, "p_value": 0.9, "seed": "0"},
+        {**good, "p_value": 0.9, "region": "A"},
+    ]
+    for order in ([good, *decoys], [*decoys, good]):
+        res, table = R._judge(c, pd.DataFrame(order), None, "mean", 0.05, 0.02)
+        assert table is None and res["verdict"] == R.HOLDS and res["p_value"] == 0.01
+    res, _ = R._judge(c, pd.DataFrame(decoys[:4]), None, "mean", 0.05, 0.02)
+    assert res == {
+        "verdict": R.NOT_TESTABLE,
+        "reason": "no global_vs_local comparison 'global vs local' in this run (experiment empty or not run)",
+    }
+    res, _ = R._judge(c, pd.DataFrame([decoys[4]]), None, "mean", 0.05, 0.02)
+    assert res == {"verdict": R.NOT_TESTABLE, "reason": "no pooled (All) test in this run"}
+    # the margin is passed on: an interval of +/-0.015 is inside 2 % of 0.8 only with a wider margin
+    flat = _row(c.claim_id, p=0.6, median_a=0.8, median_b=0.8, ci=(-0.017, 0.017))
+    assert R._judge(c, pd.DataFrame([flat]), None, "mean", 0.05, 0.02)[0]["verdict"] == R.INCONCLUSIVE
+    assert R._judge(c, pd.DataFrame([flat]), None, "mean", 0.05, 0.03)[0]["verdict"] == R.NOT_HOLDS
+    # an every-region claim returns its region table
+    r = _named("q_gvl_nse_regions")
+    res, table = R._judge(
+        r,
+        pd.DataFrame([_row(r.claim_id, p=0.01, median_a=0.6, median_b=0.5, region="A")]),
+        None,
+        "mean",
+        0.05,
+        0.02,
+    )
+    assert res["verdict"] == R.HOLDS and list(table["region"]) == ["A"]  # type: ignore[index]
+
+
+def test_judge_pairs_the_sites_of_the_judged_seed() -> None:
+    c = _named("q_gvl_corr")
+    sig = pd.DataFrame([_row(c.claim_id, p=0.01, median_a=0.8, median_b=0.7, seed="0")])
+    sites = pd.DataFrame(
+        [
+            {"domain": "streamflow", "experiment": "global_vs_local", "seed": s, "scenario": sc, "region": "A",
+             "site_id": f"g{i}", "corr": v}
+            for s, base in (("0", 0.9), ("1", 0.1))
+            for sc, shift in (("global", 0.0), ("local", -0.2))
+            for i, v in enumerate([base + shift, base + shift - 0.1, base + shift + 0.05])
+        ]
+    )  # fmt: skip
+    res, _ = R._judge(c, sig, sites, "0", 0.05, 0.02)
+    assert (res["run_a"], res["run_b"], res["run_share"]) == (0.9, pytest.approx(0.7), 1.0)
+
+
+def test_verdicts_table_of_a_claim_and_a_missing_domain() -> None:
+    claims = [_named("q_gvl_corr"), _named("sm_gvl_rmse")]
+    table, regions = R.verdicts(
+        pd.DataFrame([_row("q_gvl_corr", p=0.03, median_a=0.8, median_b=0.7)]), None, claims=claims
+    )
+    assert list(table.columns) == R.VERDICT_COLUMNS and regions == {}
+    q = table.iloc[0].to_dict()
+    assert q == {
+        "claim_id": "q_gvl_corr",
+        "domain": "streamflow",
+        "experiment": "global_vs_local",
+        "comparison": "global vs local",
+        "metric": "corr",
+        "scope": "pooled",
+        "claim": R._claim_text(claims[0]),
+        "paper": R._paper_text(claims[0]),
+        "run": "median 0.8 vs 0.7; 80% of sites; p = 0.030; n = 100",
+        "seed": "mean",
+        "n": 100,
+        "run_a": 0.8,
+        "run_b": 0.7,
+        "run_share": 0.8,
+        "p_value": 0.03,
+        "verdict": R.HOLDS,
+        "reason": "median global better (0.8 vs 0.7); p = 0.030 < 0.05",
+        "seed_verdicts": q["seed_verdicts"],
+        "seeds_differ": False,
+    }
+    assert pd.isna(q["seed_verdicts"])  # one seed: nothing to compare
+    sm = table.iloc[1]
+    assert (sm["verdict"], sm["reason"]) == (R.NOT_TESTABLE, "no soil_moisture domain in this run")
+    assert pd.isna(sm["seed"]) and not sm["seeds_differ"]
+    # the default alpha is 0.05 and the default margin 2 %
+    p = pd.DataFrame([_row("q_gvl_corr", p=0.04, median_a=0.8, median_b=0.8, ci=(-0.015, 0.015))])
+    assert R.verdicts(p, None, claims=claims[:1])[0].iloc[0]["reason"].endswith("p = 0.040 < 0.05")
+    flat = pd.DataFrame([_row("q_gvl_corr", p=0.6, median_a=0.8, median_b=0.8, ci=(-0.015, 0.015))])
+    assert R.verdicts(flat, None, claims=claims[:1])[0].iloc[0]["verdict"] == R.NOT_HOLDS
+    # every-region claims give their region tables by claim id
+    r = _named("q_gvl_nse_regions")
+    _, regions = R.verdicts(
+        pd.DataFrame([_row(r.claim_id, p=0.01, median_a=0.6, median_b=0.5, region="A")]), None, claims=[r]
+    )
+    assert list(regions) == ["q_gvl_nse_regions"] and list(regions["q_gvl_nse_regions"]["region"]) == ["A"]
+
+
+def test_verdicts_per_seed_in_numeric_order_and_only_with_several_seeds() -> None:
+    c = "q_gvl_corr"
+    rows = [
+        _row(c, p=0.3, median_a=0.8, median_b=0.78, seed="10", ci=(-0.05, 0.1)),
+        _row(c, p=1e-3, median_a=0.8, median_b=0.7, seed="2"),
+        _row(c, p=1e-3, median_a=0.8, median_b=0.7, seed="mean"),
+        _row(c, p=1e-3, median_a=0.8, median_b=0.7, seed="x1"),  # not a seed number
+    ]
+    v = _verdict(rows, c)
+    assert v["seed_verdicts"] == f"2: {R.HOLDS}; 10: {R.INCONCLUSIVE}" and bool(v["seeds_differ"]) is True
+    one = _verdict([rows[1], rows[2]], c)
+    assert pd.isna(one["seed_verdicts"]) and bool(one["seeds_differ"]) is False
+
+
+def test_verdicts_add_the_seed_means_to_a_site_table_with_seeds() -> None:
+    """Site rows of two seeds and no seed_mean rows: the judged seed_mean claim pairs the per-site
+    means over the seeds (0.5 and 0.3 at each site: 0.4 vs 0.2)."""
+    c = _named("q_gvl_corr")
+    sig = pd.DataFrame([_row(c.claim_id, p=0.01, median_a=9.0, median_b=9.0, seed=SEED_MEAN)])
+    sites = pd.DataFrame(
+        [
+            {"domain": "streamflow", "experiment": "global_vs_local", "seed": s, "scenario": sc, "region": "A",
+             "site_id": f"g{i}", "corr": v + (0.0 if sc == "global" else -0.2)}
+            for s, v in (("0", 0.5), ("1", 0.3))
+            for sc in ("global", "local")
+            for i in range(3)
+        ]
+    )  # fmt: skip
+    row = R.verdicts(sig, sites, claims=[c])[0].iloc[0]
+    assert (row["run_a"], row["run_b"], row["n"]) == (pytest.approx(0.4), pytest.approx(0.2), 100)
+    assert row["run"].startswith("median 0.4 vs 0.2; 100% of sites")
+
+
+def test_region_rows_ties_and_the_papers_significance_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a tie of the medians agrees with no direction, for a higher- and a lower-is-better metric
+    c, s = _named("q_gvl_nse_regions"), _named("sm_gvl_rmse_regions")
+    tie = pd.DataFrame([_row(c.claim_id, p=0.9, median_a=0.5, median_b=0.5, region="K")])  # K: direction only
+    assert R._region_rows(c, tie, 0.05).iloc[0]["status"] == "fails"
+    tie = pd.DataFrame([_row(s.claim_id, p=0.9, median_a=0.04, median_b=0.04, region="Z")])  # not in Table 2
+    assert R._region_rows(s, tie, 0.05).iloc[0]["status"] == "fails"
+    # Table 2's "p < 0.05": a region at exactly 0.05 needs no significance
+    table = pd.DataFrame([{"domain": "streamflow", "region": "A", "metric": "nse", "n": 10, "p": 0.05}])
+    monkeypatch.setattr(R, "PAPER_TABLE2", table)
+    row = pd.DataFrame([_row(c.claim_id, p=0.9, median_a=0.6, median_b=0.5, region="A")])
+    assert R._region_rows(c, row, 0.05).iloc[0]["status"] == "holds"
+
+
+def _sites(values: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """Streamflow global vs local site rows: per seed label, (global, local) corr at three sites."""
+    return pd.DataFrame(
+        [
+            {"domain": "streamflow", "experiment": "global_vs_local", "seed": s, "scenario": sc, "region": "A",
+             "site_id": f"g{i}", "corr": v + 0.01 * i}
+            for s, (g, loc) in values.items()
+            for sc, v in (("global", g), ("local", loc))
+            for i in range(3)
+        ]
+    )  # fmt: skip
+
+
+def test_stored_seed_means_are_used_as_they_are() -> None:
+    # the table already holds seed_mean rows (0.9 vs 0.1): they are paired, not recomputed (0.4 vs 0.2)
+    sites = _sites({"0": (0.5, 0.3), "1": (0.3, 0.1), SEED_MEAN: (0.9, 0.1)})
+    sig = pd.DataFrame([_row("q_gvl_corr", p=0.01, median_a=9.0, median_b=9.0, seed=SEED_MEAN)])
+    row = R.verdicts(sig, sites, claims=[_named("q_gvl_corr")])[0].iloc[0]
+    assert (row["run_a"], row["run_b"]) == (pytest.approx(0.91), pytest.approx(0.11))
+
+
+def test_each_seeds_verdict_pairs_that_seeds_sites() -> None:
+    # every significance row says global is better; the sites of seed 0 say the opposite
+    sites = _sites({"0": (0.3, 0.5), "1": (0.5, 0.3)})
+    sig = pd.DataFrame(
+        [_row("q_gvl_corr", p=1e-3, median_a=0.8, median_b=0.7, seed=s) for s in ("0", "1", SEED_MEAN)]
+    )
+    row = R.verdicts(sig, sites, claims=[_named("q_gvl_corr")])[0].iloc[0]
+    assert row["seed_verdicts"] == f"0: {R.NOT_HOLDS}; 1: {R.HOLDS}" and bool(row["seeds_differ"]) is True
+
+
+@pytest.mark.parametrize(
+    ("metric", "better", "x", "y", "share"),
+    [
+        # a tied site is a win for neither side; four sites, one tie
+        ("corr", "a", [0.9, 0.5, 0.7, 0.2], [0.1, 0.5, 0.6, 0.3], 0.5),
+        ("rmse", "a", [0.1, 0.5, 0.7, 0.2], [0.9, 0.5, 0.6, 0.3], 0.5),
+        ("corr", "b", [0.1, 0.5, 0.6, 0.3], [0.9, 0.5, 0.7, 0.2], 0.5),  # higher b wins
+        ("rmse", "b", [0.9, 0.5, 0.6, 0.3], [0.1, 0.5, 0.7, 0.2], 0.5),  # lower b wins
+        ("corr", "b", [0.9, 0.5, 0.8, 0.1], [0.1, 0.5, 0.7, 0.2], 0.25),
+    ],
+)
+def test_share_of_sites_won_by_the_claimed_side(
+    metric: str, better: str, x: list, y: list, share: float
+) -> None:
+    c = R.Claim("t", "soil_moisture", "global_vs_local", "global vs local", metric, better, True, "test")  # type: ignore[arg-type]
+    row = _series("q_gvl_corr", p=0.01, median_a=0.5, median_b=0.5)
+    got = R._pooled_verdict(c, row, (np.array(x), np.array(y)), 0.05)
+    assert got["run_share"] == share
+
+
+def test_row_medians_are_labelled_median_whatever_the_claims_statistic() -> None:
+    c = _named("sm_gvl_rmse")  # a claim on means
+    assert c.statistic == "mean"
+    row = _series("sm_gvl_rmse", p=0.01, median_a=0.03, median_b=0.04, share=0.9)
+    got = R._pooled_verdict(c, row, None, 0.05)
+    assert got["run"].startswith("median 0.03 vs 0.04; 90% of sites")
+
+
+def test_a_paper_share_without_a_run_share_is_not_held_against_the_claim() -> None:
+    # side b with the paper's share: the row gives no share of b, so only the direction is judged
+    c = R.Claim(
+        "t", "streamflow", "global_vs_local", "global vs local", "corr", "b", True, "test", paper_share=0.8
+    )
+    got = R._pooled_verdict(
+        c, _series("q_gvl_corr", p=0.01, median_a=0.6, median_b=0.7, share=0.1), None, 0.05
+    )
+    assert got["verdict"] == R.HOLDS and got["reason"] == "median local better (0.6 vs 0.7); p = 0.010 < 0.05"
+
+
+def test_no_difference_refuted_with_tied_medians_names_a_side_by_the_fixed_rule() -> None:
+    """Significant with equal medians (the test sees the other sites): the reason names b for a
+    higher-is-better metric and a for a lower-is-better one, the rule ``(a > b) == higher``."""
+    c = _named("q_sim_nse_local+close_vs_local+far")
+    got = R._pooled_verdict(c, _series(c.claim_id, p=0.01, median_a=0.7, median_b=0.7), None, 0.05)
+    assert got["reason"] == "local+far significantly better (p = 0.010 < 0.05)"
+    r = _named("sm_sized_rmse_local+far_sized_vs_local+dissimilar_sized")
+    got = R._pooled_verdict(r, _series(r.claim_id, p=0.01, median_a=0.02, median_b=0.02), None, 0.05)
+    assert got["reason"] == "local+far_sized significantly better (p = 0.010 < 0.05)"

@@ -338,3 +338,89 @@ def test_improvement_threshold_and_auto_metric() -> None:
     assert b.replace(metric="nse").for_domain("soil_moisture").metric == "nse"
     with pytest.raises(ConfigError, match="min_delta"):
         Budget(min_delta=1.5)
+
+
+# --- the stopping rule, its pieces one by one (issue 26: mutation testing) ---------------------------
+
+
+def test_improved_needs_a_finite_value_and_a_gain_beyond_min_delta() -> None:
+    from synergy_dagster.models.training import improved
+
+    # the first finite value is a gain; a non-finite one never is, not even the first
+    assert improved("nse", -5.0, None) is True
+    assert improved("nse", math.inf, None) is False and improved("rmse", math.nan, None) is False
+    assert improved("nse", math.inf, 0.1) is False and improved("rmse", -math.inf, 0.1) is False
+    # the default min_delta is 0: any strict gain counts, a tie does not
+    assert improved("nse", 0.5000001, 0.5) is True and improved("nse", 0.5, 0.5) is False
+    assert improved("rmse", 0.4999999, 0.5) is True and improved("rmse", 0.5, 0.5) is False
+    # exactly at the threshold (0.5 + 0.25; 0.5 x (1 - 0.25), both exact in binary) is no gain
+    assert improved("nse", 0.75, 0.5, min_delta=0.25) is False
+    assert improved("nse", 0.7500001, 0.5, min_delta=0.25) is True
+    assert improved("rmse", 0.375, 0.5, min_delta=0.25) is False
+    assert improved("rmse", 0.3749999, 0.5, min_delta=0.25) is True
+    # rmse: lower is better, nse higher
+    assert improved("rmse", 0.6, 0.5) is False and improved("nse", 0.4, 0.5) is False
+
+
+def test_judge_check_counts_checks_without_a_gain() -> None:
+    from synergy_dagster.models.training import judge_check
+
+    one = Budget("converge", max_updates=100, min_delta=0.25)
+    # a gain resets the count and becomes the best; no gain keeps the best and counts one more
+    assert judge_check([0.1], one, "nse", None, 4) == (0.1, 0)
+    assert judge_check([0.1, 0.2], one, "nse", 0.1, 2) == (0.1, 3)
+    assert judge_check([0.1, 0.6], one, "nse", 0.1, 2) == (0.6, 0)
+    assert judge_check([0.6, 0.1], one, "rmse", 0.6, 0) == (0.1, 0)  # rmse: lower wins
+    # smooth 1 judges the last value alone, not a mean of the values so far
+    assert judge_check([0.9, 0.0, 0.3], one, "nse", 0.0, 0) == (0.3, 0)
+
+
+def test_judge_check_smooths_over_the_last_finite_values() -> None:
+    from synergy_dagster.models.training import judge_check
+
+    three = Budget("converge", max_updates=100, smooth=3)
+    # fewer values than the window: not judged at all, the counters pass through
+    assert judge_check([0.1, 0.2], three, "nse", 0.05, 2) == (0.05, 2)
+    assert judge_check([0.1, 0.2], three, "nse", None, 0) == (None, 0)
+    # a full window: the mean of the last three (not of all values, not the last one)
+    best, bad = judge_check([5.0, 0.1, 0.2, 0.6], three, "nse", None, 7)
+    assert best == pytest.approx(0.3, abs=1e-15) and bad == 0
+    # non-finite values are left out of the mean (0.2, 0.4: 0.3)
+    best, bad = judge_check([0.2, math.nan, 0.4], three, "nse", 0.25, 1)
+    assert best == pytest.approx(0.3, abs=1e-15) and bad == 0
+    # a window with no finite value is no gain
+    assert judge_check([0.9, math.nan, math.nan, math.nan], three, "nse", 0.25, 1) == (0.25, 2)
+
+
+def test_stops_after_patience_checks_and_min_updates() -> None:
+    from synergy_dagster.models.training import stops
+
+    b = Budget("converge", max_updates=1000, min_updates=300, patience=4)
+    assert stops(b, 4, 300) is True  # both bounds are inclusive
+    assert stops(b, 3, 10**6) is False and stops(b, 10**6, 299) is False
+
+
+def test_replay_converge_returns_the_index_of_the_stopping_check() -> None:
+    from synergy_dagster.models.training import replay_converge
+
+    b = Budget("converge", max_updates=1000, min_updates=300, patience=2)
+    # best at check 1; checks 2 and 3 do not beat it: patience is reached at check 3 (update 400)
+    assert replay_converge([0.1, 0.5, 0.4, 0.3, 0.2], [100, 200, 300, 400, 500], b, "nse") == 3
+    # the same curve, but min_updates not reached before the last check: no stop
+    assert replay_converge([0.1, 0.5, 0.4, 0.3, 0.2], [10, 20, 30, 40, 50], b, "nse") is None
+    # rmse falling all along never stops
+    assert replay_converge([0.5, 0.4, 0.3, 0.2], [300, 400, 500, 600], b, "rmse") is None
+    with pytest.raises(ValueError, match=r"^3 values for 2 checks$"):
+        replay_converge([0.1, 0.2, 0.3], [1, 2], b, "nse")
+
+
+def test_smooth_two_averages_the_last_two_and_unjudged_checks_count_nothing() -> None:
+    from synergy_dagster.models.training import judge_check, replay_converge
+
+    two = Budget("converge", max_updates=100, smooth=2)
+    best, bad = judge_check([0.9, 0.1, 0.5], two, "nse", None, 3)
+    assert best == pytest.approx(0.3, abs=1e-15) and bad == 0  # (0.1 + 0.5) / 2, not 0.5
+    # the first checks of a smoothed rule are not judged: no count of checks without a gain yet
+    eager = Budget("converge", max_updates=100, patience=1, smooth=3)
+    assert replay_converge([0.5, 0.4, 0.3], [1, 2, 3], eager, "nse") is None
+    assert replay_converge([0.5, 0.4, 0.3, 0.1], [1, 2, 3, 4], eager, "nse") == 3

@@ -15,6 +15,7 @@ import xarray as xr
 
 from synergy_dagster.config import Budget, DomainTraining, Period, Profile
 from synergy_dagster.errors import InputError
+from synergy_dagster.io_utils import file_sha256
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.files import load_state, read_partition, save_models, write_partition
 from synergy_dagster.models.fit import (
@@ -25,6 +26,7 @@ from synergy_dagster.models.fit import (
     fit_set,
     load_plan,
     load_training_set,
+    reusable_row,
 )
 from synergy_dagster.models.normalization import Normalizer
 from synergy_dagster.sources.sitedata import make_site_dataset
@@ -199,3 +201,43 @@ def test_reuse_is_refused_when_the_data_the_inputs_or_a_setting_change(tmp_path:
         weights, logs = fit_and_save(data, prof)
         assert not any("reusing" in m for m in logs), f"{name}: a changed {name} reused the stored model"
         assert not _same(weights, first), f"{name}: retrained to the very same weights"
+
+
+def test_reuse_filter_takes_only_the_same_seed_data_and_fingerprint_with_an_intact_file(
+    tmp_path: Path,
+) -> None:
+    """The reuse filter alone (no training): every condition is needed, each one refuses alone."""
+    files = {}
+    for name in ("a", "b"):
+        files[name] = tmp_path / f"{name}.pt"
+        files[name].write_bytes(name.encode() * 10)
+    rows = [  # (seed, data hash, fingerprint, file)
+        (0, "h1", "c1", "a"),
+        (1, "h1", "c1", "b"),
+        (0, "h2", "c1", "b"),
+        (0, "h1", "c2", "b"),
+    ]
+    previous = pd.DataFrame(
+        [
+            {
+                "seed": s,
+                "data_hash": h,
+                "config_json": c,
+                "path": str(files[f]),
+                "file_sha256": file_sha256(files[f]),
+            }
+            for s, h, c, f in rows
+        ]
+    )
+    got = reusable_row(previous, 0, "h1", "c1")
+    assert got is not None and got["path"] == str(files["a"])
+    assert reusable_row(previous, 1, "h1", "c1")["path"] == str(files["b"])  # type: ignore[index]
+    assert reusable_row(previous, 2, "h1", "c1") is None  # another seed
+    assert reusable_row(previous, 1, "h2", "c1") is None  # other data
+    assert reusable_row(previous, 1, "h1", "c2") is None  # another fingerprint
+    assert reusable_row(previous, 0, "h3", "c1") is None and reusable_row(previous, 0, "h1", "c3") is None
+    assert reusable_row(previous.iloc[:0], 0, "h1", "c1") is None  # nothing stored
+    files["a"].write_bytes(b"changed")  # the file no longer has its recorded hash
+    assert reusable_row(previous, 0, "h1", "c1") is None
+    files["a"].unlink()  # the file is gone
+    assert reusable_row(previous, 0, "h1", "c1") is None

@@ -214,3 +214,223 @@ def test_prepare_arrays_masking() -> None:
         prepare_arrays(ds.drop_vars("temp"), norm, TRAIN)
     with pytest.raises(InputError):
         prepare_arrays(ds, norm, slice(pd.Timestamp("1990-01-01"), pd.Timestamp("1990-02-01")))
+
+
+# --- normalisation: degenerate cases, provenance, exact messages (issue 26: mutation testing) ------
+
+
+def test_normalizer_fit_refuses_bad_settings_by_name() -> None:
+    ds = _dataset()
+    with pytest.raises(
+        ConfigError,
+        match=r"^normalization.method: unknown method 'minmax'; expected one of \('zscore', 'p10p90'\)$",
+    ):
+        Normalizer.fit(ds, TRAIN, method="minmax")
+    with pytest.raises(
+        ConfigError, match=r"^normalization.log_vars: not variables of the dataset: \['nope'\]$"
+    ):
+        Normalizer.fit(ds, TRAIN, log_vars=["runoff", "nope"])
+    empty = ds.copy(deep=True)
+    empty["runoff"].loc[dict(time=TRAIN)] = np.nan
+    with pytest.raises(
+        InputError,
+        match=r"^synthetic \[runoff\]: target has no valid value in the training period \['2001-01-01', '2001-04-10'\]$",
+    ):
+        Normalizer.fit(empty, TRAIN)
+
+
+def test_normalizer_fit_degenerate_inputs() -> None:
+    ds = _dataset()
+    ds["temp"].loc[dict(time=TRAIN)] = np.inf  # no finite value in the training period
+    ds["area"][:] = 7.0  # constant
+    ds["prcp"][:] = 0.0
+    ds["prcp"][0, :3] = [1.0, 2.0, 3.0]  # p10 = p90 = 0, a spread nonetheless
+    with pytest.warns(
+        UserWarning,
+        match=r"^normalizer: input 'temp' has no valid value in the training data; it will be all zeros$",
+    ):
+        z = Normalizer.fit(ds, TRAIN, method="zscore")
+    assert (z.center["temp"], z.scale["temp"]) == (0.0, 1.0)
+    assert (z.center["area"], z.scale["area"]) == (7.0, 1.0)  # constant: scale 1, not 0
+    with pytest.warns(UserWarning):
+        p = Normalizer.fit(ds, TRAIN, method="p10p90")
+    assert (p.center["temp"], p.scale["temp"]) == (0.0, 1.0)
+    assert (p.center["area"], p.scale["area"]) == (7.0, 1.0)
+    cells = ds["prcp"].sel(time=TRAIN).values.ravel().astype(np.float64)
+    assert p.center["prcp"] == 0.0 and p.scale["prcp"] == pytest.approx(cells.std(), rel=1e-12)
+    # a spread below 1e-12 counts as none
+    tiny = _dataset()
+    tiny["area"][:] = np.float32(5.0)
+    tiny["temp"][:] = 3.0
+    tiny["temp"][0, 0] = 3.0 + 1e-6  # float32: a spread of about 2.4e-7 is kept
+    t = Normalizer.fit(tiny, TRAIN, method="zscore")
+    assert t.scale["area"] == 1.0 and 0.0 < t.scale["temp"] < 1e-6
+
+
+def test_normalizer_records_its_provenance() -> None:
+    ds = _dataset(domain="soil_moisture")
+    n = Normalizer.fit(ds, TRAIN, method="p10p90", log_vars=["prcp"], sites=["s4", "s1"])
+    assert (n.method, n.target, n.dynamic, n.static, n.log_vars) == (
+        "p10p90",
+        "runoff",
+        ("prcp", "temp"),
+        ("area",),
+        ("prcp",),
+    )
+    assert (n.period, n.n_sites, n.domain, n.extra) == (["2001-01-01", "2001-04-10"], 2, "soil_moisture", {})
+    assert Normalizer.fit(ds, None).period is None
+    assert Normalizer.fit(ds, slice(None, pd.Timestamp("2001-04-10"))).period == [None, "2001-04-10"]
+    assert Normalizer.fit(ds, slice(pd.Timestamp("2001-02-01"), None)).period == ["2001-02-01", None]
+    assert n.to_dict() == {
+        "format_version": 1,
+        "method": "p10p90",
+        "target": "runoff",
+        "dynamic": ["prcp", "temp"],
+        "static": ["area"],
+        "log_vars": ["prcp"],
+        "center": n.center,
+        "scale": n.scale,
+        "period": ["2001-01-01", "2001-04-10"],
+        "n_sites": 2,
+        "domain": "soil_moisture",
+        "extra": {},
+    }
+
+
+def _norm() -> Normalizer:
+    return Normalizer(
+        "zscore",
+        "q",
+        ("p",),
+        ("a",),
+        {"q": 1.0, "p": 2.0, "a": 3.0},
+        {"q": 2.0, "p": 4.0, "a": 0.5},
+        ("q", "p"),
+    )
+
+
+def test_transform_and_inverse_by_hand() -> None:
+    n = _norm()
+    # p is logged: (log1p(max(x, 0)) - 2) / 4; a is not: (x - 3) / 0.5
+    x = np.array([-1.0, 0.0, np.e - 1.0, np.nan])
+    np.testing.assert_allclose(n.transform("p", x), [-0.5, -0.5, -0.25, np.nan], rtol=0, atol=1e-15)
+    assert n.transform("a", 4.0) == 2.0 and n.transform("a", np.float64(4.0)).dtype == np.float64
+    assert n.transform("a", np.array([4.0], dtype=np.float32)).dtype == np.float32
+    # inverse: expm1(z * 2 + 1) for the logged target, z * 0.5 + 3 otherwise
+    assert n.inverse_target(0.0) == pytest.approx(np.e - 1.0, rel=1e-15)
+    assert n.inverse("a", 2.0) == 4.0
+    with pytest.raises(InputError, match=r"^normalizer \[zz\]: no statistics for variable 'zz'$"):
+        n.transform("zz", 1.0)
+    with pytest.raises(InputError, match=r"^normalizer \[zz\]: no statistics for variable 'zz'$"):
+        n.inverse("zz", 1.0)
+
+
+def test_from_dict_names_each_malformed_field() -> None:
+    good = _norm().to_dict()
+    with pytest.raises(InputError, match=r"^normalizer: expected a JSON object, got list$"):
+        Normalizer.from_dict([good])  # type: ignore[arg-type]
+    for key in ("method", "target", "dynamic", "static", "center", "scale"):
+        bad = {k: v for k, v in good.items() if k != key}
+        with pytest.raises(InputError, match=rf"^m.json \[{key}\]: missing field$"):
+            Normalizer.from_dict(bad, source="m.json")
+    with pytest.raises(InputError, match=r"^normalizer \[method\]: unknown method 'minmax'$"):
+        Normalizer.from_dict({**good, "method": "minmax"})
+    for center in (["q"], {"q": "abc"}, {"q": None}):
+        with pytest.raises(
+            InputError, match=r"^normalizer \[center\]: center/scale must map names to numbers \("
+        ):
+            Normalizer.from_dict({**good, "center": center})
+    with pytest.raises(
+        InputError, match=r"^normalizer \[center\]: center/scale must map names to numbers \("
+    ):
+        Normalizer.from_dict({**good, "scale": {"q": "x"}})
+    for field_ in ("center", "scale"):
+        missing = {**good, field_: {k: v for k, v in good[field_].items() if k != "a"}}
+        with pytest.raises(InputError, match=r"^normalizer \[center\]: no center/scale for variable 'a'$"):
+            Normalizer.from_dict(missing)
+    for field_, value in (("scale", 0.0), ("scale", np.inf), ("center", np.nan), ("center", -np.inf)):
+        broken = {**good, field_: {**good[field_], "p": value}}
+        with pytest.raises(
+            InputError, match=r"^normalizer \[scale\]: non-finite or zero statistics for 'p'$"
+        ):
+            Normalizer.from_dict(broken)
+    # the optional fields default when absent (an older file)
+    core = {k: good[k] for k in ("method", "target", "dynamic", "static", "center", "scale")}
+    old = Normalizer.from_dict(core)
+    assert (old.log_vars, old.period, old.n_sites, old.domain, old.extra) == ((), None, 0, None, {})
+    assert Normalizer.from_dict({**core, "extra": None}).extra == {}
+    full = Normalizer.from_dict(
+        {**good, "period": ["2001-01-01", None], "n_sites": "4", "domain": "streamflow", "extra": {"k": 1}}
+    )
+    assert (full.period, full.n_sites, full.domain, full.extra) == (
+        ["2001-01-01", None],
+        4,
+        "streamflow",
+        {"k": 1},
+    )
+    assert Normalizer.from_dict(good) == _norm()
+
+
+def test_prepare_arrays_selection_messages_and_non_finite_values() -> None:
+    ds = _dataset()
+    norm = Normalizer.fit(ds, TRAIN)
+    with pytest.raises(
+        InputError,
+        match=r"^synthetic \[site\]: prepare_arrays: sites not in the dataset: \['z0', 'z1', 'z2', 'z3', 'z4'\]$",
+    ):
+        prepare_arrays(ds, norm, TRAIN, sites=["s0", *[f"z{i}" for i in range(7)]])
+    with pytest.raises(InputError, match=r"^synthetic \[site\]: normalizer fit: empty site list$"):
+        Normalizer.fit(ds, TRAIN, sites=[])
+    with pytest.raises(
+        InputError,
+        match=r"^synthetic \[time\]: prepare_arrays: no days in period \['1990-01-01', '1990-02-01'\]$",
+    ):
+        prepare_arrays(ds, norm, slice(pd.Timestamp("1990-01-01"), pd.Timestamp("1990-02-01")))
+    with pytest.raises(
+        InputError,
+        match=r"^synthetic \[temp\]: variable expected by the normalizer is missing from the dataset$",
+    ):
+        prepare_arrays(ds.drop_vars("temp"), norm, TRAIN)
+    anon = ds.copy()
+    anon.attrs = {k: v for k, v in ds.attrs.items() if k != "source"}
+    with pytest.raises(
+        InputError, match=r"^dataset \[site\]: normalizer fit: sites not in the dataset: \['zz'\]$"
+    ):
+        Normalizer.fit(anon, TRAIN, sites=["zz"])
+    with pytest.raises(InputError, match=r"^dataset \[temp\]: variable expected"):
+        prepare_arrays(anon.drop_vars("temp"), norm, TRAIN)
+    ds["prcp"][0, 0] = np.inf
+    ds["temp"][0, 1] = -np.inf
+    ds["area"][1] = np.inf
+    ds["runoff"][0, 2] = np.inf
+    arr = prepare_arrays(ds, norm, TRAIN, sites=["s1", "s0"])
+    assert list(arr.site_ids) == ["s1", "s0"] and arr.site_ids.dtype.kind == "U"
+    assert arr.x[1, 0, 0] == 0.0 and arr.x[1, 1, 1] == 0.0 and arr.c[0, 0] == 0.0
+    assert np.isnan(arr.y[1, 2, 0]) and arr.n_valid_targets == 2 * 100 - 1
+    assert (arr.dynamic_names, arr.static_names, arr.target_name) == (("prcp", "temp"), ("area",), "runoff")
+    assert (arr.n_sites, arr.n_days) == (2, 100) and arr.time[0] == pd.Timestamp("2001-01-01")
+    assert arr.time[-1] == pd.Timestamp("2001-04-10") and isinstance(arr.time, pd.DatetimeIndex)
+    np.testing.assert_allclose(arr.c[1, 0], norm.transform("area", ds["area"].values[0]), rtol=1e-6)
+
+
+def test_periods_start_where_asked_and_an_anonymous_dataset_is_named() -> None:
+    ds = _dataset()
+    later = slice(pd.Timestamp("2001-02-01"), pd.Timestamp("2001-04-10"))
+    norm = Normalizer.fit(ds, later, method="zscore")
+    cells = ds["temp"].sel(time=later).values.astype(np.float64)
+    assert norm.center["temp"] == pytest.approx(cells.mean(), rel=1e-12)
+    arr = prepare_arrays(ds, norm, later)
+    assert arr.n_days == 69 and arr.time[0] == pd.Timestamp("2001-02-01")
+    # the target's error names "dataset" when the dataset has no source
+    anon = ds.copy()
+    anon.attrs = {k: v for k, v in ds.attrs.items() if k != "source"}
+    anon["runoff"].loc[dict(time=TRAIN)] = np.nan
+    with pytest.raises(InputError, match=r"^dataset \[runoff\]: target has no valid value"):
+        Normalizer.fit(anon, TRAIN)
+
+
+def test_minus_infinity_in_a_static_attribute_becomes_zero() -> None:
+    ds = _dataset()
+    norm = Normalizer.fit(ds, TRAIN)
+    ds["area"][0] = -np.inf
+    assert prepare_arrays(ds, norm, TRAIN).c[0, 0] == 0.0

@@ -37,6 +37,7 @@ EXCEPTIONS = {
     # importing only the foundation, checked below), so a setting is declared once, by its science.
     ("foundation", "synergy_dagster.sources.quality_spec"),
     ("foundation", "synergy_dagster.sources.usgs_spec"),
+    ("foundation", "synergy_dagster.experiments.spatial_spec"),
 }
 DAGSTER_LAYERS = {"defs", "cli", "entry"}
 # Folders that belong to the foundation: the presets are study settings, written in its schema.

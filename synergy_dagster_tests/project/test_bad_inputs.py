@@ -772,6 +772,17 @@ def c_validation_longer_than_training(tmp: Path) -> Case:
                 "validation_days", ConfigError)  # fmt: skip
 
 
+def c_study_validation_block_days_zero(tmp: Path) -> Case:
+    key = "domains.soil_moisture.training.validation.block_days"
+    return Case(_resolved(f"{key}=0"), "must be an integer >= 1", key, ConfigError)
+
+
+def c_validation_blocks_longer_than_training(tmp: Path) -> Case:
+    from synergy_dagster.models.holdout import block_layout
+
+    return Case(lambda: block_layout(100, 61, 5), "less than half", "validation_days", ConfigError)
+
+
 def c_source_unknown_study(tmp: Path) -> Case:
     from synergy_dagster.defs.resources import StudyResource
 

@@ -24,6 +24,7 @@ from synergy_dagster.config import (
     Period,
     Recipe,
     Training,
+    ValidationSplit,
     settings_record,
 )
 from synergy_dagster.errors import ConfigError
@@ -54,7 +55,10 @@ def _leaves() -> list[tuple[str, str, type, str]]:
     out = [(f"training.{k}", k, Training, "") for k in Training.model_fields]
     out += [(f"budget.{k}", k, Budget, "") for k in Budget.model_fields]
     for d in ("soil_moisture", "streamflow"):
-        out += [(f"domains.{d}.training.{k}", k, DomainWindow, d) for k in DomainWindow.model_fields]
+        window = [k for k in DomainWindow.model_fields if k != "validation"]  # a block: its own leaves
+        out += [(f"domains.{d}.training.{k}", k, DomainWindow, d) for k in window]
+        split = ValidationSplit.model_fields
+        out += [(f"domains.{d}.training.validation.{k}", k, ValidationSplit, d) for k in split]
         out += [(f"domains.{d}.recipe.{k}", k, Recipe, d) for k in Recipe.model_fields]
     return out
 
@@ -74,6 +78,8 @@ def test_every_training_setting_is_a_study_key_and_reaches_the_models(
             return getattr(profile.for_domain(domain).recipe, attr)
         if cls is DomainWindow:
             return getattr(profile.for_domain(domain), attr)
+        if cls is ValidationSplit:
+            return getattr(profile.for_domain(domain).validation, attr)
         return getattr(profile, attr)
 
     value = _other(read(base), cls.model_fields[attr].annotation)

@@ -54,9 +54,14 @@ def test_settings_select_the_target(tmp_path: Path) -> None:
     mutate._configure(tmp_path, target)
     cfg = tomllib.loads((tmp_path / "pyproject.toml").read_text())["tool"]["mutmut"]
     assert cfg["only_mutate"] == ["synergy_dagster/models/training.py"]
-    assert cfg["pytest_add_cli_args_test_selection"] == ["synergy_dagster_tests/models/test_training.py"]
+    assert cfg["pytest_add_cli_args_test_selection"] == ["synergy_dagster_tests/models/test_budget.py"]
     assert cfg["pytest_add_cli_args"][:2] == ["-m", mutate.FAST] and "not slow" in mutate.FAST
     assert target.mutant_globs()[0] == "synergy_dagster.models.training.x_judge_check__mutmut_*"
     with pytest.raises(SystemExit) as exit_:
         mutate.main(["nowhere"])  # an unknown target is a usage error (argparse exits 2)
     assert exit_.value.code == 2
+    with pytest.raises(SystemExit) as exit_:
+        mutate.main(["report", "--recheck"])  # re-running survivors needs the kept run's folder
+    assert exit_.value.code == 2
+    with pytest.raises(SystemExit, match="no earlier run of report kept in"):
+        mutate.main(["report", "--recheck", "--keep", str(tmp_path / "none")])

@@ -518,7 +518,7 @@ def test_raw_basins_reports_masked_values_in_checks_store_and_file(real_data: Pa
     assert not checks["values_in_range"].passed
     assert checks["values_in_range"].severity == dg.AssetCheckSeverity.WARN
     assert all(c.passed for name, c in checks.items() if name != "values_in_range")
-    assert "water_balance" in checks and len(checks) == 8
+    assert "water_balance" in checks and len(checks) == 9  # 8 quality checks + new_gauges_have_site_packs
     meta = res.asset_materializations_for_node("raw_basins")[0].metadata
     assert "172.6" in meta["quality_report"].value and meta["quality_findings"].value == 1
     rows = MetadataStore(db).query("SELECT * FROM quality_events")

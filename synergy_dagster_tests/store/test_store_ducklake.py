@@ -471,6 +471,24 @@ def _populate(store: MetadataStore) -> None:
         ),  # fmt: skip
         {"domain": "streamflow"},
     )
+    store.replace_rows(  # docs/spatial.md
+        "spatial_gauge_loss",
+        pd.DataFrame(
+            [
+                {
+                    "domain": "streamflow",
+                    "model": m,
+                    "setting": t,
+                    "metric": "nse",
+                    "n_sites": 9,
+                    "median": 0.5,
+                }
+                for m in ("unified", "regional")
+                for t in ("temporal", "pub", "pur")
+            ]
+        ),
+        {"domain": "streamflow"},
+    )
     store.replace_rows("sites", _sites(["a", "b"]), {"domain": "streamflow"})
     store.replace_rows(
         "models",

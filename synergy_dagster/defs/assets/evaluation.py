@@ -28,6 +28,7 @@ from synergy_dagster.evaluation.figures import (
 from synergy_dagster.evaluation.predictions import TAG_COLUMNS, predictions_dataset, write_predictions
 from synergy_dagster.evaluation.report import build_report, run_setup
 from synergy_dagster.evaluation.significance import significance_for
+from synergy_dagster.evaluation.spatial import is_spatial
 from synergy_dagster.evaluation.statistics import (
     SEED_MEAN,
     judged_rows,
@@ -140,8 +141,10 @@ def evaluation(
     with staged_outputs() as out:
         for domain in study.domains():
             plan = load_plan(layout, domain)
+            # the spatial holdouts are scored by the spatial_evaluation asset
+            evaluations = plan.evaluations[~is_spatial(plan.evaluations)]
             models = trained_models(store, domain, budget)
-            needed = sorted(set(plan.evaluations["model_key"]))
+            needed = sorted(set(evaluations["model_key"]))
             have = set(models["set_key"])
             missing = [k for k in needed if k not in have]
             if missing:
@@ -158,15 +161,15 @@ def evaluation(
             warmup = profile.for_domain(domain).warmup
             with torch.inference_mode():
                 preds = predict_models(
-                    ds, plan.evaluations, load_model, hidden, periods.test.slice, warmup, device
+                    ds, evaluations, load_model, hidden, periods.test.slice, warmup, device
                 )
             frame = evaluate_domain(
-                ds, plan.evaluations, load_model, hidden, periods.test.slice, warmup, predictions=preds
+                ds, evaluations, load_model, hidden, periods.test.slice, warmup, predictions=preds
             )
             # The scored series, kept: one file per domain, built from the same predictions.
             cube = predictions_dataset(
                 ds,
-                plan.evaluations,
+                evaluations,
                 preds,
                 periods.test.slice,
                 warmup,

@@ -10,6 +10,10 @@ sources/quality.py) and carry one asset check per quality check: ERROR (and bloc
 policy refuses that class of finding, WARN where it masks, drops or warns. Their findings go to the
 table ``quality_events``, to ``sources/<domain>_quality.csv`` and to the Markdown report of the
 materialisation, together with the cache file and the ``sources`` row.
+
+``raw_basins`` also reports the study's new USGS gauges it left out (not registered yet, or no site
+pack landed: sources/site_packs.py) in its metadata (``new_gauges_pending``) and in the WARN check
+``new_gauges_have_site_packs``, naming each gauge and the file it needs.
 """
 
 from datetime import datetime
@@ -46,6 +50,7 @@ from synergy_dagster.sources.sitedata import target_name
 from synergy_dagster.sources.study_domain import DomainData
 
 GROUP = "sources"
+NEW_GAUGES_CHECK = "new_gauges_have_site_packs"
 
 
 def _source_row(
@@ -154,7 +159,7 @@ def _skipped(domain: str, study: StudyResource) -> dg.MaterializeResult:
         metadata={"skipped": why},
         check_results=[
             dg.AssetCheckResult(check_name=name, passed=True, metadata={"skipped": why})
-            for name in _check_names(domain)
+            for name in _check_names(domain) + ([NEW_GAUGES_CHECK] if domain == "streamflow" else [])
         ],
     )
 
@@ -168,10 +173,38 @@ def _check_names(domain: str) -> list[str]:
 def _quality_check_specs(asset: str, domain: str) -> list[dg.AssetCheckSpec]:
     # Blocking: a check that fails with ERROR (its class of finding refused) stops the downstream
     # assets; a WARN failure (masked, dropped, warned) never does (Dagster's asset-check semantics).
-    return [
+    specs = [
         dg.AssetCheckSpec(name, asset=asset, blocking=True, description=CHECK_DESCRIPTIONS[name])
         for name in _check_names(domain)
     ]
+    if domain == "streamflow":
+        specs.append(
+            dg.AssetCheckSpec(
+                NEW_GAUGES_CHECK,
+                asset=asset,
+                description="Every new USGS gauge of the study (usgs.new_gauges) is registered and has "
+                "its site pack (forcing), so it is a site; WARN naming those left out and the file each needs.",
+            )
+        )
+    return specs
+
+
+def _new_gauges_check(pending: pd.DataFrame) -> dg.AssetCheckResult:
+    """WARN, naming them and what each needs, when new USGS gauges were left out of the source."""
+    shown = pending.head(50)
+    return dg.AssetCheckResult(
+        check_name=NEW_GAUGES_CHECK,
+        passed=pending.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="every new gauge is a site"
+        if pending.empty
+        else f"{len(pending)} new USGS gauges left out: "
+        + "; ".join(f"{r.gauge} ({r.reason}: {r.needs})" for r in shown.head(10).itertuples()),
+        metadata={
+            "n_pending": len(pending),
+            "pending": dg.MetadataValue.md(markdown_table(shown) if len(shown) else "none"),
+        },
+    )
 
 
 def _quality_check_results(
@@ -231,9 +264,19 @@ def _record_sites_source(
     r = row.iloc[0]
     counts = counts_per_rule(outcome.events)
     report = quality_markdown(domain, outcome.events, data.dropped, quality, csv_path, markdown_table)
+    checks = _quality_check_results(domain, outcome, quality)
+    pending: dict[str, object] = {}
+    if domain == "streamflow":
+        checks.append(_new_gauges_check(data.pending))
+        pending = {
+            "new_gauges_pending": dg.MetadataValue.md(
+                markdown_table(data.pending) if len(data.pending) else "none"
+            )
+        }
     return dg.MaterializeResult(
-        check_results=_quality_check_results(domain, outcome, quality),
+        check_results=checks,
         metadata={
+            **pending,
             "quality_report": dg.MetadataValue.md(report),
             "quality_findings": len(outcome.events),
             "quality_counts": dg.MetadataValue.md(markdown_table(counts) if len(counts) else "none"),
@@ -290,7 +333,9 @@ def _read_sites_source(
         return _skipped(domain, study)
     spec = study.domain(domain)
     quality = effective_quality(study.spec.quality, spec.quality)
-    data, outcome = read_domain_with_quality(domain, spec, quality, extent=study_extent(study))
+    data, outcome = read_domain_with_quality(
+        domain, spec, quality, extent=study_extent(study), layout=study.layout
+    )
     return _record_sites_source(domain, data, study.layout, store, outcome, quality, context.run_id)
 
 

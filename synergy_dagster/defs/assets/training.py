@@ -25,6 +25,7 @@ from synergy_dagster.errors import ConfigError
 from synergy_dagster.evaluation.figures import learning_curve
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.experiments.plan import build_plan, threshold_advice
+from synergy_dagster.experiments.spatial import site_places
 from synergy_dagster.experiments.synergy import curves_of
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.layout import Layout
@@ -76,6 +77,8 @@ def build_plan_asset(domain: str) -> dg.AssetsDefinition:
         layout = study.layout
         sites = pd.read_parquet(layout.sites_table(domain))
         sites = sites[sites["kept"]]
+        ds = xr.load_dataset(layout.sites_nc(domain))
+        spatial = study.spec.spatial
         plan = build_plan(
             sites,
             domain,
@@ -85,11 +88,12 @@ def build_plan_asset(domain: str) -> dg.AssetsDefinition:
             # global vs local under the study's other regionalisations (keys local@<scheme>:<region>)
             scheme_regions=_scheme_regions(layout, domain),
             ecoregions="ecoregions" in study.spec.stratification.labels,
+            spatial=spatial,  # PUB / PUR holdouts (experiments/spatial.py), if the study asks
+            places=site_places(sites, ds) if spatial.pur else None,
         )
         for advice in threshold_advice(plan):
             context.log.warning(advice)
         periods = study.spec.periods(domain)
-        ds = xr.load_dataset(layout.sites_nc(domain))
         recipe = study.spec.training_profile().for_domain(domain).recipe
         opts = normalizer_options(domain, ds, study.spec.run.log_transform, recipe.target_transform)
         norm = Normalizer.fit(ds, periods.train.slice, **opts)

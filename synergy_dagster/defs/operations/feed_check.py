@@ -27,7 +27,8 @@ from synergy_dagster.sources.usgs_feed import newest_day_per_gauge, stale_gauges
 )
 def usgs_gauges_advancing(study: StudyResource, landing: LandingConfig) -> dg.AssetCheckResult:
     layout = study.layout
-    gauges = tracked_usgs_sites(layout, landing.nwis_sites)
+    new = study.domain("streamflow").usgs.new_gauges if "streamflow" in study.domains() else ()
+    gauges = tracked_usgs_sites(layout, landing.nwis_sites, new)
     if not gauges:
         return dg.AssetCheckResult(
             passed=True, description="no tracked gauge has a USGS number; nothing to watch"

@@ -4,7 +4,9 @@ The schedule (cron ``SYNERGY_NWIS_CRON``, default daily 06:00 UTC, STOPPED until
 the feed of the ``landing`` resource's ``usgs_service``: by default the Water Data OGC API, each
 tracked gauge from its own newest day held minus the revision window, landed as one
 ``usgs_daily_*.json`` file; the deprecated NWIS RDB path (``nwis_rdb``) fetches the days after the
-newest one held. The landing sensor ingests what arrives. Anything that is not the service's
+newest one held. The landing sensor ingests what arrives. The study's new USGS gauges
+(``domains.streamflow.usgs.new_gauges``) are registered first (their monitoring-location record,
+once) and tracked from then on, so their history arrives with the same fetch. Anything that is not the service's
 answer fails the run with the URL and what came back.
 """
 
@@ -24,6 +26,7 @@ from synergy_dagster.layout import Layout
 from synergy_dagster.sources.landing import newest_date, tracked_usgs_sites
 from synergy_dagster.sources.nwis_client import fetch_to_landing
 from synergy_dagster.sources.usgs_feed import run_feed
+from synergy_dagster.sources.usgs_registry import register_new_gauges, source_site_ids
 
 
 class NwisFetchConfig(dg.Config):
@@ -53,7 +56,23 @@ def fetch_nwis(
         service = landing.service()
     except SynergyError as exc:
         raise dg.Failure(str(exc)) from exc
-    sites = tracked_usgs_sites(layout, landing.nwis_sites)
+    new_gauges = study.domain("streamflow").usgs.new_gauges if "streamflow" in study.domains() else ()
+    if new_gauges and service == "nwis_rdb":
+        context.log.warning(
+            f"new gauges {list(new_gauges)} need the Water Data API (usgs_service: waterdata)"
+        )
+        new_gauges = ()
+    added: list[str] = []
+    if new_gauges:
+        try:
+            _, added = register_new_gauges(
+                layout, new_gauges, landing.client_settings(), archive_sites=source_site_ids(layout)
+            )
+        except SynergyError as exc:  # an unknown number, or one the archive holds: name it
+            raise dg.Failure(str(exc)) from exc
+        if added:
+            context.log.info(f"registered new USGS gauges {added}; their history is fetched now")
+    sites = tracked_usgs_sites(layout, landing.nwis_sites, new_gauges)
     if not sites:
         context.log.info("no tracked gauge has a USGS site number (e.g. the virtual CONUS); nothing to fetch")
         return dg.Output({"gauges": 0}, metadata={"gauges": 0})
@@ -81,6 +100,7 @@ def fetch_nwis(
         "rows": 0 if fetch is None else len(fetch.rows),
         "requests": 0 if fetch is None else fetch.requests,
         "retries": 0 if fetch is None else fetch.retries,
+        "new_gauges_registered": len(added),
     }
     several = fetch.series[fetch.series["dropped"] != ""] if fetch is not None and len(fetch.series) else None
     if several is not None and len(several):

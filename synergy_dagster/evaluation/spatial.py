@@ -1,0 +1,221 @@
+"""Evaluation of the spatial holdouts (PUB, PUR): per-site metrics, paired tests, the skill lost
+when the gauge is taken away, and its figure.
+
+The plan's spatial evaluations (:mod:`synergy_dagster.experiments.spatial`) are scored by the same
+:func:`synergy_dagster.evaluation.study.evaluate_domain` as the temporal ones, one group per PUB
+fold and region (``f2-A``) or PUR region; :func:`pool_folds` then reports each PUB row under its
+region (``A``) with its fold in a column, so every site of a region appears once per scenario and
+seed. The paired tests are :func:`~synergy_dagster.evaluation.statistics.significance_table`'s
+(Wilcoxon, Holm, bootstrap intervals, effect sizes), per region and pooled. The gauge-loss table
+sets, per domain and model kind, the median skill of the temporal test (the site was gauged in
+training) beside PUB and PUR, on the same sites, with the median of the per-site differences.
+Free of Dagster.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from synergy_dagster.errors import InputError
+from synergy_dagster.evaluation.metrics import METRICS
+from synergy_dagster.evaluation.statistics import PAPER_METHOD, per_site_seed_means, significance_table
+from synergy_dagster.experiments.spatial import (
+    PUB,
+    PUR,
+    SPATIAL_COMPARISONS,
+    SPATIAL_EXPERIMENTS,
+    fold_of_group,
+    scored_region,
+)
+
+TEMPORAL = "temporal"
+# Which scenario of each setting is the unified and which the regional model (PUR: the partner).
+KINDS = {
+    TEMPORAL: {"global": "unified", "local": "regional"},
+    PUB: {"global": "unified", "local": "regional"},
+    PUR: {"global": "unified", "partner": "regional"},
+}
+LOSS_COLUMNS = (
+    "domain",
+    "model",
+    "setting",
+    "metric",
+    "n_sites",
+    "median",
+    "median_temporal",
+    "median_loss",
+    "share_worse",
+)
+
+
+def is_spatial(evaluations: pd.DataFrame) -> pd.Series:
+    """Which rows of a plan's evaluations are spatial holdouts (experiment ``pub`` or ``pur``)."""
+    return evaluations["experiment"].isin(SPATIAL_EXPERIMENTS)
+
+
+def pool_folds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Spatial metric rows with ``region`` the scored region and ``fold`` (PUB; None for PUR)."""
+    groups = frame[["experiment", "region"]].drop_duplicates()
+    scored = {
+        (e, g): (scored_region(e, g), fold_of_group(e, g))
+        for e, g in zip(groups["experiment"], groups["region"], strict=True)
+    }
+    keys = list(zip(frame["experiment"], frame["region"], strict=True))
+    out = frame.copy()
+    out["region"] = [scored[k][0] for k in keys]
+    out["fold"] = pd.array([scored[k][1] for k in keys], dtype="Int64")
+    dup = out.duplicated(["domain", "experiment", "scenario", "seed", "site_id"])
+    if dup.any():  # the plan's rule: each site once per scenario
+        raise InputError(
+            "spatial metrics", f"sites scored twice: {out.loc[dup, 'site_id'].unique()[:5].tolist()}"
+        )
+    return out
+
+
+def spatial_significance(
+    metrics: pd.DataFrame,
+    metric_names: list[str],
+    method: str = PAPER_METHOD,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Paired tests of each spatial experiment's comparison, per region and pooled (``All``), on
+    every seed label but the spread (``std``) and, with several seeds, on the per-site means over
+    seeds (as the temporal significance table)."""
+    rows = metrics[metrics["seed"] != "std"].drop(columns=["fold"], errors="ignore")
+    rows = pd.concat([rows, per_site_seed_means(rows, metric_names)], ignore_index=True)
+    out = []
+    for (domain, experiment, seed), group in rows.groupby(["domain", "experiment", "seed"]):
+        table = significance_table(
+            group,
+            SPATIAL_COMPARISONS[str(experiment)],
+            metric_names,
+            method=method,
+            n_boot=n_boot,
+            alpha=alpha,
+        )
+        table.insert(0, "experiment", experiment)
+        table.insert(0, "domain", domain)
+        table["seed"] = seed
+        out.append(table)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def pooled_verdicts(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
+    """The pooled (``All``) rows of :func:`spatial_significance` with the three verdicts of the
+    reproduction report (docs/statistics.md):
+
+    * ``difference``: the Holm-corrected p is below ``alpha``; ``winner`` is the better scenario (by
+      the sign of the median difference and the metric's direction, ``|bias|`` for bias);
+    * ``equivalent``: not significant, and the interval of the median paired difference lies within
+      +/- ``margin`` x |median of b| (no difference larger than the margin); ``winner`` ``tie``;
+    * ``inconclusive``: neither (an underpowered comparison is not a tie); ``winner`` ``none``.
+    """
+    pooled = table[table["region"] == "All"].copy()
+    higher = pooled["metric"].map(lambda m: METRICS[m].higher_is_better)
+    a_better = (pooled["median_diff"] > 0) == higher
+    decided = pooled["p_holm"] < alpha
+    bound = margin * pooled["median_b"].abs()
+    lo, hi = pooled["ci_low"], pooled["ci_high"]
+    equivalent = ~decided & np.isfinite(lo) & np.isfinite(hi) & (lo >= -bound) & (hi <= bound)
+    pooled["verdict"] = np.select([decided, equivalent], ["difference", "equivalent"], "inconclusive")
+    pooled["winner"] = np.select(
+        [decided, equivalent],
+        [np.where(a_better, pooled["scenario_a"], pooled["scenario_b"]), "tie"],
+        "none",
+    )
+    pooled["margin"] = bound
+    return pooled
+
+
+def gauge_loss(
+    temporal: pd.DataFrame, spatial: pd.DataFrame, metric: str, seed: str = "mean"
+) -> pd.DataFrame:
+    """Per domain, model kind (unified, regional) and setting (temporal, pub, pur): the median
+    ``metric`` over the sites scored in that setting, the temporal median on the same sites, the
+    median per-site loss (temporal minus holdout; for an error metric such as RMSE, a negative
+    loss) and the share of sites worse without the gauge (judged as the statistics judge ``metric``:
+    ``|bias|`` for bias). ``temporal``: the study's site metrics (experiment ``global_vs_local``);
+    ``seed``: the seed label of the rows compared (statistics.judged_seed_label)."""
+    for name, df in (("temporal", temporal), ("spatial", spatial)):
+        missing = [
+            c for c in ("domain", "experiment", "scenario", "seed", "site_id", metric) if c not in df.columns
+        ]
+        if missing:
+            raise InputError(f"{name} site metrics", f"missing columns {missing}")
+    if metric not in METRICS:
+        raise InputError("gauge loss", f"unknown metric {metric!r}; expected one of {sorted(METRICS)}")
+    spec = METRICS[metric]
+    temp = temporal[(temporal["experiment"] == "global_vs_local") & (temporal["seed"] == seed)]
+    temp = temp.assign(model=temp["scenario"].map(KINDS[TEMPORAL]))
+    temp = temp.dropna(subset=["model"]).drop_duplicates(["domain", "model", "site_id"])
+    base = temp.set_index(["domain", "model", "site_id"])[metric]
+    rows = []
+    for setting in (TEMPORAL, *SPATIAL_EXPERIMENTS):
+        if setting == TEMPORAL:
+            values = base
+        else:
+            sp = spatial[(spatial["experiment"] == setting) & (spatial["seed"] == seed)]
+            sp = sp.assign(model=sp["scenario"].map(KINDS[setting])).dropna(subset=["model"])
+            values = sp.set_index(["domain", "model", "site_id"])[metric]
+        paired = pd.DataFrame({"value": values, "temporal": base.reindex(values.index)}).dropna()
+        for (domain, model), g in paired.groupby(level=["domain", "model"]):
+            diff = g["temporal"] - g["value"]
+            held, kept = spec.better_values(g["value"]), spec.better_values(g["temporal"])
+            worse = held < kept if spec.higher_is_better else held > kept
+            rows.append(
+                {
+                    "domain": domain,
+                    "model": model,
+                    "setting": setting,
+                    "metric": metric,
+                    "n_sites": len(g),
+                    "median": float(g["value"].median()),
+                    "median_temporal": float(g["temporal"].median()),
+                    "median_loss": float(diff.median()),
+                    "share_worse": float(worse.mean()),
+                }
+            )
+    return pd.DataFrame(rows, columns=list(LOSS_COLUMNS))
+
+
+def gauge_figure(loss: pd.DataFrame, title: str) -> bytes:
+    """Bars of the median skill per model kind, temporal vs PUB vs PUR (PNG bytes)."""
+    if loss.empty:
+        raise InputError("gauge figure", "no rows to draw")
+    settings = [s for s in (TEMPORAL, PUB, PUR) if s in set(loss["setting"])]
+    models = sorted(loss["model"].unique())
+    fig = Figure(figsize=(5.0, 3.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(settings)
+    x = np.arange(len(models))
+    for i, setting in enumerate(settings):
+        s = loss[loss["setting"] == setting].set_index("model").reindex(models)
+        bars = ax.bar(
+            x + i * width,
+            s["median"],
+            width,
+            label=f"{setting} (gauge {'kept' if setting == TEMPORAL else 'taken away'})",
+        )
+        for bar, n in zip(bars, s["n_sites"], strict=True):
+            if pd.notna(n):
+                ax.annotate(
+                    f"n={int(n)}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    fontsize=6,
+                    ha="center",
+                    va="bottom",
+                )
+    ax.set_xticks(x + width * (len(settings) - 1) / 2, models)
+    ax.set_ylabel(f"median {loss['metric'].iloc[0]}")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()

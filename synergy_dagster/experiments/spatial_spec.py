@@ -1,0 +1,77 @@
+"""The study file's ``spatial:`` block: spatial holdouts, where the test sites have no gauge.
+
+The temporal experiments score every site on a later period of a site the model trained on. The
+spatial ones (:mod:`synergy_dagster.experiments.spatial`) take the gauge away: prediction in
+ungauged basins (PUB, k-fold over sites; Kratzert et al. 2019) and prediction in ungauged regions
+(PUR, a whole region left out; Feng, Lawson and Shen 2021). Both are off by default: they add
+``k x (1 + regions)`` (PUB) and ``2 x regions`` (PUR) training sets to the plan.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from synergy_dagster.config import Settings
+from synergy_dagster.errors import ConfigError
+
+
+class SpatialSpec(Settings):
+    """Which spatial holdouts a study trains and scores (PUB folds, PUR regions) and how they are drawn."""
+
+    _where: ClassVar[str] = "spatial"
+
+    pub_folds: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description=(
+            "Prediction in ungauged basins: the number k of folds the sites of the plan's "
+            "sub-regions are split into (0, the default: off; otherwise k >= 2). Each fold is "
+            "held out once: a unified model trained on every other site and, per sub-region, a "
+            "regional model trained on the other sites of that sub-region predict the fold's "
+            "sites on the test period. Kratzert et al. (2019) ran k-fold validation over 531 CAMELS "
+            "basins; a small k trains fewer models, each on fewer sites."
+        ),
+    )
+    pur: bool = Field(
+        False,
+        description=(
+            "Prediction in ungauged regions: leave each sub-region that reaches "
+            "thresholds.min_sites_subregion out once (default false: off). A unified model "
+            "trained on every site outside it and the model of its partner region "
+            "(pur_partner) predict its sites on the test period."
+        ),
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Seed of the PUB fold draw (a per-region permutation, recorded in the plan); the same "
+            "seed gives the same folds on every machine. Default 0, like the plan's other seeds."
+        ),
+    )
+    pur_partner: Literal["nearest", "similar"] = Field(
+        "nearest",
+        description=(
+            "Which other sub-region stands in for a held-out one under PUR: 'nearest' (default: "
+            "the smallest great-circle distance between the regions' site centroids, what a user "
+            "without attributes would pick) or 'similar' (the smallest Euclidean distance between "
+            "the regions' mean z-scored static attributes, as the paper ranks similarity by "
+            "attributes rather than by place)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> SpatialSpec:
+        if self.pub_folds == 1:
+            raise ConfigError(
+                "spatial.pub_folds", "must be 0 (off) or at least 2: one fold holds out every site"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """True when the study asks for PUB or PUR."""
+        return self.pub_folds >= 2 or self.pur
