@@ -862,3 +862,12 @@ def test_no_difference_refuted_with_tied_medians_names_a_side_by_the_fixed_rule(
     r = _named("sm_sized_rmse_local+far_sized_vs_local+dissimilar_sized")
     got = R._pooled_verdict(r, _series(r.claim_id, p=0.01, median_a=0.02, median_b=0.02), None, 0.05)
     assert got["reason"] == "local+far_sized significantly better (p = 0.010 < 0.05)"
+
+
+def test_one_paired_site_is_judged_by_its_own_values() -> None:
+    """A single paired site is a site table (its values, not the significance row's medians)."""
+    c = _named("sm_gvl_rmse")
+    row = _series("sm_gvl_rmse", p=0.5, median_a=0.9, median_b=0.8, share=0.2, n=1)
+    got = R._pooled_verdict(c, row, (np.array([0.03]), np.array([0.04])), 0.05)
+    assert (got["run_a"], got["run_b"], got["run_share"]) == (0.03, 0.04, 1.0)
+    assert got["run"] == "mean 0.03 vs 0.04; 100% of sites; p = 0.500; n = 1"
