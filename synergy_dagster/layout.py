@@ -134,6 +134,10 @@ class Layout:
     def site_metrics(self) -> Path:
         return self.evaluation_dir() / "site_metrics.parquet"
 
+    def spatial_dir(self) -> Path:
+        """The spatial holdouts' tables and figures (docs/spatial.md)."""
+        return self.evaluation_dir() / "spatial"
+
     def significance(self) -> Path:
         return self.evaluation_dir() / "significance.parquet"
 

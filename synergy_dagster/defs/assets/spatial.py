@@ -5,7 +5,6 @@ The science is :mod:`synergy_dagster.evaluation.spatial`; this asset loads the p
 evaluations and the models, scores them and stores the results."""
 
 import json
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -29,15 +28,9 @@ from synergy_dagster.evaluation.statistics import judged_rows
 from synergy_dagster.evaluation.study import METRIC_NAMES, evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
-from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.fit import load_plan
 from synergy_dagster.sources.usgs_masks import evaluation_view
-
-
-def spatial_dir(layout: Layout) -> Path:
-    """Where the spatial holdouts' tables and figures go: ``evaluation/spatial``."""
-    return layout.evaluation_dir() / "spatial"
 
 
 @dg.asset(
@@ -140,7 +133,7 @@ def spatial_evaluation(
             ]
         )
     )
-    out_dir = spatial_dir(layout)
+    out_dir = layout.spatial_dir()
     db = store.store()
     writes = []
     for domain in sorted(metrics["domain"].unique()):
