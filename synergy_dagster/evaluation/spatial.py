@@ -23,7 +23,12 @@ from matplotlib.figure import Figure
 
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.metrics import METRICS
-from synergy_dagster.evaluation.statistics import PAPER_METHOD, per_site_seed_means, significance_table
+from synergy_dagster.evaluation.statistics import (
+    PAPER_METHOD,
+    judged_rows,
+    per_site_seed_means,
+    significance_table,
+)
 from synergy_dagster.experiments.spatial import (
     PUB,
     PUR,
@@ -131,6 +136,28 @@ def pooled_verdicts(table: pd.DataFrame, alpha: float, margin: float) -> pd.Data
     )
     pooled["margin"] = bound
     return pooled
+
+
+def judge_domain(
+    frame: pd.DataFrame,
+    temporal: pd.DataFrame,
+    metrics: list[str],
+    loss_metrics: list[str],
+    aggregation: str,
+    method: str,
+    n_boot: int,
+    alpha: float,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One domain's spatial tests and gauge-loss table: :func:`spatial_significance` of the pooled
+    spatial site metrics ``frame`` over ``metrics``, and :func:`gauge_loss` for each of
+    ``loss_metrics`` against that domain's ``temporal`` site metrics, both settings judged on the
+    rows the study's seed ``aggregation`` picks (the same rule for both)."""
+    tests = spatial_significance(frame, metrics, method, n_boot, alpha)
+    held = judged_rows(frame, aggregation, metrics)
+    kept = judged_rows(temporal, aggregation, metrics)
+    label = str(held["seed"].iloc[0])
+    loss = pd.concat([gauge_loss(kept, held, m, seed=label) for m in loss_metrics], ignore_index=True)
+    return tests, loss
 
 
 def gauge_loss(

@@ -18,13 +18,11 @@ from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 from synergy_dagster.evaluation.spatial import (
     gauge_figure,
-    gauge_loss,
     is_spatial,
+    judge_domain,
     pool_folds,
     pooled_verdicts,
-    spatial_significance,
 )
-from synergy_dagster.evaluation.statistics import judged_rows
 from synergy_dagster.evaluation.study import METRIC_NAMES, evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
@@ -92,14 +90,17 @@ def spatial_evaluation(
         frame = pool_folds(frame.assign(budget=budget))
         frames.append(frame)
         names = PAPER_METRICS[domain]
-        tests.append(
-            spatial_significance(frame, list(METRIC_NAMES), stats.wilcoxon_method, stats.n_boot, stats.alpha)
+        test, loss = judge_domain(
+            frame,
+            temporal[temporal["domain"] == domain],
+            list(METRIC_NAMES),
+            list(names),
+            stats.seed_aggregation,
+            stats.wilcoxon_method,
+            stats.n_boot,
+            stats.alpha,
         )
-        # the rows the study judges (statistics.seed_aggregation), the same rule for both settings
-        held = judged_rows(frame, stats.seed_aggregation, list(METRIC_NAMES))
-        kept = judged_rows(temporal[temporal["domain"] == domain], stats.seed_aggregation, list(METRIC_NAMES))
-        label = str(held["seed"].iloc[0])
-        loss = pd.concat([gauge_loss(kept, held, m, seed=label) for m in names], ignore_index=True)
+        tests.append(test)
         loss["budget"] = budget
         losses.append(loss)
         headline = loss[loss["metric"] == names[0]]
