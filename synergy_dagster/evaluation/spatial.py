@@ -32,10 +32,10 @@ from synergy_dagster.evaluation.statistics import (
 from synergy_dagster.experiments.spatial import (
     PUB,
     PUR,
-    SPATIAL_COMPARISONS,
     SPATIAL_EXPERIMENTS,
     fold_of_group,
     scored_region,
+    spatial_comparisons,
 )
 
 TEMPORAL = "temporal"
@@ -98,7 +98,7 @@ def spatial_significance(
     for (domain, experiment, seed), group in rows.groupby(["domain", "experiment", "seed"]):
         table = significance_table(
             group,
-            SPATIAL_COMPARISONS[str(experiment)],
+            spatial_comparisons(str(experiment), set(group["scenario"].astype(str))),
             metric_names,
             method=method,
             n_boot=n_boot,

@@ -18,6 +18,12 @@ on. Here the gauge is taken away, so the synergy question is asked where it matt
   set ``pur_partner:<r>`` (every site of the partner region: the nearest by great-circle distance
   between site centroids, or the most similar by Euclidean distance between mean z-scored static
   attributes) predict the sites of ``r`` (group ``<r>``, scenarios ``global`` and ``partner``).
+  With ``pur_pools``, the paper's similarity pools of ``r`` with ``r`` itself taken away add one
+  set each, ``pur_<pool>:<r>`` (scenario ``<pool>``): ``close`` the sites outside ``r`` that share
+  a Level II ecoregion with a site of ``r``, ``far`` those that share a Level I but no Level II,
+  ``dissimilar`` those that share no Level I. Under ``pur_pool_size: matched`` each pool is drawn
+  down to the smallest of ``r``'s pools by :func:`~synergy_dagster.experiments.size_control.pick_added`
+  (seed ``spatial.seed``, key ``pur:<r>:<pool>``), so pools differ in similarity, not in size.
 
 Each site of those regions is thus predicted exactly once per scenario, on the test period, by a
 model that never saw it. The fold of every site is recorded in the plan (the evaluations' site
@@ -36,7 +42,7 @@ import pandas as pd
 import xarray as xr
 
 from synergy_dagster.errors import InputError
-from synergy_dagster.experiments.size_control import stable_seed
+from synergy_dagster.experiments.size_control import pick_added, rule_text, stable_seed
 from synergy_dagster.experiments.spatial_spec import SpatialSpec
 from synergy_dagster.sources.sitedata import static_names
 
@@ -45,13 +51,30 @@ PUR = "pur"
 SPATIAL_EXPERIMENTS = (PUB, PUR)
 PUB_GLOBAL, PUB_LOCAL = "pub_global", "pub_local"
 PUR_GLOBAL, PUR_PARTNER = "pur_global", "pur_partner"
+# The paper's similarity pools as PUR training sets (spatial.pur_pools), in the paper's order.
+POOLS = ("close", "far", "dissimilar")
+PUR_POOL_SCENARIOS = {pool: f"pur_{pool}" for pool in POOLS}
 # The set scenarios (partition keys' first part) spatial holdouts add to the plan's.
-SPATIAL_SCENARIOS = (PUB_GLOBAL, PUB_LOCAL, PUR_GLOBAL, PUR_PARTNER)
-# (comparison, scenario a, scenario b) of each spatial experiment, as evaluation.study.COMPARISONS.
+SPATIAL_SCENARIOS = (PUB_GLOBAL, PUB_LOCAL, PUR_GLOBAL, PUR_PARTNER, *PUR_POOL_SCENARIOS.values())
+# (comparison, scenario a, scenario b) of each spatial experiment, as evaluation.study.COMPARISONS:
+# the unified model against the regional stand-in, then against each pool, then pool against pool
+# (the more similar pool first, as the paper's +close vs +dissimilar).
 SPATIAL_COMPARISONS: dict[str, list[tuple[str, str, str]]] = {
     PUB: [("global vs local", "global", "local")],
-    PUR: [("global vs partner", "global", "partner")],
+    PUR: [
+        ("global vs partner", "global", "partner"),
+        *((f"global vs {p}", "global", p) for p in POOLS),
+        *((f"{a} vs {b}", a, b) for i, a in enumerate(POOLS) for b in POOLS[i + 1 :]),
+    ],
 }
+
+
+def spatial_comparisons(experiment: str, scenarios: set[str]) -> list[tuple[str, str, str]]:
+    """The comparisons of ``experiment`` whose two scenarios both have rows (a study without pools
+    compares the unified model with the partner only)."""
+    return [c for c in SPATIAL_COMPARISONS[experiment] if c[1] in scenarios and c[2] in scenarios]
+
+
 EARTH_RADIUS_KM = 6371.0
 
 
@@ -210,6 +233,53 @@ def _sorted(ids: np.ndarray | list[str]) -> tuple[str, ...]:
     return tuple(sorted(str(s) for s in ids))
 
 
+def pur_pool_sites(sites: pd.DataFrame, region: str) -> dict[str, tuple[str, ...]]:
+    """The paper's similarity pools of a held-out region, its own sites taken away (sorted ids):
+    ``close`` the other sites whose Level II ecoregion is one of the region's, ``far`` those whose
+    Level I is one of the region's but not their Level II, ``dissimilar`` the rest. ``sites``:
+    site_id, region, l1, l2 (the plan's tagged sites)."""
+    missing = [c for c in ("site_id", "region", "l1", "l2") if c not in sites.columns]
+    if missing:
+        raise InputError("spatial.pur_pools", f"the sites lack the ecoregion columns {missing}")
+    df = sites.assign(site_id=sites["site_id"].astype(str))
+    inside = df["region"].astype(str) == region
+    l1s, l2s = set(df.loc[inside, "l1"].dropna()), set(df.loc[inside, "l2"].dropna())
+    out = df[~inside]
+    close = out["l2"].isin(l2s)
+    far = out["l1"].isin(l1s) & ~close
+    masks = {"close": close, "far": far, "dissimilar": ~close & ~far}
+    return {pool: _sorted(out.loc[mask, "site_id"].to_numpy()) for pool, mask in masks.items()}
+
+
+def pur_pool_sets(sites: pd.DataFrame, region: str, spec: SpatialSpec) -> tuple[list[SpatialSet], list[str]]:
+    """The pool sets of held-out ``region`` (``spec.pur_pools``, matched in size or whole) and the
+    reasons for the pools that cannot be formed (empty, or a matched draw against an empty pool)."""
+    pools = pur_pool_sites(sites, region)
+    wanted = [p for p in POOLS if p in spec.pur_pools]
+    empty = [p for p in wanted if not pools[p]]
+    if spec.pur_pool_size == "matched" and empty:
+        return [], [f"size control impossible: the {', '.join(empty)} pool of {region} holds no site"] * len(
+            wanted
+        )
+    k = min(len(pools[p]) for p in wanted) if wanted else 0
+    sets, reasons = [], []
+    for pool in wanted:
+        ids = pools[pool]
+        if not ids:
+            reasons.append(f"the {pool} pool of {region} holds no site")
+            continue
+        if spec.pur_pool_size == "matched":
+            draw_key = f"pur:{region}:{pool}"
+            picked = pick_added(ids, k, spec.seed, draw_key)
+            rule = f"{pool} pool of {region} matched to {k} sites; " + rule_text(
+                spec.seed, draw_key, len(ids), k
+            )
+        else:
+            picked, rule = ids, f"{pool} pool of {region}: all {len(ids)} sites"
+        sets.append(SpatialSet(PUR_POOL_SCENARIOS[pool], region, PUR, picked, rule))
+    return sets, reasons
+
+
 def spatial_plan(
     sites: pd.DataFrame, spec: SpatialSpec, min_sites: int, places: pd.DataFrame | None = None
 ) -> SpatialPlan:
@@ -274,6 +344,16 @@ def spatial_plan(
             out.sets += [unified, partner]
             out.evaluations.append(SpatialEvaluation(PUR, row.region, "global", unified.key, test))
             out.evaluations.append(SpatialEvaluation(PUR, row.region, "partner", partner.key, test))
+            if spec.pur_pools:
+                pool_sets, reasons = pur_pool_sets(sites, row.region, spec)
+                for ps in pool_sets:
+                    out.sets.append(ps)
+                    pool = ps.scenario.removeprefix("pur_")
+                    out.evaluations.append(SpatialEvaluation(PUR, row.region, pool, ps.key, test))
+                formed = {ps.scenario.removeprefix("pur_") for ps in pool_sets}
+                missing = [p for p in POOLS if p in spec.pur_pools and p not in formed]
+                for pool, reason in zip(missing, reasons, strict=True):
+                    out.excluded.append((PUR, row.region, pool, len(test), reason))
         if len(regions) < 2:
             out.excluded.append(
                 (

@@ -4,7 +4,8 @@ The temporal experiments score every site on a later period of a site the model 
 spatial ones (:mod:`synergy_dagster.experiments.spatial`) take the gauge away: prediction in
 ungauged basins (PUB, k-fold over sites; Kratzert et al. 2019) and prediction in ungauged regions
 (PUR, a whole region left out; Feng, Lawson and Shen 2021). Both are off by default: they add
-``k x (1 + regions)`` (PUB) and ``2 x regions`` (PUR) training sets to the plan.
+``k x (1 + regions)`` (PUB) and ``2 x regions`` (PUR; ``+ pools x regions`` with ``pur_pools``)
+training sets to the plan.
 """
 
 from __future__ import annotations
@@ -63,12 +64,40 @@ class SpatialSpec(Settings):
         ),
     )
 
+    pur_pools: list[Literal["close", "far", "dissimilar"]] = Field(
+        default_factory=list,
+        description=(
+            "The paper's similarity pools as PUR training sets (default []: none). For each held-out "
+            "sub-region r, one model per pool trained on sites outside r only: 'close' (sharing a "
+            "Level II ecoregion with a site of r), 'far' (sharing a Level I but no Level II) or "
+            "'dissimilar' (sharing no Level I), the pools of the paper's similarity experiments with "
+            "the region's own sites taken away. Each pool model predicts r's sites and is compared "
+            "with the unified model and with the other pools. Needs pur: true."
+        ),
+    )
+    pur_pool_size: Literal["matched", "all"] = Field(
+        "matched",
+        description=(
+            "How many sites each PUR pool model trains on: 'matched' (default: every pool of a "
+            "held-out region drawn down to the smallest of its pools, seeded by spatial.seed and "
+            "recorded in the plan, so the pools differ in similarity and not in size, as the "
+            "paper's size-controlled experiments) or 'all' (every site of the pool, as its "
+            "experiments without size control)."
+        ),
+    )
+
     @model_validator(mode="after")
     def _valid(self) -> SpatialSpec:
         if self.pub_folds == 1:
             raise ConfigError(
                 "spatial.pub_folds", "must be 0 (off) or at least 2: one fold holds out every site"
             )
+        if self.pur_pools and not self.pur:
+            raise ConfigError(
+                "spatial.pur_pools", "the pools are PUR training sets: set spatial.pur: true as well"
+            )
+        if len(set(self.pur_pools)) != len(self.pur_pools):
+            raise ConfigError("spatial.pur_pools", f"lists a pool twice: {self.pur_pools}")
         return self
 
     @property

@@ -17,8 +17,10 @@ from synergy_dagster.experiments.spatial import (
     SPATIAL_SCENARIOS,
     pub_folds,
     pur_partners,
+    pur_pool_sites,
     scored_region,
     site_places,
+    spatial_comparisons,
     spatial_plan,
 )
 from synergy_dagster.experiments.spatial_spec import SpatialSpec
@@ -194,3 +196,90 @@ def test_site_places_join_coordinates_and_numeric_statics() -> None:
     assert places.loc["b03", "aridity"] == pytest.approx(5.03)
     near = pur_partners(places, SITES.set_index("site_id")["region"], ["A", "B", "C"], "similar")
     assert near.set_index("region")["partner"].to_dict() == {"A": "C", "B": "C", "C": "A"}
+
+
+def _pool_sites() -> pd.DataFrame:
+    # A in Level II 8.1; B shares Level I 8, four of its sites in A's 8.1 (close to A), five in 8.3
+    # (far from A); C (9.2) and D (10.1) are dissimilar to A
+    l2 = SITES["region"].map({"A": "8.1", "B": "8.3", "C": "9.2", "D": "10.1"})
+    l2 = l2.where(~SITES["site_id"].isin(["b00", "b01", "b02", "b03"]), "8.1")
+    return SITES.assign(l2=l2, l1=l2.str.split(".").str[0])
+
+
+POOL_SITES = _pool_sites()
+
+
+def test_pur_pools_are_the_papers_pools_without_the_held_out_region() -> None:
+    pools = pur_pool_sites(POOL_SITES, "A")
+    others = set(POOL_SITES.loc[POOL_SITES["region"] != "A", "site_id"])
+    assert set(pools["close"]) == {"b00", "b01", "b02", "b03"}
+    assert set(pools["far"]) == {f"b0{i}" for i in range(4, 9)}
+    assert set(pools["dissimilar"]) == others - set(pools["close"]) - set(pools["far"])
+    assert sum(len(v) for v in pools.values()) == len(others)  # disjoint, nothing of A
+    # B holds Level II 8.1 and 8.3: every A site is close to it, and nothing is far
+    b_pools = pur_pool_sites(POOL_SITES, "B")
+    assert set(b_pools["close"]) == set(POOL_SITES.loc[POOL_SITES["region"] == "A", "site_id"])
+    assert b_pools["far"] == ()
+    with pytest.raises(InputError, match="ecoregion columns"):
+        pur_pool_sites(SITES, "A")
+
+
+def test_pur_pool_sets_matched_in_size_seeded_and_never_the_held_out_sites() -> None:
+    spec = SpatialSpec(pur=True, pur_pools=["dissimilar", "close", "far"], seed=4)
+    sp = spatial_plan(POOL_SITES, spec, min_sites=5, places=PLACES)
+    pool_sets = {s.key: s for s in sp.sets if s.scenario.startswith("pur_") and s.region == "A"}
+    assert set(pool_sets) >= {"pur_close:A", "pur_far:A", "pur_dissimilar:A"}
+    sizes = {
+        k: len(s.site_ids)
+        for k, s in pool_sets.items()
+        if k.split(":")[0] in ("pur_close", "pur_far", "pur_dissimilar")
+    }
+    assert set(sizes.values()) == {4}  # every pool drawn down to the smallest (close: 4 sites)
+    assert set(pool_sets["pur_dissimilar:A"].site_ids) <= set(pur_pool_sites(POOL_SITES, "A")["dissimilar"])
+    assert "matched to 4 sites" in pool_sets["pur_dissimilar:A"].rule
+    again = spatial_plan(POOL_SITES.sample(frac=1, random_state=2), spec, min_sites=5, places=PLACES)
+    assert [s.site_ids for s in again.sets] == [s.site_ids for s in sp.sets]
+    other = spatial_plan(POOL_SITES, spec.model_copy(update={"seed": 5}), min_sites=5, places=PLACES)
+    assert _training(other.sets, "pur_dissimilar:A") != set(pool_sets["pur_dissimilar:A"].site_ids)
+    pool_evals = [ev for ev in sp.evaluations if ev.scenario in ("close", "far", "dissimilar")]
+    assert {ev.scenario for ev in pool_evals} == {"close", "far", "dissimilar"}
+    for ev in sp.evaluations:
+        assert not set(ev.site_ids) & _training(sp.sets, ev.set_key), ev
+    a_ids = tuple(sorted(POOL_SITES.loc[POOL_SITES["region"] == "A", "site_id"]))
+    assert all(ev.site_ids == a_ids and ev.group == "A" for ev in pool_evals)
+
+
+def test_pur_pools_that_cannot_be_formed_are_excluded_with_why() -> None:
+    # B has no far pool: matched size control is impossible for B, 'all' loses the far pool only
+    matched = spatial_plan(POOL_SITES, SpatialSpec(pur=True, pur_pools=["close", "far"]), 5, PLACES)
+    why = {(r, sc): reason for e, r, sc, _, reason in matched.excluded if e == PUR}
+    assert "holds no site" in why[("B", "far")] and "size control impossible" in why[("B", "close")]
+    assert not any(s.region == "B" and s.scenario in ("pur_close", "pur_far") for s in matched.sets)
+    whole = spatial_plan(
+        POOL_SITES, SpatialSpec(pur=True, pur_pools=["close", "far"], pur_pool_size="all"), 5, PLACES
+    )
+    assert {(r, sc) for e, r, sc, _, _ in whole.excluded if r == "B"} == {("B", "far")}
+    assert _training(whole.sets, "pur_close:B") == set(POOL_SITES.loc[POOL_SITES["region"] == "A", "site_id"])
+    assert _training(whole.sets, "pur_far:A") == {f"b0{i}" for i in range(4, 9)}  # the whole pool
+
+
+def test_pur_pool_settings_and_comparisons() -> None:
+    with pytest.raises(ConfigError, match="spatial.pur_pools"):
+        SpatialSpec(pur_pools=["close"])
+    with pytest.raises(ConfigError, match="spatial.pur_pools"):
+        SpatialSpec(pur=True, pur_pools=["close", "close"])
+    with pytest.raises(ConfigError):
+        SpatialSpec(pur=True, pur_pools=["near"])
+    assert spatial_comparisons(PUR, {"global", "partner"}) == [("global vs partner", "global", "partner")]
+    labels = [c[0] for c in spatial_comparisons(PUR, {"global", "partner", "close", "dissimilar"})]
+    assert labels == ["global vs partner", "global vs close", "global vs dissimilar", "close vs dissimilar"]
+    # the pool sets are plan rows with valid partition keys, each its own model
+    plan = build_plan(
+        _tagged().assign(l1=POOL_SITES["l1"], l2=POOL_SITES["l2"]),
+        "streamflow",
+        PlanConfig(min_sites_subregion=5, min_sites_roi=50),
+        spatial=SpatialSpec(pur=True, pur_pools=["close", "far", "dissimilar"]),
+        places=PLACES,
+    )
+    pools = plan.sets[plan.sets["scenario"].str.match(r"pur_(close|far|dissimilar)$")]
+    assert len(pools) == 3 and all(parse_set_key(k)[1] == "D" for k in pools["key"])
