@@ -21,8 +21,8 @@ on. Here the gauge is taken away, so the synergy question is asked where it matt
   With ``pur_pools``, the paper's similarity pools of ``r`` with ``r`` itself taken away add one
   set each, ``pur_<pool>:<r>`` (scenario ``<pool>``): ``close`` the sites outside ``r`` that share
   a Level II ecoregion with a site of ``r``, ``far`` those that share a Level I but no Level II,
-  ``dissimilar`` those that share no Level I. Under ``pur_pool_size: matched`` each pool is drawn
-  down to the smallest of ``r``'s pools by :func:`~synergy_dagster.experiments.size_control.pick_added`
+  ``dissimilar`` those that share no Level I. Under ``pur_pool_size: matched`` each non-empty pool
+  is drawn down to the smallest non-empty pool of ``r`` by :func:`~synergy_dagster.experiments.size_control.pick_added`
   (seed ``spatial.seed``, key ``pur:<r>:<pool>``), so pools differ in similarity, not in size.
 
 Each site of those regions is thus predicted exactly once per scenario, on the test period, by a
@@ -251,23 +251,21 @@ def pur_pool_sites(sites: pd.DataFrame, region: str) -> dict[str, tuple[str, ...
     return {pool: _sorted(out.loc[mask, "site_id"].to_numpy()) for pool, mask in masks.items()}
 
 
-def pur_pool_sets(sites: pd.DataFrame, region: str, spec: SpatialSpec) -> tuple[list[SpatialSet], list[str]]:
-    """The pool sets of held-out ``region`` (``spec.pur_pools``, matched in size or whole) and the
-    reasons for the pools that cannot be formed (empty, or a matched draw against an empty pool)."""
+def pur_pool_sets(
+    sites: pd.DataFrame, region: str, spec: SpatialSpec
+) -> tuple[list[SpatialSet], list[tuple[str, str]]]:
+    """The pool sets of held-out ``region`` (``spec.pur_pools``; under ``matched`` each non-empty
+    pool drawn down to the smallest non-empty one) and ``(pool, reason)`` for each pool that holds
+    no site. The paper's sub-regions are whole Level II (or Level I) units, so their close pool is
+    empty by construction and their pools compare far with dissimilar data."""
     pools = pur_pool_sites(sites, region)
     wanted = [p for p in POOLS if p in spec.pur_pools]
-    empty = [p for p in wanted if not pools[p]]
-    if spec.pur_pool_size == "matched" and empty:
-        return [], [f"size control impossible: the {', '.join(empty)} pool of {region} holds no site"] * len(
-            wanted
-        )
-    k = min(len(pools[p]) for p in wanted) if wanted else 0
-    sets, reasons = [], []
-    for pool in wanted:
+    formed = [p for p in wanted if pools[p]]
+    reasons = [(p, f"the {p} pool of {region} holds no site") for p in wanted if not pools[p]]
+    k = min((len(pools[p]) for p in formed), default=0)
+    sets = []
+    for pool in formed:
         ids = pools[pool]
-        if not ids:
-            reasons.append(f"the {pool} pool of {region} holds no site")
-            continue
         if spec.pur_pool_size == "matched":
             draw_key = f"pur:{region}:{pool}"
             picked = pick_added(ids, k, spec.seed, draw_key)
@@ -350,9 +348,7 @@ def spatial_plan(
                     out.sets.append(ps)
                     pool = ps.scenario.removeprefix("pur_")
                     out.evaluations.append(SpatialEvaluation(PUR, row.region, pool, ps.key, test))
-                formed = {ps.scenario.removeprefix("pur_") for ps in pool_sets}
-                missing = [p for p in POOLS if p in spec.pur_pools and p not in formed]
-                for pool, reason in zip(missing, reasons, strict=True):
+                for pool, reason in reasons:
                     out.excluded.append((PUR, row.region, pool, len(test), reason))
         if len(regions) < 2:
             out.excluded.append(

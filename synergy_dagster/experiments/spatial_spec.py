@@ -79,7 +79,7 @@ class SpatialSpec(Settings):
         "matched",
         description=(
             "How many sites each PUR pool model trains on: 'matched' (default: every pool of a "
-            "held-out region drawn down to the smallest of its pools, seeded by spatial.seed and "
+            "held-out region drawn down to its smallest non-empty pool, seeded by spatial.seed and "
             "recorded in the plan, so the pools differ in similarity and not in size, as the "
             "paper's size-controlled experiments) or 'all' (every site of the pool, as its "
             "experiments without size control)."
