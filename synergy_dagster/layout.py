@@ -138,6 +138,12 @@ class Layout:
         """The spatial holdouts' tables and figures (docs/spatial.md)."""
         return self.evaluation_dir() / "spatial"
 
+    def spatial_table(self, name: str) -> Path:
+        """One Parquet table of the spatial holdouts (``site_metrics``, ``significance``,
+        ``verdicts``, ``every_region``, ``gauge_loss``), written by the spatial_evaluation asset and
+        read by the summary and the reproduction report."""
+        return self.spatial_dir() / f"{name}.parquet"
+
     def significance(self) -> Path:
         return self.evaluation_dir() / "significance.parquet"
 

@@ -27,13 +27,22 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from synergy_dagster.config import Profile
 from synergy_dagster.domains import DOMAIN_RECORDS
+from synergy_dagster.evaluation.every_region import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_HOLDS,
+    REGION_HOLDS,
+    every_region_rule,
+    region_status,
+)
 from synergy_dagster.evaluation.metrics import METRICS
 from synergy_dagster.evaluation.statistics import (
     SEED_MEAN,
@@ -42,8 +51,11 @@ from synergy_dagster.evaluation.statistics import (
     per_site_seed_means,
 )
 from synergy_dagster.evaluation.study import COMPARISONS
-from synergy_dagster.evaluation.summary import markdown_table
+from synergy_dagster.evaluation.summary import markdown_table, spatial_section
 from synergy_dagster.study_file import StudyFile
+
+if TYPE_CHECKING:
+    from synergy_dagster.evaluation.spatial import SpatialResults
 
 __all__ = [
     "CLAIMS",
@@ -64,7 +76,6 @@ __all__ = [
     "verdicts",
 ]
 
-HOLDS, NOT_HOLDS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 NOT_TESTABLE = "not testable here"
 VERDICTS = (HOLDS, NOT_HOLDS, INCONCLUSIVE, NOT_TESTABLE)
 ALL = "All"
@@ -541,22 +552,10 @@ def _pooled_verdict(
     return out | {"verdict": INCONCLUSIVE, "reason": f"{why} but p = {_p(p)} >= {alpha:g} and {ci}"}
 
 
-def _region_status(agree: bool, need_sig: bool, p: float, alpha: float) -> str:
-    """One region of an every-region claim: ``holds`` (direction, and p < alpha where the paper had
-    significance), ``fails`` (reversed: significantly, or at all where the paper gave only the
-    direction) or ``inconclusive`` (the direction without the significance the paper had, or a
-    reversal that is not significant)."""
-    significant = not np.isnan(p) and p < alpha
-    if agree and (significant or not need_sig):
-        return "holds"
-    if not agree and (significant or not need_sig):
-        return "fails"
-    return INCONCLUSIVE
-
-
 def _region_rows(c: Claim, sig: pd.DataFrame, alpha: float) -> pd.DataFrame:
     """Per region of a global vs local claim: the run's medians, p and its status there
-    (:func:`_region_status`; significance required where Table 2 has p < 0.05 for the region)."""
+    (:func:`~synergy_dagster.evaluation.every_region.region_status`; significance required where
+    Table 2 has p < 0.05 for the region)."""
     paper = PAPER_TABLE2[(PAPER_TABLE2["domain"] == c.domain) & (PAPER_TABLE2["metric"] == c.metric)]
     paper = paper.set_index("region")
     higher = METRICS[c.metric].higher_is_better
@@ -576,7 +575,7 @@ def _region_rows(c: Claim, sig: pd.DataFrame, alpha: float) -> pd.DataFrame:
                 "median_local": float(r.median_b),
                 "share_global_better": float(r.share_a_better),
                 "p_value": float(r.p_value),
-                "status": _region_status(agree, need_sig, float(r.p_value), alpha),
+                "status": region_status(agree, need_sig, float(r.p_value), alpha),
             }
         )
     return pd.DataFrame(rows)
@@ -587,19 +586,20 @@ def _every_region_verdict(c: Claim, sig: pd.DataFrame, alpha: float) -> tuple[di
     if regions.empty:
         return {"verdict": NOT_TESTABLE, "reason": "no region with both models", "run": "", "n": 0}, regions
     status = regions["status"]
-    held = int((status == "holds").sum())
+    held = int((status == REGION_HOLDS).sum())
     n_reg = len(regions)
     out = {
         "n": int(regions["n"].sum()),
         "run_share": held / n_reg,
         "run": f"holds in {held} of {n_reg} regions",
     }
-    if held == n_reg:
+    verdict = every_region_rule(status)
+    if verdict == HOLDS:
         why = f"direction (and p < {alpha:g} where the paper had significance) in all {n_reg}"
         return out | {"verdict": HOLDS, "reason": why}, regions
-    failed = ", ".join(regions.loc[status == "fails", "region"].astype(str))
+    failed = ", ".join(regions.loc[status == FAILS, "region"].astype(str))
     unsure = ", ".join(regions.loc[status == INCONCLUSIVE, "region"].astype(str))
-    if failed:
+    if verdict == NOT_HOLDS:
         why = f"fails in {failed}" + (f"; inconclusive in {unsure}" if unsure else "")
         return out | {"verdict": NOT_HOLDS, "reason": why}, regions
     why = f"inconclusive in {unsure} (direction without p < {alpha:g}, or a non-significant reversal)"
@@ -760,8 +760,13 @@ def build_report(
     *,
     aggregation: str = "seed_mean",
     margin: float = 0.02,
+    spatial: SpatialResults | None = None,
 ) -> Report:
-    """The report's Markdown and its verdict table (see the module docstring for the rules)."""
+    """The report's Markdown and its verdict table (see the module docstring for the rules).
+
+    ``spatial``: the study's spatial holdouts, shown last as this study's own results ("Beyond the
+    paper"); they judge no claim, so the verdict table is the same with or without them, and
+    without them (a study with no ``spatial:`` block) the Markdown is too."""
     table, regions = verdicts(
         significance, site_metrics, alpha, claims, aggregation=aggregation, margin=margin
     )
@@ -824,7 +829,28 @@ def build_report(
         "- The paper's p-values come from scipy's normal approximation (Table 2, region Q, n = 7, every "
         "basin one way: 1.80E-02; the exact test gives 0.0156).\n"
     )
+    if spatial is not None:
+        parts.append(
+            "\n"
+            + spatial_section(spatial, "## Beyond the paper: where there is no gauge", _beyond(alpha, margin))
+        )
     return Report("\n".join(parts), table)
+
+
+def _beyond(alpha: float, margin: float) -> str:
+    """The opening of the report's spatial section: what it is and how its verdicts are read."""
+    return (
+        "The paper has no spatial holdout: nothing below is a claim of the paper, and no verdict above "
+        "depends on it. These are this study's own results: PUB (k-fold over sites) and PUR (a whole "
+        "region left out) predict each site, on the test period, by a model that never saw it "
+        "(docs/spatial.md); a is the unified model, b the regional one (PUB: local, PUR: the partner "
+        f"region). A comparison's verdict is `difference` (Holm-corrected p < {alpha:g}; `winner` the "
+        "better model), `equivalent` (not significant and the interval of the median paired "
+        f"difference within +/- {margin:g} x |median of b|) or `inconclusive`. In every region: "
+        "`difference` when every region shows a significant difference for the same model (the "
+        "every-region rule of the claims above), `equivalent` when every region is equivalent, "
+        "`mixed` when regions differ significantly in both directions, else `inconclusive`.\n"
+    )
 
 
 def _inputs(models: pd.DataFrame) -> tuple[list[str], int]:

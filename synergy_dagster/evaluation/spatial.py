@@ -15,6 +15,7 @@ Free of Dagster.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,10 +23,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from synergy_dagster.errors import InputError
+from synergy_dagster.evaluation.every_region import (
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_HOLDS,
+    every_region_rule,
+    region_status,
+)
 from synergy_dagster.evaluation.metrics import METRICS
 from synergy_dagster.evaluation.statistics import (
+    ENSEMBLE,
     PAPER_METHOD,
     judged_rows,
+    judged_seed_label,
     per_site_seed_means,
     significance_table,
 )
@@ -45,6 +55,19 @@ KINDS = {
     PUB: {"global": "unified", "local": "regional"},
     PUR: {"global": "unified", "partner": "regional"},
 }
+ALL = "All"
+# The verdicts of one comparison (row_verdicts) and of all regions together (every_region_verdicts).
+DIFFERENCE, EQUIVALENT, MIXED = "difference", "equivalent", "mixed"
+TIE, NONE = "tie", "none"
+EVERY_REGION_COLUMNS = (
+    "regions",
+    "difference_a",
+    "difference_b",
+    "equivalent",
+    "inconclusive",
+    "every_region",
+    "winner",
+)
 LOSS_COLUMNS = (
     "domain",
     "model",
@@ -111,31 +134,128 @@ def spatial_significance(
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def pooled_verdicts(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
-    """The pooled (``All``) rows of :func:`spatial_significance` with the three verdicts of the
-    reproduction report (docs/statistics.md):
+def row_verdicts(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
+    """Every row of :func:`spatial_significance` (each region, with its Holm-corrected p, and the
+    pooled ``All``) with the three verdicts of the reproduction report (docs/statistics.md):
 
-    * ``difference``: the Holm-corrected p is below ``alpha``; ``winner`` is the better scenario (by
-      the sign of the median difference and the metric's direction, ``|bias|`` for bias);
+    * ``difference``: ``p_holm`` is below ``alpha``; ``winner`` is the better scenario (by the sign
+      of the median difference and the metric's direction, ``|bias|`` for bias);
     * ``equivalent``: not significant, and the interval of the median paired difference lies within
       +/- ``margin`` x |median of b| (no difference larger than the margin); ``winner`` ``tie``;
     * ``inconclusive``: neither (an underpowered comparison is not a tie); ``winner`` ``none``.
+
+    ``All``'s ``p_holm`` is its own p (a single test); a region's is corrected within its
+    (comparison, metric) family, so a region needs the stronger evidence of the family.
     """
-    pooled = table[table["region"] == "All"].copy()
-    higher = pooled["metric"].map(lambda m: METRICS[m].higher_is_better)
-    a_better = (pooled["median_diff"] > 0) == higher
-    decided = pooled["p_holm"] < alpha
-    bound = margin * pooled["median_b"].abs()
-    lo, hi = pooled["ci_low"], pooled["ci_high"]
+    out = table.copy()
+    higher = out["metric"].map(lambda m: METRICS[m].higher_is_better).astype(bool)
+    a_better = (out["median_diff"] > 0) == higher
+    decided = out["p_holm"] < alpha
+    bound = margin * out["median_b"].abs()
+    lo, hi = out["ci_low"], out["ci_high"]
     equivalent = ~decided & np.isfinite(lo) & np.isfinite(hi) & (lo >= -bound) & (hi <= bound)
-    pooled["verdict"] = np.select([decided, equivalent], ["difference", "equivalent"], "inconclusive")
-    pooled["winner"] = np.select(
+    out["verdict"] = np.select([decided, equivalent], [DIFFERENCE, EQUIVALENT], INCONCLUSIVE)
+    out["winner"] = np.select(
         [decided, equivalent],
-        [np.where(a_better, pooled["scenario_a"], pooled["scenario_b"]), "tie"],
-        "none",
+        [np.where(a_better, out["scenario_a"], out["scenario_b"]), TIE],
+        NONE,
     )
-    pooled["margin"] = bound
-    return pooled
+    out["margin"] = bound
+    return out
+
+
+def _every_region_word(status_a: list[str], status_b: list[str], equivalent: bool) -> tuple[str, str]:
+    """The every-region verdict and the side it names (``a``, ``b``, ``tie`` or ``none``) from the
+    regions' statuses for "a better in every region" and for "b better in every region"."""
+    rule_a, rule_b = every_region_rule(status_a), every_region_rule(status_b)
+    if rule_a == HOLDS:
+        return DIFFERENCE, "a"
+    if rule_b == HOLDS:
+        return DIFFERENCE, "b"
+    if equivalent:
+        return EQUIVALENT, TIE
+    if rule_a == NOT_HOLDS and rule_b == NOT_HOLDS:
+        return MIXED, NONE
+    return INCONCLUSIVE, NONE
+
+
+def every_region_verdicts(verdicts: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Per (domain, experiment, comparison, metric, seed) of :func:`row_verdicts`' region rows (not
+    ``All``): how many regions show a difference for ``a`` (the unified model), for ``b`` (the
+    regional one), are equivalent or inconclusive, and one every-region verdict by the rule of the
+    reproduction report's every-region claims (:mod:`~synergy_dagster.evaluation.every_region`),
+    applied to "a better in every region, significantly" and to the same for ``b``, each region's
+    status from its direction and Holm-corrected p:
+
+    * ``difference`` (``winner`` that side): the statement holds for one side, every region a
+      significant difference its way;
+    * ``equivalent`` (``winner`` ``tie``): every region equivalent;
+    * ``mixed`` (``winner`` ``none``): the statement fails for both sides, regions significantly
+      different in opposite directions;
+    * ``inconclusive`` (``winner`` ``none``): anything else.
+
+    A group without a region row (only ``All``) has no every-region verdict and no row.
+    """
+    keys = ["domain", "experiment", "comparison", "scenario_a", "scenario_b", "metric", "seed"]
+    regions = verdicts[verdicts["region"].astype(str) != ALL].copy()
+    if regions.empty:
+        return pd.DataFrame(columns=[*keys, *EVERY_REGION_COLUMNS])
+    higher = regions["metric"].map(lambda m: METRICS[m].higher_is_better).astype(bool)
+    a_better = ((regions["median_diff"] > 0) == higher).to_numpy()
+    p = regions["p_holm"].to_numpy(float)
+    regions["status_a"] = [region_status(bool(x), True, q, alpha) for x, q in zip(a_better, p, strict=True)]
+    regions["status_b"] = [region_status(not x, True, q, alpha) for x, q in zip(a_better, p, strict=True)]
+    win_a = (regions["verdict"] == DIFFERENCE) & (regions["winner"] == regions["scenario_a"])
+    win_b = (regions["verdict"] == DIFFERENCE) & (regions["winner"] == regions["scenario_b"])
+    regions = regions.assign(
+        difference_a=win_a,
+        difference_b=win_b,
+        equivalent=regions["verdict"] == EQUIVALENT,
+        inconclusive=regions["verdict"] == INCONCLUSIVE,
+    )
+    grouped = regions.groupby(keys, sort=False, dropna=False)
+    out = grouped.agg(
+        regions=("region", "size"),
+        difference_a=("difference_a", "sum"),
+        difference_b=("difference_b", "sum"),
+        equivalent=("equivalent", "sum"),
+        inconclusive=("inconclusive", "sum"),
+    ).reset_index()
+    word = {
+        key: _every_region_word(list(g["status_a"]), list(g["status_b"]), bool(g["equivalent"].all()))
+        for key, g in grouped
+    }
+    judged = [word[tuple(k)] for k in out[keys].itertuples(index=False, name=None)]
+    out["every_region"] = [w for w, _ in judged]
+    side = pd.Series([s for _, s in judged], index=out.index)
+    out["winner"] = side.mask(side == "a", out["scenario_a"]).mask(side == "b", out["scenario_b"])
+    return out[[*keys, *EVERY_REGION_COLUMNS]]
+
+
+@dataclass(frozen=True)
+class SpatialResults:
+    """What the study summary and the reproduction report show of the spatial holdouts: the rows
+    of :func:`row_verdicts` and :func:`every_region_verdicts` of one seed label, and the
+    :func:`gauge_loss` table (already on the rows the study's seed aggregation judges)."""
+
+    verdicts: pd.DataFrame
+    every_region: pd.DataFrame
+    gauge_loss: pd.DataFrame
+    seed: str
+
+    @classmethod
+    def judged(
+        cls, verdicts: pd.DataFrame, every_region: pd.DataFrame, loss: pd.DataFrame, aggregation: str
+    ) -> SpatialResults:
+        """The stored tables narrowed to the seed label ``aggregation`` judges
+        (:func:`~synergy_dagster.evaluation.statistics.judged_seed_label`)."""
+        label = judged_seed_label(verdicts["seed"], aggregation) if len(verdicts) else ENSEMBLE
+        return cls(
+            verdicts[verdicts["seed"].astype(str) == label].reset_index(drop=True),
+            every_region[every_region["seed"].astype(str) == label].reset_index(drop=True),
+            loss.reset_index(drop=True),
+            label,
+        )
 
 
 def judge_domain(

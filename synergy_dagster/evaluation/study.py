@@ -1,23 +1,30 @@
 """Run the evaluation of one domain: test-period predictions of every planned model on the sites
 it is judged on, and per-site metrics on a common mask, per seed and for the seed mean.
 
-Free of Dagster; the ``evaluation`` asset calls :func:`predict_models` once, scores the result with
-:func:`evaluate_domain` and keeps it as the predictions file (:mod:`.predictions`).
+Free of Dagster; the ``evaluation`` and ``spatial_evaluation`` assets call
+:func:`predict_evaluations` (one prediction pass with :func:`predict_models`, scored with
+:func:`evaluate_domain`); the first keeps the predictions as its file (:mod:`.predictions`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 
+from synergy_dagster.config import Period
 from synergy_dagster.evaluation.metrics import all_metrics, common_mask
+from synergy_dagster.layout import Layout
 from synergy_dagster.models.normalization import Normalizer, prepare_arrays
 from synergy_dagster.models.predict import predict, warmup_window
 from synergy_dagster.sources.sitedata import target_name
+from synergy_dagster.sources.usgs_masks import evaluation_view
+from synergy_dagster.sources.usgs_spec import UsgsSpec
 
 METRIC_NAMES = ("rmse", "ubrmse", "bias", "corr", "nse", "kge")
 
@@ -164,3 +171,40 @@ def evaluate_domain(
                 frame["n_days"] = mask.sum(axis=1)
                 frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+class Evaluated(NamedTuple):
+    """One domain's evaluation: the test data as scored, the predictions and their metrics."""
+
+    ds: xr.Dataset  # the domain's sites with the target days ``usgs.evaluate`` leaves out masked
+    n_masked: int  # how many target days that rule masked
+    predictions: Predictions
+    metrics: pd.DataFrame  # :func:`evaluate_domain`'s per-site rows
+
+
+def model_hidden(models: pd.DataFrame) -> int:
+    """The LSTM's hidden size, as the first of ``models`` (rows of the ``models`` table) recorded it
+    in its config."""
+    return int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
+
+
+def predict_evaluations(
+    layout: Layout,
+    domain: str,
+    usgs: UsgsSpec,
+    test: Period,
+    warmup: int,
+    evaluations: pd.DataFrame,
+    models: pd.DataFrame,
+    load_model: LoadModel,
+    device: torch.device | None = None,
+) -> Evaluated:
+    """Predict and score ``evaluations`` (plan rows) of ``domain`` on the test period: the sites
+    under the study's ``usgs.evaluate`` rule, the hidden size that ``models`` recorded, every model
+    that the rows name loaded once by ``load_model`` and run without autograd."""
+    ds, n_masked = evaluation_view(xr.load_dataset(layout.sites_nc(domain)), usgs, test)
+    hidden = model_hidden(models)
+    with torch.inference_mode():
+        preds = predict_models(ds, evaluations, load_model, hidden, test.slice, warmup, device)
+    frame = evaluate_domain(ds, evaluations, load_model, hidden, test.slice, warmup, predictions=preds)
+    return Evaluated(ds, n_masked, preds, frame)

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from synergy_dagster.domains import DOMAIN_RECORDS
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.metrics import METRICS
 
-__all__ = ["GROUP_COLUMNS", "markdown_table", "median_table", "seed_spread_text", "study_summary"]
+if TYPE_CHECKING:  # the type only: importing the spatial module would load matplotlib here
+    from synergy_dagster.evaluation.spatial import SpatialResults
+
+__all__ = [
+    "GROUP_COLUMNS",
+    "markdown_table",
+    "median_table",
+    "seed_spread_text",
+    "spatial_section",
+    "study_summary",
+]
 
 # Columns that, when present, split site_metrics / significance into separate report sections.
 GROUP_COLUMNS = ("domain", "experiment")
@@ -97,6 +109,7 @@ def study_summary(
     title: str = "Data synergy study: summary",
     all_label: str = "All",
     alpha: float = 0.05,
+    spatial: SpatialResults | None = None,
 ) -> str:
     """Markdown report: per domain and experiment (columns of ``GROUP_COLUMNS`` that are present),
     the median of each metric per scenario, the pooled ("All") tests with their headline numbers,
@@ -104,7 +117,9 @@ def study_summary(
 
     ``site_metrics``: one row per site per scenario (``scenario``, ``site_id`` and metric columns);
     ``significance``: rows of :func:`~synergy_dagster.evaluation.statistics.significance_table`,
-    with the same group columns where there are several domains or experiments.
+    with the same group columns where there are several domains or experiments. ``spatial``: the
+    study's spatial holdouts, a last section (:func:`spatial_section`); without them (a study with
+    no ``spatial:`` block) the text is the temporal summary alone.
     """
     if "scenario" not in site_metrics.columns:
         raise InputError("site_metrics", "missing column 'scenario'")
@@ -152,4 +167,72 @@ def study_summary(
             how = f"; p-values by the {'/'.join(methods)} method" if methods else ""
             parts.append(f"\nTests (Wilcoxon signed-rank, paired by site{how}):\n")
             parts.append(markdown_table(table))
+    if spatial is not None:
+        intro = (
+            "PUB (k-fold over sites) and PUR (a whole region left out): each site predicted by a model "
+            "that never saw it; a is the unified model, b the regional one (PUB: local, PUR: the "
+            f"partner region). Verdicts: `difference` (Holm-corrected p < {alpha:g}), `equivalent` "
+            "(within the study's equivalence margin) or `inconclusive`; in every region also `mixed` "
+            "(significant differences in both directions). See docs/spatial.md.\n"
+        )
+        parts.append(spatial_section(spatial, "## Where there is no gauge: spatial holdouts", intro))
+    return "\n".join(parts)
+
+
+_POOLED_SHOWN = [
+    "domain",
+    "experiment",
+    "comparison",
+    "metric",
+    "n",
+    "median_a",
+    "median_b",
+    "p_holm",
+    "verdict",
+    "winner",
+]
+# the every-region table without its scenario and seed columns (said in the text around it)
+_EVERY_HIDDEN = ["scenario_a", "scenario_b", "seed"]
+
+
+def _paper_metric_rows(df: pd.DataFrame, headline_only: bool = False) -> pd.DataFrame:
+    """The rows of ``df`` on the metrics the paper reports for their domain (only the first, the
+    headline, with ``headline_only``)."""
+
+    def wanted(domain: object) -> tuple[str, ...]:
+        record = DOMAIN_RECORDS.get(str(domain))
+        names = record.paper_metrics if record else tuple(METRICS)
+        return names[:1] if headline_only else names
+
+    keep = [m in wanted(d) for d, m in zip(df["domain"], df["metric"], strict=True)]
+    return df[keep]
+
+
+def spatial_section(spatial: SpatialResults, heading: str, intro: str) -> str:
+    """A Markdown section on the spatial holdouts: ``heading``, ``intro``, the skill each model kind
+    loses without a gauge on each domain's headline metric (temporal vs PUB vs PUR on the same
+    sites), and the pooled and every-region verdicts on the paper's metrics of each domain."""
+    parts = [f"{heading}\n", intro]
+    if spatial.verdicts.empty:
+        parts.append(
+            "No spatial results are stored for this run: `spatial_evaluation` formed no holdout (see the "
+            "plan's `excluded`) or has not been materialized.\n"
+        )
+        return "\n".join(parts)
+    loss = _paper_metric_rows(spatial.gauge_loss, headline_only=True)
+    parts.append(
+        f"Skill with and without a gauge (seed rows `{spatial.seed}`; `median_loss`: temporal minus "
+        "holdout per site, `share_worse`: the share of sites worse without the gauge):\n"
+    )
+    parts.append(markdown_table(loss.drop(columns=["budget"], errors="ignore")))  # said above the table
+    verdicts = _paper_metric_rows(spatial.verdicts)
+    pooled = verdicts[verdicts["region"].astype(str) == "All"]
+    parts.append("Pooled over every held-out site:\n")
+    parts.append(markdown_table(pooled[_POOLED_SHOWN]))
+    every = _paper_metric_rows(spatial.every_region)
+    parts.append(
+        "In every region (how many regions show a difference for a, for b, are equivalent or "
+        "inconclusive; Holm-corrected p per region):\n"
+    )
+    parts.append(markdown_table(every.drop(columns=_EVERY_HIDDEN, errors="ignore")))
     return "\n".join(parts)

@@ -44,6 +44,8 @@ from synergy_dagster.models.normalization import (
 )
 from synergy_dagster.models.predict import predict, warmup_window
 from synergy_dagster.models.training import TrainSpec, Validation, initial_state, training_rmse
+from synergy_dagster.sources.usgs_masks import training_view
+from synergy_dagster.sources.usgs_spec import UsgsSpec
 from synergy_dagster.store import MetadataStore
 
 _TRAINING_SET_FIELDS = (
@@ -325,6 +327,35 @@ def _blocks_split(
     return mask_targets(full, ~held), Validation(val_arrays, skip, norm), label
 
 
+def training_data(layout: Layout, domain: str, usgs: UsgsSpec, train: Period) -> tuple[xr.Dataset, int]:
+    """The domain's sites as its models train from them: the study's ``usgs.train`` rule applied
+    (:func:`~synergy_dagster.sources.usgs_masks.training_view`), and how many target days it left out."""
+    return training_view(xr.load_dataset(layout.sites_nc(domain)), usgs, train)
+
+
+@dataclass(frozen=True)
+class TrainingTensors:
+    """What the models of one training set train on: the arrays (validation targets masked or
+    carved off), the validation data, the validation period in words, and ``data_hash``, the hash
+    of the arrays that each of its ``models`` rows records."""
+
+    arrays: Arrays
+    validation: Validation
+    val_label: str
+    data_hash: str
+
+
+def training_tensors(training_set: TrainingSet, ds: xr.Dataset, dom: DomainTraining) -> TrainingTensors:
+    """The exact training tensors of ``training_set`` (its sites, period and stored normaliser) from
+    ``ds`` (:func:`training_data`) under the domain's training settings ``dom``. Training builds
+    them with this call, so a stored training set rebuilt with it reproduces its models' recorded
+    ``data_hash`` (the leakage audit of the spatial holdouts relies on that)."""
+    arrays, validation, label = validation_split(
+        ds, training_set.norm, training_set.train, list(training_set.site_ids), dom
+    )
+    return TrainingTensors(arrays, validation, label, arrays_hash(arrays))
+
+
 @dataclass
 class _Prepared:
     """One training set made ready: its arrays, validation, recorded config, and which seeds are
@@ -361,11 +392,9 @@ def _prepare(
             f"profile {profile.name!r} trains {domain} on the untransformed target, but training set "
             f"{key} was normalised with a log target: rematerialise {domain}_plan with this profile",
         )
-    arrays, validation, val_label = validation_split(
-        ds, training_set.norm, training_set.train, list(training_set.site_ids), dom
-    )
+    t = training_tensors(training_set, ds, dom)
+    arrays, validation, val_label, data_hash = t.arrays, t.validation, t.val_label, t.data_hash
     n_in = arrays.x.shape[-1] + arrays.c.shape[-1]
-    data_hash = arrays_hash(arrays)
     config_json = reuse_fingerprint(
         profile,
         domain,

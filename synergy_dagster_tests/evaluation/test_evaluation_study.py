@@ -12,14 +12,17 @@ import pandas as pd
 import pytest
 import torch
 
-from synergy_dagster.errors import ConfigError
+from synergy_dagster.config import Period
+from synergy_dagster.errors import ConfigError, InputError
 from synergy_dagster.evaluation.metrics import all_metrics
 from synergy_dagster.evaluation.statistics import median_diff_ci
-from synergy_dagster.evaluation.study import evaluate_domain, predict_test
+from synergy_dagster.evaluation.study import evaluate_domain, predict_evaluations, predict_test
+from synergy_dagster.layout import Layout
 from synergy_dagster.models.lstm import SynergyLSTM
 from synergy_dagster.models.normalization import Normalizer, log_variables, target_transform_of
 from synergy_dagster.models.predict import warmup_window as window_of
 from synergy_dagster.sources.sitedata import make_site_dataset, target_name
+from synergy_dagster.sources.usgs_spec import UsgsSpec
 from synergy_dagster_tests.runconfig import SMALL_STUDY, study_cli, tiny_study_with
 
 TEST = slice(pd.Timestamp("2001-03-01"), pd.Timestamp("2001-04-30"))
@@ -240,6 +243,39 @@ def test_ensembles_share_a_mask_and_give_seed_mean_and_spread_rows() -> None:
     spread = g[g["seed"] == "std"].set_index("site_id")["rmse"]
     per_seed = g[g["seed"].isin(["0", "1"])].pivot(index="site_id", columns="seed", values="rmse")
     np.testing.assert_allclose(spread.loc[per_seed.index], per_seed.std(axis=1, ddof=0), rtol=1e-6)
+
+
+def test_predict_evaluations_is_the_scored_prediction_pass_of_both_assets(tmp_path: Path) -> None:
+    """The one set-up of the ``evaluation`` and ``spatial_evaluation`` assets: the sites file under
+    the study's ``usgs`` rule, the hidden size the models recorded, each model loaded once and run
+    without autograd, scored as :func:`evaluate_domain` scores it."""
+    ds, layout = _ds(), Layout(tmp_path)
+    layout.sites_nc("streamflow").parent.mkdir(parents=True)
+    ds.to_netcdf(layout.sites_nc("streamflow"))
+    norm = Normalizer.fit(ds, TRAIN)
+    states = {"global:CONUS": _states(2, 8, [0, 1]), "local:D": _states(2, 8, [2])}
+    inference: list[bool] = []
+
+    def load(key: str):
+        inference.append(torch.is_inference_mode_enabled())
+        return states[key], norm
+
+    evals = pd.DataFrame(
+        [
+            {"experiment": "pub", "region": "D", "scenario": s, "model_key": k, "eval_site_ids": ("s0", "s2")}
+            for s, k in (("global", "global:CONUS"), ("local", "local:D"))
+        ]
+    )
+    models = pd.DataFrame({"set_key": list(states), "config_json": ['{"hidden": 8}', '{"hidden": 8}']})
+    period = Period(str(TEST.start.date()), str(TEST.stop.date()))
+    got = predict_evaluations(layout, "streamflow", UsgsSpec(), period, 30, evals, models, load)
+    assert inference == [True, True] and got.n_masked == 0
+    assert sorted(got.predictions) == ["global:CONUS", "local:D"]
+    want = evaluate_domain(ds, evals, lambda k: (states[k], norm), hidden=8, test=TEST, warmup=30)
+    pd.testing.assert_frame_equal(got.metrics, want)
+    with pytest.raises(InputError, match="caller expected 4"):  # the recorded hidden size is used
+        wrong = models.assign(config_json='{"hidden": 4}')
+        predict_evaluations(layout, "streamflow", UsgsSpec(), period, 30, evals, wrong, load)
 
 
 # the subject: the statistics block, read from a study file (tiny.yaml with the block added)

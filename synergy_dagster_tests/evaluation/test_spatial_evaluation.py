@@ -12,9 +12,16 @@ from synergy_dagster.evaluation.spatial import (
     gauge_figure,
     gauge_loss,
     pool_folds,
-    pooled_verdicts,
+    row_verdicts,
     spatial_significance,
 )
+
+
+def pooled_verdicts(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
+    """The pooled (All) rows of :func:`row_verdicts`."""
+    judged = row_verdicts(table, alpha, margin)
+    return judged[judged["region"] == "All"]
+
 
 SITES = [f"s{i:02d}" for i in range(12)]
 
@@ -128,3 +135,24 @@ def test_gauge_loss_judges_bias_by_its_size() -> None:
     assert loss.loc[("unified", "pub"), "share_worse"] == 0.0
     with pytest.raises(InputError, match="unknown metric"):
         gauge_loss(temporal.assign(foo=1.0), pool_folds(spatial.assign(foo=1.0)), "foo")
+
+
+def test_pur_pools_are_compared_with_the_unified_model_and_with_each_other() -> None:
+    pools = pd.concat(
+        [
+            _spatial(),
+            _rows("pur", "far", REGION, BASE - 0.4),
+            _rows("pur", "dissimilar", REGION, BASE - 0.3),
+        ]
+    )
+    table = spatial_significance(pool_folds(pools), ["nse"], n_boot=200)
+    pur = pooled_verdicts(table[table["experiment"] == "pur"], alpha=0.05, margin=0.02)
+    assert list(pur["comparison"]) == [
+        "global vs partner",
+        "global vs far",
+        "global vs dissimilar",
+        "far vs dissimilar",
+    ]
+    # a pool absent from the rows (close) is not compared; dissimilar beats far at every site
+    assert pur.set_index("comparison").loc["far vs dissimilar", "winner"] == "dissimilar"
+    assert set(table.loc[table["experiment"] == "pub", "comparison"]) == {"global vs local"}

@@ -14,6 +14,7 @@ import pytest
 
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation import report as R
+from synergy_dagster.evaluation.every_region import every_region_rule, region_status
 from synergy_dagster.evaluation.statistics import SEED_MEAN
 
 _GVL = "global vs local"
@@ -533,7 +534,30 @@ def test_within_margin_bounds_are_inclusive_and_relative_to_b() -> None:
     ],
 )
 def test_region_status(agree: bool, need_sig: bool, p: float, status: str) -> None:
-    assert R._region_status(agree, need_sig, p, 0.05) == status
+    assert region_status(agree, need_sig, p, 0.05) == status
+
+
+@pytest.mark.parametrize(
+    ("statuses", "verdict"),
+    [
+        (["holds"], R.HOLDS),
+        (["holds", "holds", "holds"], R.HOLDS),
+        (["holds", R.INCONCLUSIVE], R.INCONCLUSIVE),
+        ([R.INCONCLUSIVE, R.INCONCLUSIVE], R.INCONCLUSIVE),
+        (["holds", "fails"], R.NOT_HOLDS),
+        (["fails", R.INCONCLUSIVE], R.NOT_HOLDS),  # one reversal refutes, whatever the rest
+        (["fails"], R.NOT_HOLDS),
+    ],
+)
+def test_every_region_rule(statuses: list[str], verdict: str) -> None:
+    assert every_region_rule(statuses) == verdict
+
+
+def test_every_region_rule_refuses_no_region_and_unknown_status() -> None:
+    with pytest.raises(InputError, match="no region"):
+        every_region_rule([])
+    with pytest.raises(InputError, match="unknown region status"):
+        every_region_rule(["holds", "maybe"])
 
 
 def test_region_rows_table() -> None:

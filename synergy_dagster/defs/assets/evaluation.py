@@ -3,13 +3,11 @@ figures, a summary report and the reproduction report (the paper's claims agains
 both domains."""
 
 import errno
-import json
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-import torch
 import xarray as xr
 
 from synergy_dagster.config import DOMAINS
@@ -28,23 +26,24 @@ from synergy_dagster.evaluation.figures import (
 from synergy_dagster.evaluation.predictions import TAG_COLUMNS, predictions_dataset, write_predictions
 from synergy_dagster.evaluation.report import build_report, run_setup
 from synergy_dagster.evaluation.significance import significance_for
-from synergy_dagster.evaluation.spatial import is_spatial
+from synergy_dagster.evaluation.spatial import SpatialResults, is_spatial
 from synergy_dagster.evaluation.statistics import (
     SEED_MEAN,
     judged_rows,
     judged_seed_label,
 )
-from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, evaluate_domain, predict_models
+from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, predict_evaluations
 from synergy_dagster.evaluation.summary import markdown_table, study_summary
 from synergy_dagster.evaluation.water_years import POOLED, skill_per_water_year, water_year_figure
 from synergy_dagster.io_utils import StagedOutputs, atomic_write_text, staged_outputs
 from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.fit import load_plan
-from synergy_dagster.sources.usgs_masks import evaluation_view
 
 GROUP = "evaluation"
 MODEL_KEYS = [dg.AssetKey(f"{d}_model") for d in DOMAINS]
+# By key: defs/assets/spatial.py imports this module (its asset follows `evaluation`).
+SPATIAL_EVALUATION = dg.AssetKey("spatial_evaluation")
 # The paper's test metrics per domain; the tables carry every metric, these lead the summary.
 PAPER_METRICS = {d: list(r.paper_metrics) for d, r in DOMAIN_RECORDS.items()}
 
@@ -150,22 +149,20 @@ def evaluation(
             if missing:
                 raise dg.Failure(missing_message(domain, missing, budget))
 
-            load_model = model_loader(models, layout, domain)
-
             periods = study.spec.periods(domain)
-            ds, n_masked = evaluation_view(
-                xr.load_dataset(layout.sites_nc(domain)), study.domain(domain).usgs, periods.test
+            warmup = profile.for_domain(domain).warmup
+            ds, n_masked, preds, frame = predict_evaluations(
+                layout,
+                domain,
+                study.domain(domain).usgs,
+                periods.test,
+                warmup,
+                evaluations,
+                models,
+                model_loader(models, layout, domain),
+                device,
             )
             meta[f"{domain}/not_approved_days_masked"] = n_masked
-            hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
-            warmup = profile.for_domain(domain).warmup
-            with torch.inference_mode():
-                preds = predict_models(
-                    ds, evaluations, load_model, hidden, periods.test.slice, warmup, device
-                )
-            frame = evaluate_domain(
-                ds, evaluations, load_model, hidden, periods.test.slice, warmup, predictions=preds
-            )
             # The scored series, kept: one file per domain, built from the same predictions.
             cube = predictions_dataset(
                 ds,
@@ -349,13 +346,30 @@ def _seed_spread_figures(
     return meta
 
 
+def _spatial_results(study: StudyResource, budget: str) -> SpatialResults | None:
+    """The spatial holdouts' stored verdicts and gauge-loss table for the summary and the report,
+    on the rows the study's seed aggregation judges; None when the study sets no holdout (both
+    texts are then exactly as without the feature). Tables missing, or of another budget, give
+    empty results (the section then says so) rather than an earlier run's numbers."""
+    if not study.spec.spatial.enabled:
+        return None
+    layout = study.layout
+    names = ("verdicts", "every_region", "gauge_loss")
+    tables = [pd.read_parquet(p) for p in map(layout.spatial_table, names) if p.exists()]
+    if len(tables) < len(names) or set(tables[0]["budget"].astype(str)) != {budget}:
+        tables = [pd.DataFrame(columns=["seed"]) for _ in names]
+    verdicts, every, loss = tables
+    return SpatialResults.judged(verdicts, every, loss, study.spec.statistics.seed_aggregation)
+
+
 @dg.asset(
     group_name=GROUP,
-    deps=[significance, figures],
+    deps=[significance, figures, SPATIAL_EVALUATION],
     kinds={"python"},
     description=(
         "Headline numbers in Markdown: medians per scenario, p-values and the share of sites improved, "
-        "both domains; evaluation/summary.md."
+        "both domains, and, where the study sets spatial holdouts, the skill lost without a gauge and "
+        "their verdicts; evaluation/summary.md."
     ),
 )
 def summary(context: dg.AssetExecutionContext, study: StudyResource) -> dg.MaterializeResult:
@@ -365,8 +379,13 @@ def summary(context: dg.AssetExecutionContext, study: StudyResource) -> dg.Mater
     table = pd.read_parquet(layout.significance())
     judged = judged_rows(metrics, stats.seed_aggregation, list(METRIC_NAMES))
     label = judged_seed_label(table["seed"], stats.seed_aggregation)
-    text = study_summary(judged, table[table["seed"].astype(str) == label], alpha=stats.alpha)
     budget = str(metrics["budget"].iloc[0])
+    text = study_summary(
+        judged,
+        table[table["seed"].astype(str) == label],
+        alpha=stats.alpha,
+        spatial=_spatial_results(study, budget),
+    )
     head, _, rest = text.partition("\n")
     text = (
         f"{head}\n\nTraining budget: **{budget}** (see the learning curves under evaluation/figures). "
@@ -387,14 +406,15 @@ def summary(context: dg.AssetExecutionContext, study: StudyResource) -> dg.Mater
 
 @dg.asset(
     group_name=GROUP,
-    deps=[significance, summary],
+    deps=[significance, summary, SPATIAL_EVALUATION],
     pool="duckdb",
     kinds={"python"},
     description=(
         "The paper's headline claims (global vs local RMSE/correlation/NSE and shares of sites, Table 2 per "
         "region, the direction of each similarity comparison of Tables 3-5) next to this run's numbers, with "
         "what differs in the data (sites, forcing, periods, inputs), profile, budget, seeds and code version, "
-        "and a verdict per claim: holds / does not hold / not testable here. evaluation/reproduction_report.md "
+        "and a verdict per claim: holds / does not hold / not testable here; where the study sets spatial "
+        "holdouts, their results beyond the paper (no claim of the paper). evaluation/reproduction_report.md "
         "and reproduction_verdicts.parquet."
     ),
 )
@@ -432,6 +452,7 @@ def reproduction_report(
         alpha=stats.alpha,
         aggregation=stats.seed_aggregation,
         margin=stats.equivalence_margin,
+        spatial=_spatial_results(study, budget),
     )
     with staged_outputs() as out:  # the report and its verdicts table change together
         out.write_text(layout.reproduction_report(), report.markdown)

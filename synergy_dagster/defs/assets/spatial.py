@@ -4,31 +4,28 @@ predict the sites they never saw; per-site metrics, paired tests, the gauge-loss
 The science is :mod:`synergy_dagster.evaluation.spatial`; this asset loads the plan's spatial
 evaluations and the models, scores them and stores the results."""
 
-import json
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-import torch
-import xarray as xr
 
 from synergy_dagster.defs.assets.evaluation import PAPER_METRICS, evaluation
 from synergy_dagster.defs.assets.trained import missing_message, model_loader, trained_models
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 from synergy_dagster.evaluation.spatial import (
+    every_region_verdicts,
     gauge_figure,
     is_spatial,
     judge_domain,
     pool_folds,
-    pooled_verdicts,
+    row_verdicts,
 )
-from synergy_dagster.evaluation.study import METRIC_NAMES, evaluate_domain
+from synergy_dagster.evaluation.study import METRIC_NAMES, predict_evaluations
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.fit import load_plan
-from synergy_dagster.sources.usgs_masks import evaluation_view
 
 
 @dg.asset(
@@ -39,7 +36,8 @@ from synergy_dagster.sources.usgs_masks import evaluation_view
     description=(
         "Spatial holdouts (study file `spatial`): the PUB and PUR models predict, on the test period, the "
         "sites they never trained on; per-site metrics (table spatial_site_metrics, with the PUB fold), "
-        "Wilcoxon tests per region and pooled (spatial_significance), and the skill each model kind loses "
+        "Wilcoxon tests per region and pooled (spatial_significance) with a verdict per row and one in "
+        "every region (verdicts.parquet, every_region.parquet), and the skill each model kind loses "
         "when the gauge is taken away, temporal vs PUB vs PUR on the same sites (spatial_gauge_loss, "
         "evaluation/spatial/ and a figure per domain). Skipped when the study asks for no holdout."
     ),
@@ -71,22 +69,17 @@ def spatial_evaluation(
         missing = sorted(set(evaluations["model_key"]) - set(models["set_key"]))
         if missing:
             raise dg.Failure(missing_message(domain, missing, budget))
-        hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
-        periods = study.spec.periods(domain)
-        ds, _ = evaluation_view(
-            xr.load_dataset(layout.sites_nc(domain)), study.domain(domain).usgs, periods.test
-        )
-        warmup = profile.for_domain(domain).warmup
-        with torch.inference_mode():
-            frame = evaluate_domain(
-                ds,
-                evaluations,
-                model_loader(models, layout, domain),
-                hidden,
-                periods.test.slice,
-                warmup,
-                device,
-            )
+        frame = predict_evaluations(
+            layout,
+            domain,
+            study.domain(domain).usgs,
+            study.spec.periods(domain).test,
+            profile.for_domain(domain).warmup,
+            evaluations,
+            models,
+            model_loader(models, layout, domain),
+            device,
+        ).metrics
         frame = pool_folds(frame.assign(budget=budget))
         frames.append(frame)
         names = PAPER_METRICS[domain]
@@ -110,15 +103,21 @@ def spatial_evaluation(
             figures[domain], alt=f"{domain} skill with and without a gauge"
         )
         context.log.info(f"{domain}: {frame['site_id'].nunique()} held-out sites scored")
+    out_dir = layout.spatial_dir()
     if not frames:
+        # no holdout formed: the tables of an earlier run go, so the summary does not show them
+        with staged_outputs() as out:
+            for stale in sorted({*out_dir.glob("*.parquet"), *out_dir.glob("gauge_skill_*.png")}):
+                out.remove(stale)
         return dg.MaterializeResult(metadata={**meta, "skipped": "no domain has a spatial holdout"})
     metrics = pd.concat(frames, ignore_index=True)
     loss = pd.concat(losses, ignore_index=True)
     table = pd.concat(tests, ignore_index=True).assign(budget=budget, method=stats.wilcoxon_method)
-    verdicts = pooled_verdicts(table, stats.alpha, stats.equivalence_margin)
+    verdicts = row_verdicts(table, stats.alpha, stats.equivalence_margin)
+    every = every_region_verdicts(verdicts, stats.alpha)
     meta["verdicts"] = dg.MetadataValue.md(
         markdown_table(
-            verdicts[
+            verdicts[verdicts["region"] == "All"][
                 [
                     "domain",
                     "experiment",
@@ -134,7 +133,7 @@ def spatial_evaluation(
             ]
         )
     )
-    out_dir = layout.spatial_dir()
+    meta["every_region"] = dg.MetadataValue.md(markdown_table(every))
     db = store.store()
     writes = []
     for domain in sorted(metrics["domain"].unique()):
@@ -146,10 +145,11 @@ def spatial_evaluation(
         ]
     # All or nothing: the three tables, their Parquet copies and the figures change together.
     with staged_outputs() as out:
-        metrics.to_parquet(out.path(out_dir / "site_metrics.parquet"), index=False)
-        loss.to_parquet(out.path(out_dir / "gauge_loss.parquet"), index=False)
-        table.to_parquet(out.path(out_dir / "significance.parquet"), index=False)
-        verdicts.to_parquet(out.path(out_dir / "verdicts.parquet"), index=False)
+        metrics.to_parquet(out.path(layout.spatial_table("site_metrics")), index=False)
+        loss.to_parquet(out.path(layout.spatial_table("gauge_loss")), index=False)
+        table.to_parquet(out.path(layout.spatial_table("significance")), index=False)
+        verdicts.to_parquet(out.path(layout.spatial_table("verdicts")), index=False)
+        every.to_parquet(out.path(layout.spatial_table("every_region")), index=False)
         for domain, png in figures.items():
             out.write_bytes(out_dir / f"gauge_skill_{domain}.png", png)
         out.transaction(db.transaction(writes), db.path)

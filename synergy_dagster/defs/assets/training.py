@@ -37,9 +37,9 @@ from synergy_dagster.models.fit import (
     check_models,
     fit_sets,
     normalizer_options,
+    training_data,
 )
 from synergy_dagster.models.normalization import Normalizer
-from synergy_dagster.sources.usgs_masks import training_view
 
 # backfill_policy is "beta" in Dagster 1.13; bank runs rely on it on purpose (said once, not per asset).
 warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy`", category=dg.BetaWarning)
@@ -253,8 +253,9 @@ def build_model_asset(domain: str, training_set_asset: dg.AssetsDefinition) -> d
         budget = profile.budget
         threads = configure_threads(compute.torch_threads, profile.hidden)
         device = pick_device(compute.device)
-        ds = xr.load_dataset(layout.sites_nc(domain))
-        ds, n_masked = training_view(ds, study.domain(domain).usgs, study.spec.periods(domain).train)
+        ds, n_masked = training_data(
+            layout, domain, study.domain(domain).usgs, study.spec.periods(domain).train
+        )
         if n_masked:
             context.log.info(f"{domain}: {n_masked} estimated/qualified target days left out of training")
         keys = context.partition_keys
