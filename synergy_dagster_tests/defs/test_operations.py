@@ -980,7 +980,10 @@ def test_parallel_runs_of_duckdb_writers_lose_nothing(tmp_path: Path) -> None:
 @pytest.mark.slow  # several Dagster runs in parallel processes on a PostgreSQL instance (~15 s)
 def test_on_a_postgres_instance_the_duckdb_pool_is_strict(tmp_path: Path) -> None:
     """The same three runs on deploy/postgres/dagster.yaml (a fresh database of the test server):
-    no row lost, and no two DuckDB steps ever overlap, across runs (the slot claim is a row lock)."""
+    no row lost, and the pool serialises the DuckDB steps across runs. Not strictly: dagster-postgres
+    claims a slot with SELECT ... FOR UPDATE on an AUTOCOMMIT connection, so the lock ends before the
+    UPDATE and two claims in one instant can share the slot (docs/operations.md). At most one of the
+    5 successive pairs may overlap; without the pool most of them do."""
     from synergy_dagster_tests.services import dagster_pg_env, fresh_database, require_env, require_module
 
     dsn = require_env("SYNERGY_TEST_PG_DSN")
@@ -989,7 +992,7 @@ def test_on_a_postgres_instance_the_duckdb_pool_is_strict(tmp_path: Path) -> Non
         spans = _parallel_writer_spans(
             tmp_path, ROOT / "deploy" / "postgres" / "dagster.yaml", dagster_pg_env(dsn, db)
         )
-    assert _overlaps(spans) == 0, spans
+    assert _overlaps(spans) <= 1, spans
 
 
 # ---------------------------------------------------------------- scale-out configuration
