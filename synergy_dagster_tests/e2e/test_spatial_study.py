@@ -33,7 +33,13 @@ from synergy_dagster_tests.runconfig import SMALL_STUDY, TINY_STUDY, study_cli
 
 pytestmark = pytest.mark.e2e
 
-SPATIAL = (*SMALL_STUDY, "thresholds.min_sites_subregion=15", "spatial.pub_folds=2", "spatial.pur=true")
+SPATIAL = (
+    *SMALL_STUDY,
+    "thresholds.min_sites_subregion=15",
+    "spatial.pub_folds=2",
+    "spatial.pur=true",
+    "spatial.pur_pools=[far,dissimilar]",
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,16 +126,27 @@ def test_each_site_scored_once_per_scenario_and_tables(study: Path) -> None:
     metrics = con.execute("SELECT * FROM spatial_site_metrics WHERE seed = 'mean'").df()
     assert not metrics.duplicated(["domain", "experiment", "scenario", "site_id"]).any()
     counts = metrics.groupby(["experiment", "scenario"])["site_id"].nunique()
-    assert counts.loc["pub"].nunique() == 1 and counts.loc["pur"].nunique() == 1
+    assert counts.loc["pub"].nunique() == 1
+    # every site of the PUR regions once per scenario; the far pool only where a region has one
+    pur = counts.loc["pur"]
+    assert pur[["global", "partner", "dissimilar"]].nunique() == 1 and 0 < pur["far"] <= pur["global"]
     loss = con.execute("SELECT * FROM spatial_gauge_loss").df()
     assert set(loss["setting"]) == {"temporal", "pub", "pur"}
     assert con.execute("SELECT count(*) FROM spatial_significance").fetchone()[0] > 0
     assert (study / "evaluation" / "spatial" / "gauge_skill_soil_moisture.png").stat().st_size > 1000
     verdicts = pd.read_parquet(study / "evaluation" / "spatial" / "verdicts.parquet")
-    assert set(verdicts["comparison"]) == {"global vs local", "global vs partner"}
+    # the pools' models are trained, scored and compared (far: only where a region has one)
+    assert {"global vs local", "global vs partner", "global vs dissimilar"} <= set(verdicts["comparison"])
+    assert set(verdicts["comparison"]) <= {
+        "global vs local",
+        "global vs partner",
+        "global vs far",
+        "global vs dissimilar",
+        "far vs dissimilar",
+    }
     assert verdicts["verdict"].isin(["difference", "equivalent", "inconclusive"]).all()
     decided = verdicts["verdict"] == "difference"
-    assert verdicts.loc[decided, "winner"].isin(["global", "local", "partner"]).all()
+    assert verdicts.loc[decided, "winner"].isin(["global", "local", "partner", "far", "dissimilar"]).all()
     assert (
         verdicts.loc[~decided, "winner"]
         == verdicts.loc[~decided, "verdict"].map({"equivalent": "tie", "inconclusive": "none"})
