@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,8 @@ def test_each_site_scored_once_per_scenario_and_tables(study: Path) -> None:
         "far vs dissimilar",
     }
     assert verdicts["verdict"].isin(["difference", "equivalent", "inconclusive"]).all()
+    every = pd.read_parquet(study / "evaluation" / "spatial" / "every_region.parquet")
+    assert len(every) and set(every["budget"]) == set(verdicts["budget"]) == {"equal_updates"}
     decided = verdicts["verdict"] == "difference"
     assert verdicts.loc[decided, "winner"].isin(["global", "local", "partner", "far", "dissimilar"]).all()
     assert (
@@ -174,3 +177,29 @@ def test_spatial_sets_fit_their_normaliser_without_the_held_out_sites(study: Pat
         kinds[spatial] += 1
         assert (stored["normalizer"] == shared) is not spatial, row["key"]
     assert kinds[True] and kinds[False]
+
+
+def test_turning_the_holdouts_off_clears_their_results(study: Path, tmp_path: Path) -> None:
+    """The same study rerun (on a copy) without ``spatial:``: the spatial tables, figures and
+    DuckDB rows of the earlier run go, and the summary has no spatial section, so nothing shows
+    results the study as configured now does not produce."""
+    data = tmp_path / "data"
+    shutil.copytree(study, data)
+    env = {k: v for k, v in os.environ.items() if k not in ("SYNERGY_REAL_DATA", "DAGSTER_HOME")}
+    temporal_only = (*SMALL_STUDY, "thresholds.min_sites_subregion=15")
+    proc = subprocess.run(
+        [sys.executable, "-m", "synergy_dagster.cli", *study_cli(data, *temporal_only)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    spatial_dir = data / "evaluation" / "spatial"
+    assert not [*spatial_dir.glob("*.parquet"), *spatial_dir.glob("*.png")]
+    con = duckdb.connect(str(Layout(data).database()), read_only=True)
+    for table in ("spatial_site_metrics", "spatial_gauge_loss", "spatial_significance"):
+        assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+    con.close()
+    assert "no gauge" not in (data / "evaluation" / "summary.md").read_text()

@@ -24,6 +24,7 @@ from synergy_dagster.evaluation.spatial import (
 from synergy_dagster.evaluation.study import METRIC_NAMES, predict_evaluations
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
+from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.fit import load_plan
 
@@ -39,7 +40,8 @@ from synergy_dagster.models.fit import load_plan
         "Wilcoxon tests per region and pooled (spatial_significance) with a verdict per row and one in "
         "every region (verdicts.parquet, every_region.parquet), and the skill each model kind loses "
         "when the gauge is taken away, temporal vs PUB vs PUR on the same sites (spatial_gauge_loss, "
-        "evaluation/spatial/ and a figure per domain). Skipped when the study asks for no holdout."
+        "evaluation/spatial/ and a figure per domain). Without a holdout it removes an earlier run's "
+        "spatial files and this budget's rows, so only what the study now produces is stored."
     ),
 )
 def spatial_evaluation(
@@ -48,11 +50,12 @@ def spatial_evaluation(
     store: MetadataStoreResource,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    if not study.spec.spatial.enabled:
-        return dg.MaterializeResult(metadata={"skipped": "the study sets no spatial holdout (spatial:)"})
     layout = study.layout
     profile = study.spec.training_profile()
     budget = profile.budget.mode
+    if not study.spec.spatial.enabled:
+        _clear(layout, store, study.domains(), budget)
+        return dg.MaterializeResult(metadata={"skipped": "the study sets no spatial holdout (spatial:)"})
     configure_threads(compute.torch_threads, profile.hidden)
     device = pick_device(compute.device)
     stats = study.spec.statistics
@@ -105,16 +108,13 @@ def spatial_evaluation(
         context.log.info(f"{domain}: {frame['site_id'].nunique()} held-out sites scored")
     out_dir = layout.spatial_dir()
     if not frames:
-        # no holdout formed: the tables of an earlier run go, so the summary does not show them
-        with staged_outputs() as out:
-            for stale in sorted({*out_dir.glob("*.parquet"), *out_dir.glob("gauge_skill_*.png")}):
-                out.remove(stale)
+        _clear(layout, store, study.domains(), budget)
         return dg.MaterializeResult(metadata={**meta, "skipped": "no domain has a spatial holdout"})
     metrics = pd.concat(frames, ignore_index=True)
     loss = pd.concat(losses, ignore_index=True)
     table = pd.concat(tests, ignore_index=True).assign(budget=budget, method=stats.wilcoxon_method)
     verdicts = row_verdicts(table, stats.alpha, stats.equivalence_margin)
-    every = every_region_verdicts(verdicts, stats.alpha)
+    every = every_region_verdicts(verdicts, stats.alpha).assign(budget=budget)
     meta["verdicts"] = dg.MetadataValue.md(
         markdown_table(
             verdicts[verdicts["region"] == "All"][
@@ -135,16 +135,14 @@ def spatial_evaluation(
     )
     meta["every_region"] = dg.MetadataValue.md(markdown_table(every))
     db = store.store()
-    writes = []
-    for domain in sorted(metrics["domain"].unique()):
-        where = {"domain": domain, "budget": budget}
-        writes += [
-            ("spatial_site_metrics", metrics[metrics["domain"] == domain], where),
-            ("spatial_gauge_loss", loss[loss["domain"] == domain], where),
-            ("spatial_significance", table[table["domain"] == domain], where),
-        ]
+    # every domain of the run, so that a domain without a holdout this time loses its earlier rows
+    writes = _writes(study.domains(), budget, metrics, loss, table)
     # All or nothing: the three tables, their Parquet copies and the figures change together.
     with staged_outputs() as out:
+        for stale in set(out_dir.glob("gauge_skill_*.png")) - {
+            out_dir / f"gauge_skill_{d}.png" for d in figures
+        }:
+            out.remove(stale)
         metrics.to_parquet(out.path(layout.spatial_table("site_metrics")), index=False)
         loss.to_parquet(out.path(layout.spatial_table("gauge_loss")), index=False)
         table.to_parquet(out.path(layout.spatial_table("significance")), index=False)
@@ -156,3 +154,32 @@ def spatial_evaluation(
     return dg.MaterializeResult(
         metadata={**meta, "n_rows": len(metrics), "path": dg.MetadataValue.path(str(out_dir))}
     )
+
+
+_TABLES = ("spatial_site_metrics", "spatial_gauge_loss", "spatial_significance")
+
+
+def _writes(
+    domains: list[str], budget: str, *frames: pd.DataFrame
+) -> list[tuple[str, pd.DataFrame, dict[str, str]]]:
+    """The DuckDB writes of the three spatial tables (``frames`` in :data:`_TABLES` order), one per
+    table and domain of the run: a domain's rows of ``budget`` are replaced by its rows in the
+    frame, none if it has none."""
+    writes = []
+    for domain in domains:
+        where = {"domain": domain, "budget": budget}
+        writes += [(name, f[f["domain"] == domain], where) for name, f in zip(_TABLES, frames, strict=True)]
+    return writes
+
+
+def _clear(layout: Layout, store: MetadataStoreResource, domains: list[str], budget: str) -> None:
+    """No holdout this time (none asked for, or none formed): the tables, figures and DuckDB rows of
+    an earlier run go, together, so that neither the summary nor a query shows results the study as
+    configured now does not produce."""
+    out_dir = layout.spatial_dir()
+    empty = pd.DataFrame({"domain": pd.Series(dtype=str)})
+    db = store.store()
+    with staged_outputs() as out:
+        for stale in sorted({*out_dir.glob("*.parquet"), *out_dir.glob("gauge_skill_*.png")}):
+            out.remove(stale)
+        out.transaction(db.transaction(_writes(domains, budget, empty, empty, empty)), db.path)
