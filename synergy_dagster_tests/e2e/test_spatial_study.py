@@ -43,20 +43,25 @@ SPATIAL = (
 )
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("spatial")
+def run_study(data: Path, *overrides: str) -> None:
+    """The CLI study on the virtual CONUS in ``data`` (run from its parent folder)."""
     env = {k: v for k, v in os.environ.items() if k not in ("SYNERGY_REAL_DATA", "DAGSTER_HOME")}
     proc = subprocess.run(
-        [sys.executable, "-m", "synergy_dagster.cli", *study_cli(work / "data", *SPATIAL)],
+        [sys.executable, "-m", "synergy_dagster.cli", *study_cli(data, *overrides)],
         env=env,
-        cwd=work,
+        cwd=data.parent,
         capture_output=True,
         text=True,
         timeout=1200,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return work / "data"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("spatial") / "data"
+    run_study(data, *SPATIAL)
+    return data
 
 
 def test_no_held_out_site_in_its_models_training_data(study: Path) -> None:
@@ -185,17 +190,7 @@ def test_turning_the_holdouts_off_clears_their_results(study: Path, tmp_path: Pa
     results the study as configured now does not produce."""
     data = tmp_path / "data"
     shutil.copytree(study, data)
-    env = {k: v for k, v in os.environ.items() if k not in ("SYNERGY_REAL_DATA", "DAGSTER_HOME")}
-    temporal_only = (*SMALL_STUDY, "thresholds.min_sites_subregion=15")
-    proc = subprocess.run(
-        [sys.executable, "-m", "synergy_dagster.cli", *study_cli(data, *temporal_only)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    run_study(data, *SMALL_STUDY, "thresholds.min_sites_subregion=15")
     spatial_dir = data / "evaluation" / "spatial"
     assert not [*spatial_dir.glob("*.parquet"), *spatial_dir.glob("*.png")]
     con = duckdb.connect(str(Layout(data).database()), read_only=True)
