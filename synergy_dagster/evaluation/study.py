@@ -1,7 +1,7 @@
 """Run the evaluation of one domain: test-period predictions of every planned model on the sites
 it is judged on, and per-site metrics on a common mask, per seed and for the seed mean.
 
-Free of Dagster; the ``evaluation`` and ``spatial_evaluation`` assets call
+Free of Dagster; the ``evaluation``, ``spatial_evaluation`` and ``synergy_curves`` assets call
 :func:`predict_evaluations` (one prediction pass with :func:`predict_models`, scored with
 :func:`evaluate_domain`); the first keeps the predictions as its file (:mod:`.predictions`).
 """

@@ -178,3 +178,26 @@ def test_a_bad_environment_value_fails_when_the_resource_is_built(monkeypatch: p
     monkeypatch.setenv("SYNERGY_MAX_CONCURRENT", "two")
     with pytest.raises(ConfigError, match="SYNERGY_MAX_CONCURRENT: expected an integer, got 'two'"):
         executor_from_env("multiprocess")
+
+
+def test_scoring_planned_models_that_were_never_trained_names_them_and_the_command(tmp_path: Path) -> None:
+    """The shared set-up of the evaluation, spatial and synergy-curve assets stops before any
+    prediction when a planned model is not in the store under the study's budget."""
+    import pandas as pd
+
+    from synergy_dagster.defs.assets.trained import predict_planned
+    from synergy_dagster.defs.resources import MetadataStoreResource, StudyResource
+
+    study = StudyResource(study_file=str(TINY_STUDY), data_dir=str(tmp_path / "data"), overrides=[])
+    store = MetadataStoreResource(path=str(tmp_path / "synergy.duckdb"))
+    rows = pd.DataFrame({"model_key": ["local:B", "global:CONUS", "local:B"]})
+    budget = study.spec.training_profile().budget.mode
+    with pytest.raises(dg.Failure) as failed:
+        predict_planned(study, store, "streamflow", rows, None, what="synergy-curve model")
+    text = str(failed.value.description)
+    assert f"2 streamflow synergy-curve model partition(s) were never trained under the {budget!r}" in text
+    assert (
+        "['global:CONUS', 'local:B']" in text
+        and "make study" in text
+        and "--partition 'global:CONUS'" in text
+    )

@@ -246,7 +246,7 @@ def test_ensembles_share_a_mask_and_give_seed_mean_and_spread_rows() -> None:
 
 
 def test_predict_evaluations_is_the_scored_prediction_pass_of_both_assets(tmp_path: Path) -> None:
-    """The one set-up of the ``evaluation`` and ``spatial_evaluation`` assets: the sites file under
+    """The one set-up of the evaluation, spatial and synergy-curve assets: the sites file under
     the study's ``usgs`` rule, the hidden size the models recorded, each model loaded once and run
     without autograd, scored as :func:`evaluate_domain` scores it."""
     ds, layout = _ds(), Layout(tmp_path)

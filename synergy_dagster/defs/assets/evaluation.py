@@ -11,7 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from synergy_dagster.config import DOMAINS
-from synergy_dagster.defs.assets.trained import missing_message, model_loader, trained_models
+from synergy_dagster.defs.assets.trained import predict_planned
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 from synergy_dagster.domains import DOMAIN_RECORDS
@@ -32,7 +32,7 @@ from synergy_dagster.evaluation.statistics import (
     judged_rows,
     judged_seed_label,
 )
-from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES, predict_evaluations
+from synergy_dagster.evaluation.study import COMPARISONS, METRIC_NAMES
 from synergy_dagster.evaluation.summary import markdown_table, study_summary
 from synergy_dagster.evaluation.water_years import POOLED, skill_per_water_year, water_year_figure
 from synergy_dagster.io_utils import StagedOutputs, atomic_write_text, staged_outputs
@@ -142,26 +142,9 @@ def evaluation(
             plan = load_plan(layout, domain)
             # the spatial holdouts are scored by the spatial_evaluation asset
             evaluations = plan.evaluations[~is_spatial(plan.evaluations)]
-            models = trained_models(store, domain, budget)
-            needed = sorted(set(evaluations["model_key"]))
-            have = set(models["set_key"])
-            missing = [k for k in needed if k not in have]
-            if missing:
-                raise dg.Failure(missing_message(domain, missing, budget))
-
             periods = study.spec.periods(domain)
             warmup = profile.for_domain(domain).warmup
-            ds, n_masked, preds, frame = predict_evaluations(
-                layout,
-                domain,
-                study.domain(domain).usgs,
-                periods.test,
-                warmup,
-                evaluations,
-                models,
-                model_loader(models, layout, domain),
-                device,
-            )
+            ds, n_masked, preds, frame = predict_planned(study, store, domain, evaluations, device)
             meta[f"{domain}/not_approved_days_masked"] = n_masked
             # The scored series, kept: one file per domain, built from the same predictions.
             cube = predictions_dataset(

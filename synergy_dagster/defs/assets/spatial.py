@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from synergy_dagster.defs.assets.evaluation import PAPER_METRICS, evaluation
-from synergy_dagster.defs.assets.trained import missing_message, model_loader, trained_models
+from synergy_dagster.defs.assets.trained import predict_planned
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 from synergy_dagster.evaluation.spatial import (
@@ -21,7 +21,7 @@ from synergy_dagster.evaluation.spatial import (
     pool_folds,
     row_verdicts,
 )
-from synergy_dagster.evaluation.study import METRIC_NAMES, predict_evaluations
+from synergy_dagster.evaluation.study import METRIC_NAMES
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.layout import Layout
@@ -68,21 +68,7 @@ def spatial_evaluation(
         if evaluations.empty:
             meta[f"{domain}/skipped"] = "no spatial holdout could be formed (see the plan's excluded)"
             continue
-        models = trained_models(store, domain, budget)
-        missing = sorted(set(evaluations["model_key"]) - set(models["set_key"]))
-        if missing:
-            raise dg.Failure(missing_message(domain, missing, budget))
-        frame = predict_evaluations(
-            layout,
-            domain,
-            study.domain(domain).usgs,
-            study.spec.periods(domain).test,
-            profile.for_domain(domain).warmup,
-            evaluations,
-            models,
-            model_loader(models, layout, domain),
-            device,
-        ).metrics
+        frame = predict_planned(study, store, domain, evaluations, device).metrics
         frame = pool_folds(frame.assign(budget=budget))
         frames.append(frame)
         names = PAPER_METRICS[domain]

@@ -7,27 +7,22 @@ nothing). Per domain: table ``synergy_curves`` and ``synergy_slopes`` rows (one 
 budget), Parquet under ``evaluation/synergy_curves/`` and ``figures/<domain>_synergy_curves.png``,
 all in one staged write with one DuckDB transaction."""
 
-import json
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-import torch
-import xarray as xr
 
 from synergy_dagster.config import AUTO_METRIC, DOMAINS
-from synergy_dagster.defs.assets.trained import missing_message, model_loader, trained_models
+from synergy_dagster.defs.assets.trained import predict_planned
 from synergy_dagster.defs.metadata import png_markdown
 from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
 from synergy_dagster.evaluation.figures import synergy_curves_figure
-from synergy_dagster.evaluation.study import evaluate_domain
 from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.evaluation.synergy import curve_evaluations, curve_points, curve_table, slope_table
 from synergy_dagster.experiments.synergy import curves_of
 from synergy_dagster.io_utils import staged_outputs
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.fit import load_plan
-from synergy_dagster.sources.usgs_masks import evaluation_view
 
 
 @dg.asset(
@@ -82,26 +77,7 @@ def synergy_curves(
             )
             context.log.warning(meta[f"{domain}/skipped"])
             continue
-        models = trained_models(store, domain, budget)
-        missing = sorted(set(evals["model_key"]) - set(models["set_key"]))
-        if missing:
-            raise dg.Failure(missing_message(domain, missing, budget, what="synergy-curve model"))
-
-        load_model = model_loader(models, layout, domain)
-
-        ds = xr.load_dataset(layout.sites_nc(domain))
-        ds = evaluation_view(ds, study.domain(domain).usgs, study.spec.periods(domain).test)[0]
-        hidden = int(models["config_json"].map(lambda s: json.loads(s)["hidden"]).iloc[0])
-        with torch.inference_mode():
-            sites = evaluate_domain(
-                ds,
-                evals,
-                load_model,
-                hidden,
-                study.spec.periods(domain).test.slice,
-                profile.for_domain(domain).warmup,
-                device,
-            )
+        sites = predict_planned(study, store, domain, evals, device, what="synergy-curve model").metrics
         points = curve_points(plan.sets)
         curves = curve_table(points, sites, aggregation=agg).assign(domain=domain, budget=budget)
         slopes = slope_table(
