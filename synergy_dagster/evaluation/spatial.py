@@ -134,12 +134,23 @@ def spatial_significance(
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
+def _a_better(rows: pd.DataFrame) -> np.ndarray:
+    """Whether ``a`` is the better side of each significance row: by the sign of the median paired
+    difference (a - b) and the metric's direction; where that median is exactly 0, by the sign of
+    the rank-biserial ``effect``, the side the signed-rank test found. Both 0: not ``a``."""
+    higher = rows["metric"].map(lambda m: METRICS[m].higher_is_better).to_numpy(bool)
+    diff = rows["median_diff"].to_numpy(float)
+    sign = np.where(diff != 0, np.sign(diff), np.sign(rows["effect"].to_numpy(float)))
+    return np.where(higher, sign > 0, sign < 0)
+
+
 def row_verdicts(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
     """Every row of :func:`spatial_significance` (each region, with its Holm-corrected p, and the
     pooled ``All``) with the three verdicts of the reproduction report (docs/statistics.md):
 
     * ``difference``: ``p_holm`` is below ``alpha``; ``winner`` is the better scenario (by the sign
-      of the median difference and the metric's direction, ``|bias|`` for bias);
+      of the median difference and the metric's direction, ``|bias|`` for bias; a median difference
+      of exactly 0 by the effect's sign, :func:`_a_better`);
     * ``equivalent``: not significant, and the interval of the median paired difference lies within
       +/- ``margin`` x |median of b| (no difference larger than the margin); ``winner`` ``tie``;
     * ``inconclusive``: neither (an underpowered comparison is not a tie); ``winner`` ``none``.
@@ -148,8 +159,7 @@ def row_verdicts(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFra
     (comparison, metric) family, so a region needs the stronger evidence of the family.
     """
     out = table.copy()
-    higher = out["metric"].map(lambda m: METRICS[m].higher_is_better).astype(bool)
-    a_better = (out["median_diff"] > 0) == higher
+    a_better = _a_better(out)
     decided = out["p_holm"] < alpha
     bound = margin * out["median_b"].abs()
     lo, hi = out["ci_low"], out["ci_high"]
@@ -200,8 +210,7 @@ def every_region_verdicts(verdicts: pd.DataFrame, alpha: float) -> pd.DataFrame:
     regions = verdicts[verdicts["region"].astype(str) != ALL].copy()
     if regions.empty:
         return pd.DataFrame(columns=[*keys, *EVERY_REGION_COLUMNS])
-    higher = regions["metric"].map(lambda m: METRICS[m].higher_is_better).astype(bool)
-    a_better = ((regions["median_diff"] > 0) == higher).to_numpy()
+    a_better = _a_better(regions)
     p = regions["p_holm"].to_numpy(float)
     regions["status_a"] = [region_status(bool(x), True, q, alpha) for x, q in zip(a_better, p, strict=True)]
     regions["status_b"] = [region_status(not x, True, q, alpha) for x, q in zip(a_better, p, strict=True)]

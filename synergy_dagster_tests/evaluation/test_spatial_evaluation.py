@@ -9,6 +9,7 @@ import pytest
 
 from synergy_dagster.errors import InputError
 from synergy_dagster.evaluation.spatial import (
+    LOSS_COLUMNS,
     gauge_figure,
     gauge_loss,
     pool_folds,
@@ -156,3 +157,83 @@ def test_pur_pools_are_compared_with_the_unified_model_and_with_each_other() -> 
     # a pool absent from the rows (close) is not compared; dissimilar beats far at every site
     assert pur.set_index("comparison").loc["far vs dissimilar", "winner"] == "dissimilar"
     assert set(table.loc[table["experiment"] == "pub", "comparison"]) == {"global vs local"}
+
+
+def test_gauge_loss_table_exactly_ties_and_the_rows_it_reads() -> None:
+    """The whole table on hand rows: every column named and filled; a site as good without its
+    gauge as with it is not worse (for either direction of metric); the temporal rows are the
+    ``global_vs_local`` rows of the seed label compared, each site once per model kind, a site kept
+    when a metric other than the one judged is missing."""
+    spatial = _spatial()
+    same = (
+        (spatial["experiment"] == "pub") & (spatial["scenario"] == "global") & (spatial["site_id"] == "s00")
+    )
+    spatial.loc[same, ["nse", "rmse"]] = [BASE[0], 1.0 - BASE[0]]
+    noise = pd.concat(
+        [
+            _rows("global_vs_local", "global", REGION, BASE - 0.4).assign(seed="0"),  # another seed
+            _rows("similarity", "global", REGION, BASE - 0.4),  # another experiment
+        ]
+    )
+    temporal = pd.concat([noise, _temporal(), _rows("global_vs_local", "global", REGION, BASE - 0.4)])
+    temporal.loc[temporal.index == 0, "region"] = "All"  # the repeated site rows differ elsewhere
+    temporal = temporal.reset_index(drop=True)
+    temporal.loc[(temporal["site_id"] == "s03") & (temporal["seed"] == "mean"), "rmse"] = np.nan
+    for metric in ("nse", "rmse"):
+        loss = gauge_loss(temporal, pool_folds(spatial), metric)
+        assert list(loss.columns) == list(LOSS_COLUMNS)
+        assert (loss["domain"] == "streamflow").all() and (loss["metric"] == metric).all()
+        by = loss.set_index(["model", "setting"])
+        n_kept = 11 if metric == "rmse" else 12  # s03 has no temporal RMSE
+        assert by.loc[("unified", "temporal"), "n_sites"] == n_kept
+        assert by.loc[("unified", "pub"), "share_worse"] == pytest.approx((n_kept - 1) / n_kept)
+        expected = np.median(BASE) if metric == "nse" else np.median(1.0 - np.delete(BASE, 3))
+        assert by.loc[("unified", "pub"), "median_temporal"] == pytest.approx(expected)
+    empty = gauge_loss(temporal[temporal["experiment"] == "similarity"], pool_folds(spatial), "nse")
+    assert empty.empty and list(empty.columns) == list(LOSS_COLUMNS)
+
+
+def test_gauge_loss_and_pool_folds_name_what_is_wrong() -> None:
+    with pytest.raises(InputError) as temporal:
+        gauge_loss(_temporal().drop(columns=["site_id"]), pool_folds(_spatial()), "nse")
+    assert str(temporal.value) == "temporal site metrics: missing columns ['site_id']"
+    with pytest.raises(InputError) as spatial:
+        gauge_loss(_temporal(), pool_folds(_spatial()).drop(columns=["seed", "nse"]), "nse")
+    assert str(spatial.value) == "spatial site metrics: missing columns ['seed', 'nse']"
+    with pytest.raises(InputError) as unknown:
+        gauge_loss(_temporal().assign(foo=1.0), pool_folds(_spatial()).assign(foo=1.0), "foo")
+    assert str(unknown.value).startswith("gauge loss: unknown metric 'foo'; expected one of ['bias', ")
+    twice = pd.concat([_spatial(), _rows("pub", "global", {s: "f2-A" for s in SITES}, BASE)])
+    with pytest.raises(InputError) as scored:
+        pool_folds(twice)
+    assert str(scored.value) == "spatial metrics: sites scored twice: ['s00', 's01', 's02', 's03', 's04']"
+    assert str(pool_folds(_spatial())["fold"].dtype) == "Int64"
+    pur_only = pool_folds(_spatial().query("experiment == 'pur'"))
+    assert str(pur_only["fold"].dtype) == "Int64" and pur_only["fold"].isna().all()
+
+
+def test_significance_rows_per_seed_label_with_the_settings_given() -> None:
+    """Tests on every seed label but the spread, with the method, bootstrap size and alpha given
+    (the same rows as the statistics module's own table), ``domain`` and ``experiment`` first, a
+    fresh index; metric rows without a fold column, and none at all, are accepted."""
+    from synergy_dagster.evaluation.statistics import significance_table
+
+    rows = _spatial()  # no fold column: not pooled
+    local = (rows["experiment"] == "pub") & (rows["scenario"] == "local")
+    rows.loc[local, "nse"] += np.random.default_rng(3).normal(0.0, 0.1, 12)  # an interval with a width
+    spread = rows.assign(seed="std", nse=0.01, rmse=0.01)
+    table = spatial_significance(pd.concat([rows, spread]), ["nse"], method="exact", n_boot=150, alpha=0.2)
+    assert set(table["seed"]) == {"mean"} and list(table.columns[:2]) == ["domain", "experiment"]
+    assert (table["domain"] == "streamflow").all()
+    assert table.index.equals(pd.RangeIndex(len(table)))
+    pub = rows[rows["experiment"] == "pub"]
+    own = significance_table(
+        pub, [("global vs local", "global", "local")], ["nse"], method="exact", n_boot=150, alpha=0.2
+    )
+    got = (
+        table[table["experiment"] == "pub"]
+        .drop(columns=["domain", "experiment", "seed"])
+        .reset_index(drop=True)
+    )
+    pd.testing.assert_frame_equal(got, own.reset_index(drop=True), check_dtype=False)
+    assert spatial_significance(rows.iloc[0:0], ["nse"]).empty

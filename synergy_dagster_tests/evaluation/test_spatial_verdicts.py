@@ -35,6 +35,7 @@ def _sig(
     seed: str = "mean",
     experiment: str = "pub",
     p_value: float | None = None,
+    effect: float | None = None,
 ) -> dict[str, object]:
     partner = experiment == "pur"
     return {
@@ -50,6 +51,7 @@ def _sig(
         "p_value": p_holm if p_value is None else p_value,
         "p_holm": p_holm,
         "median_diff": diff,
+        "effect": float(np.sign(diff)) * 0.5 if effect is None else effect,
         "ci_low": ci[0],
         "ci_high": ci[1],
         "median_a": 0.5 + diff,
@@ -235,3 +237,55 @@ def test_report_section_beyond_the_paper_changes_no_claim() -> None:
     assert "nothing below is a claim of the paper" in section
     assert "Holm-corrected p < 0.05" in section and "+/- 0.02 x |median of b|" in section
     assert "| mixed | none |" in section and "| unified | pub | corr |" in section
+
+
+def test_verdict_boundaries_the_margin_and_a_zero_median_difference() -> None:
+    """Each rule at its edge: p_holm equal to alpha is not significant; an interval ending exactly
+    on +/- the margin is within it; the margin is margin x |median of b|; a significant row whose
+    median difference is exactly 0 names the side of its effect (the signed-rank test's)."""
+    table = pd.DataFrame(
+        [
+            _sig("A", 0.05, 0.1, WIDE),  # p = alpha: not a difference
+            _sig("B", 0.5, 0.0, (-0.01, 0.01)),  # the interval on the bound 0.02 x 0.5: a tie
+            _sig("C", 0.5, 0.0, (-0.0101, 0.005)),  # just past it below: not a tie
+            _sig("D", 0.5, 0.0, (-0.005, 0.0101)),  # just past it above
+            _sig("E", 0.01, 0.0, effect=0.3),  # median 0, the ranks favour a
+            _sig("F", 0.01, 0.0, effect=-0.3),  # and b
+            _sig("G", 0.01, 0.0, effect=-0.3, metric="rmse"),  # a smaller error: a
+            _sig("H", 0.01, 0.0, effect=0.0),  # no side at all: not a
+        ]
+    ).assign(median_b=[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, -4.0])
+    judged = row_verdicts(table, alpha=0.05, margin=0.02)
+    got = dict(zip(judged["region"], zip(judged["verdict"], judged["winner"], strict=True), strict=True))
+    assert got == {
+        "A": ("inconclusive", "none"),
+        "B": ("equivalent", "tie"),
+        "C": ("inconclusive", "none"),
+        "D": ("inconclusive", "none"),
+        "E": ("difference", "global"),
+        "F": ("difference", "local"),
+        "G": ("difference", "global"),
+        "H": ("difference", "local"),
+    }
+    assert judged["margin"].tolist() == pytest.approx([0.01] * 7 + [0.08])
+    # the every-region rule takes its sides from the same rule
+    every = every_region_verdicts(judged[judged["region"].isin(["E", "G"])], alpha=0.05)
+    assert every[["metric", "every_region", "winner", "difference_a"]].values.tolist() == [
+        ["nse", "difference", "global", 1],
+        ["rmse", "difference", "global", 1],
+    ]
+
+
+def test_every_region_rows_keep_the_order_of_their_groups_and_missing_keys() -> None:
+    """One row per group, in the order the groups first appear (not sorted), and a group whose key
+    holds a missing value (a seed label lost on the way) is still judged, not dropped."""
+    verdicts = _groups(("1", [("A", *A_WINS), ("B", *A_WINS)]), ("0", [("A", *B_WINS), ("B", *B_WINS)]))
+    lost = _groups(("x", [("A", *TIED), ("B", *TIED)])).assign(seed=None)
+    out = every_region_verdicts(pd.concat([verdicts, lost], ignore_index=True), alpha=0.05)
+    assert out["seed"].tolist()[:2] == ["1", "0"] and out["seed"].isna().tolist() == [False, False, True]
+    assert out["every_region"].tolist() == ["difference", "difference", "equivalent"]
+    assert out["winner"].tolist() == ["global", "local", "tie"]
+    assert out.index.tolist() == [0, 1, 2]
+    empty = every_region_verdicts(verdicts[verdicts["region"] == "All"], 0.05)
+    keys = ["domain", "experiment", "comparison", "scenario_a", "scenario_b", "metric", "seed"]
+    assert empty.empty and list(empty.columns) == [*keys, *EVERY_REGION_COLUMNS]
