@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ from synergy_dagster.experiments.synergy import (
 )
 from synergy_dagster.regions.subregions import subregions_of
 from synergy_dagster.study_file import parse_study
-from synergy_dagster_tests.runconfig import SMALL_STUDY, study_cli
+from synergy_dagster_tests.runconfig import SMALL_STUDY, TINY_STUDY, study_cli
 
 # ROI 8.3.5 (6 sites); close pool: rest of 8.3 (22); far: rest of Level I 8 (30); dissimilar: 9.x (40).
 LAYOUT = {"8.3.5": 6, "8.3.4": 12, "8.3.1": 10, "8.1.1": 15, "8.1.2": 15, "9.2.3": 25, "9.4.2": 15}
@@ -275,6 +276,24 @@ def test_the_asset_on_a_tiny_virtual_study(tmp_path: Path, monkeypatch: pytest.M
         assert (data / "evaluation" / "synergy_curves" / f"{name}.parquet").exists()
     png = data / "evaluation" / "figures" / "soil_moisture_synergy_curves.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # the block turned off: the asset alone removes the curves it wrote, files and rows together
+    from synergy_dagster.defs.assets.synergy import synergy_curves
+    from synergy_dagster.defs.resources import ComputeResource, MetadataStoreResource, StudyResource
+
+    off = StudyResource(
+        study_file=str(TINY_STUDY),
+        data_dir=str(data),
+        overrides=[*SMALL_STUDY, "run.domains=[soil_moisture]"],
+    )
+    store = MetadataStoreResource(path=str(data / "synergy.duckdb"))
+    result = dg.materialize(
+        [synergy_curves], resources={"study": off, "store": store, "compute": ComputeResource()}
+    )
+    assert result.success
+    assert not list((data / "evaluation" / "synergy_curves").glob("*.parquet")) and not png.exists()
+    with duckdb.connect(str(data / "synergy.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM synergy_curves").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM synergy_slopes").fetchone()[0] == 0
 
 
 REAL_STUDY = """\

@@ -2,8 +2,9 @@
 pool, and a slope per pool with its bootstrap uncertainty (the science in
 :mod:`synergy_dagster.evaluation.synergy`; the sets in :mod:`synergy_dagster.experiments.synergy`).
 
-Runs only where the study file enables ``synergy_curves`` (else it reports a skip and writes
-nothing). Per domain: table ``synergy_curves`` and ``synergy_slopes`` rows (one set per domain and
+Runs only where the study file enables ``synergy_curves``; otherwise, and for a domain whose plan
+holds no curve sets, it reports a skip and removes an earlier run's curves (files and this
+budget's rows), so only what the study now produces is stored. Per domain: table ``synergy_curves`` and ``synergy_slopes`` rows (one set per domain and
 budget), Parquet under ``evaluation/synergy_curves/`` and ``figures/<domain>_synergy_curves.png``,
 all in one staged write with one DuckDB transaction."""
 
@@ -21,8 +22,12 @@ from synergy_dagster.evaluation.summary import markdown_table
 from synergy_dagster.evaluation.synergy import curve_evaluations, curve_points, curve_table, slope_table
 from synergy_dagster.experiments.synergy import curves_of
 from synergy_dagster.io_utils import staged_outputs
+from synergy_dagster.layout import Layout
 from synergy_dagster.models.device import configure_threads, pick_device
 from synergy_dagster.models.fit import load_plan
+
+# per domain: site metrics, curves, slopes and the figure (PNG)
+Curves = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, bytes]
 
 
 @dg.asset(
@@ -48,17 +53,17 @@ def synergy_curves(
 ) -> dg.MaterializeResult:
     study_file = study.spec
     cfg = curves_of(study_file)
-    if cfg is None:
-        return dg.MaterializeResult(metadata={"skipped": "the study file does not enable synergy_curves"})
     layout = study.layout
     profile = study_file.training_profile()
+    budget = profile.budget.mode
+    if cfg is None:
+        _store(layout, store, budget, study.domains(), {})
+        return dg.MaterializeResult(metadata={"skipped": "the study file does not enable synergy_curves"})
     stats = study_file.statistics
     agg = stats.seed_aggregation
-    budget = profile.budget.mode
     configure_threads(compute.torch_threads, profile.hidden)
     device = pick_device(compute.device)
-    db = store.store()
-    results: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, bytes]] = {}
+    results: dict[str, Curves] = {}
     meta: dict[str, Any] = {
         "budget": budget,
         "draws": cfg.draws,
@@ -103,18 +108,43 @@ def synergy_curves(
         meta[f"{domain}/figure"] = png_markdown(png, f"{domain} synergy curves")
         meta[f"{domain}/n_points"] = int(curves[["region", "pool", "point", "k"]].drop_duplicates().shape[0])
         context.log.info(f"{domain}: {points['region'].nunique()} ROIs, {len(points)} curve sets scored")
-    if not results:
-        return dg.MaterializeResult(metadata=meta)
-    writes = []
-    # All or nothing: every domain's Parquet, PNG and DuckDB rows change together.
-    with staged_outputs() as out:
-        for domain, (sites, curves, slopes, png) in results.items():
-            sites.to_parquet(out.path(layout.synergy_site_metrics(domain)), index=False)
-            curves.to_parquet(out.path(layout.synergy_curves_table(domain)), index=False)
-            slopes.to_parquet(out.path(layout.synergy_slopes_table(domain)), index=False)
-            out.write_bytes(layout.synergy_curves_png(domain), png)
-            where = {"domain": domain, "budget": budget}
-            writes += [("synergy_curves", curves, where), ("synergy_slopes", slopes, where)]
-        out.transaction(db.transaction(writes), db.path)
+    _store(layout, store, budget, study.domains(), results)
     meta["folder"] = dg.MetadataValue.path(str(layout.synergy_dir()))
     return dg.MaterializeResult(metadata=meta)
+
+
+def _store(
+    layout: Layout,
+    store: MetadataStoreResource,
+    budget: str,
+    domains: list[str],
+    results: dict[str, Curves],
+) -> None:
+    """Write each domain's curves (site metrics, curves, slopes, figure) and its DuckDB rows of
+    ``budget``; a domain of the run without curves this time (none planned, or the block turned
+    off) loses an earlier run's files and rows, so only what the study now produces is stored. All
+    or nothing: every file and row changes together."""
+    db = store.store()
+    empty = pd.DataFrame({"domain": pd.Series(dtype=str)})
+    writes = []
+    with staged_outputs() as out:
+        for domain in domains:
+            where = {"domain": domain, "budget": budget}
+            files = (
+                layout.synergy_site_metrics(domain),
+                layout.synergy_curves_table(domain),
+                layout.synergy_slopes_table(domain),
+            )
+            if domain in results:
+                *tables, png = results[domain]
+                for path, table in zip(files, tables, strict=True):
+                    table.to_parquet(out.path(path), index=False)
+                out.write_bytes(layout.synergy_curves_png(domain), png)
+                curves, slopes = tables[1], tables[2]
+            else:
+                for path in (*files, layout.synergy_curves_png(domain)):
+                    if path.exists():
+                        out.remove(path)
+                curves = slopes = empty
+            writes += [("synergy_curves", curves, where), ("synergy_slopes", slopes, where)]
+        out.transaction(db.transaction(writes), db.path)
