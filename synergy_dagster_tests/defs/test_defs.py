@@ -201,3 +201,23 @@ def test_scoring_planned_models_that_were_never_trained_names_them_and_the_comma
         and "make study" in text
         and "--partition 'global:CONUS'" in text
     )
+
+
+def test_spatial_writes_cover_every_domain_of_the_run() -> None:
+    """A domain of the run without a holdout this time gets an empty write under its (domain,
+    budget) partition, so its earlier rows go in the same transaction as the new ones."""
+    import pandas as pd
+
+    from synergy_dagster.defs.assets.spatial import _writes
+
+    frame = pd.DataFrame({"domain": ["soil_moisture", "soil_moisture"], "x": [1, 2]})
+    writes = _writes(["soil_moisture", "streamflow"], "converge", frame, frame.head(1), frame.iloc[0:0])
+    got = [(table, where["domain"], where["budget"], len(df)) for table, df, where in writes]
+    assert got == [
+        ("spatial_site_metrics", "soil_moisture", "converge", 2),
+        ("spatial_gauge_loss", "soil_moisture", "converge", 1),
+        ("spatial_significance", "soil_moisture", "converge", 0),
+        ("spatial_site_metrics", "streamflow", "converge", 0),
+        ("spatial_gauge_loss", "streamflow", "converge", 0),
+        ("spatial_significance", "streamflow", "converge", 0),
+    ]
