@@ -211,7 +211,8 @@ def test_spatial_writes_cover_every_domain_of_the_run() -> None:
     from synergy_dagster.defs.assets.spatial import _writes
 
     frame = pd.DataFrame({"domain": ["soil_moisture", "soil_moisture"], "x": [1, 2]})
-    writes = _writes(["soil_moisture", "streamflow"], "converge", frame, frame.head(1), frame.iloc[0:0])
+    tables = {"site_metrics": frame, "gauge_loss": frame.head(1), "verdicts": frame}  # no significance
+    writes = _writes(["soil_moisture", "streamflow"], "converge", tables)
     got = [(table, where["domain"], where["budget"], len(df)) for table, df, where in writes]
     assert got == [
         ("spatial_site_metrics", "soil_moisture", "converge", 2),

@@ -54,7 +54,7 @@ def spatial_evaluation(
     profile = study.spec.training_profile()
     budget = profile.budget.mode
     if not study.spec.spatial.enabled:
-        _clear(layout, store, study.domains(), budget)
+        _publish(layout, store, budget, study.domains(), {}, {})
         return dg.MaterializeResult(metadata={"skipped": "the study sets no spatial holdout (spatial:)"})
     configure_threads(compute.torch_threads, profile.hidden)
     device = pick_device(compute.device)
@@ -94,7 +94,7 @@ def spatial_evaluation(
         context.log.info(f"{domain}: {frame['site_id'].nunique()} held-out sites scored")
     out_dir = layout.spatial_dir()
     if not frames:
-        _clear(layout, store, study.domains(), budget)
+        _publish(layout, store, budget, study.domains(), {}, {})
         return dg.MaterializeResult(metadata={**meta, "skipped": "no domain has a spatial holdout"})
     metrics = pd.concat(frames, ignore_index=True)
     loss = pd.concat(losses, ignore_index=True)
@@ -120,52 +120,66 @@ def spatial_evaluation(
         )
     )
     meta["every_region"] = dg.MetadataValue.md(markdown_table(every))
-    db = store.store()
-    # every domain of the run, so that a domain without a holdout this time loses its earlier rows
-    writes = _writes(study.domains(), budget, metrics, loss, table)
-    # All or nothing: the three tables, their Parquet copies and the figures change together.
-    with staged_outputs() as out:
-        for stale in set(out_dir.glob("gauge_skill_*.png")) - {
-            out_dir / f"gauge_skill_{d}.png" for d in figures
-        }:
-            out.remove(stale)
-        metrics.to_parquet(out.path(layout.spatial_table("site_metrics")), index=False)
-        loss.to_parquet(out.path(layout.spatial_table("gauge_loss")), index=False)
-        table.to_parquet(out.path(layout.spatial_table("significance")), index=False)
-        verdicts.to_parquet(out.path(layout.spatial_table("verdicts")), index=False)
-        every.to_parquet(out.path(layout.spatial_table("every_region")), index=False)
-        for domain, png in figures.items():
-            out.write_bytes(out_dir / f"gauge_skill_{domain}.png", png)
-        out.transaction(db.transaction(writes), db.path)
+    tables = {
+        "site_metrics": metrics,
+        "gauge_loss": loss,
+        "significance": table,
+        "verdicts": verdicts,
+        "every_region": every,
+    }
+    _publish(layout, store, budget, study.domains(), tables, figures)
     return dg.MaterializeResult(
         metadata={**meta, "n_rows": len(metrics), "path": dg.MetadataValue.path(str(out_dir))}
     )
 
 
-_TABLES = ("spatial_site_metrics", "spatial_gauge_loss", "spatial_significance")
+# the DuckDB table of each Parquet table that is also stored there
+_STORED = {
+    "site_metrics": "spatial_site_metrics",
+    "gauge_loss": "spatial_gauge_loss",
+    "significance": "spatial_significance",
+}
 
 
 def _writes(
-    domains: list[str], budget: str, *frames: pd.DataFrame
+    domains: list[str], budget: str, tables: dict[str, pd.DataFrame]
 ) -> list[tuple[str, pd.DataFrame, dict[str, str]]]:
-    """The DuckDB writes of the three spatial tables (``frames`` in :data:`_TABLES` order), one per
-    table and domain of the run: a domain's rows of ``budget`` are replaced by its rows in the
-    frame, none if it has none."""
+    """The DuckDB writes of the three stored spatial tables, one per table and domain of the run:
+    a domain's rows of ``budget`` are replaced by its rows in ``tables``, none if it has none (or
+    the table is absent), so a domain without a holdout this time loses its earlier rows."""
+    empty = pd.DataFrame({"domain": pd.Series(dtype=str)})
     writes = []
     for domain in domains:
         where = {"domain": domain, "budget": budget}
-        writes += [(name, f[f["domain"] == domain], where) for name, f in zip(_TABLES, frames, strict=True)]
+        for name, db_table in _STORED.items():
+            frame = tables.get(name, empty)
+            writes.append((db_table, frame[frame["domain"] == domain], where))
     return writes
 
 
-def _clear(layout: Layout, store: MetadataStoreResource, domains: list[str], budget: str) -> None:
-    """No holdout this time (none asked for, or none formed): the tables, figures and DuckDB rows of
-    an earlier run go, together, so that neither the summary nor a query shows results the study as
-    configured now does not produce."""
+def _publish(
+    layout: Layout,
+    store: MetadataStoreResource,
+    budget: str,
+    domains: list[str],
+    tables: dict[str, pd.DataFrame],
+    figures: dict[str, bytes],
+) -> None:
+    """Write the spatial ``tables`` (Parquet under evaluation/spatial/, by name) and ``figures``
+    (PNG per domain) with the DuckDB rows, and remove every earlier spatial file this run does not
+    write: with no holdout (``tables`` empty) all of them and the run's rows go, so neither the
+    summary nor a query shows results the study as configured now does not produce. All or nothing:
+    files and rows change together."""
     out_dir = layout.spatial_dir()
-    empty = pd.DataFrame({"domain": pd.Series(dtype=str)})
+    keep = {layout.spatial_table(name) for name in tables} | {
+        out_dir / f"gauge_skill_{domain}.png" for domain in figures
+    }
     db = store.store()
     with staged_outputs() as out:
-        for stale in sorted({*out_dir.glob("*.parquet"), *out_dir.glob("gauge_skill_*.png")}):
+        for stale in sorted({*out_dir.glob("*.parquet"), *out_dir.glob("gauge_skill_*.png")} - keep):
             out.remove(stale)
-        out.transaction(db.transaction(_writes(domains, budget, empty, empty, empty)), db.path)
+        for name, frame in tables.items():
+            frame.to_parquet(out.path(layout.spatial_table(name)), index=False)
+        for domain, png in figures.items():
+            out.write_bytes(out_dir / f"gauge_skill_{domain}.png", png)
+        out.transaction(db.transaction(_writes(domains, budget, tables)), db.path)

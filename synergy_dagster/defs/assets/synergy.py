@@ -4,9 +4,10 @@ pool, and a slope per pool with its bootstrap uncertainty (the science in
 
 Runs only where the study file enables ``synergy_curves``; otherwise, and for a domain whose plan
 holds no curve sets, it reports a skip and removes an earlier run's curves (files and this
-budget's rows), so only what the study now produces is stored. Per domain: table ``synergy_curves`` and ``synergy_slopes`` rows (one set per domain and
-budget), Parquet under ``evaluation/synergy_curves/`` and ``figures/<domain>_synergy_curves.png``,
-all in one staged write with one DuckDB transaction."""
+budget's rows), so only what the study now produces is stored. Per domain: table
+``synergy_curves`` and ``synergy_slopes`` rows (one set per domain and budget), Parquet under
+``evaluation/synergy_curves/`` and ``figures/<domain>_synergy_curves.png``, all in one staged
+write with one DuckDB transaction."""
 
 from typing import Any
 
@@ -130,19 +131,19 @@ def _store(
     with staged_outputs() as out:
         for domain in domains:
             where = {"domain": domain, "budget": budget}
-            files = (
+            paths = (
                 layout.synergy_site_metrics(domain),
                 layout.synergy_curves_table(domain),
                 layout.synergy_slopes_table(domain),
+                layout.synergy_curves_png(domain),
             )
             if domain in results:
-                *tables, png = results[domain]
-                for path, table in zip(files, tables, strict=True):
+                sites, curves, slopes, png = results[domain]
+                for path, table in zip(paths[:3], (sites, curves, slopes), strict=True):
                     table.to_parquet(out.path(path), index=False)
-                out.write_bytes(layout.synergy_curves_png(domain), png)
-                curves, slopes = tables[1], tables[2]
+                out.write_bytes(paths[-1], png)
             else:
-                for path in (*files, layout.synergy_curves_png(domain)):
+                for path in paths:
                     if path.exists():
                         out.remove(path)
                 curves = slopes = empty
